@@ -1,0 +1,3 @@
+"""scanbench: a reproducible benchmark of visual explanations (SCAN and baselines)."""
+
+__version__ = "0.1.0"

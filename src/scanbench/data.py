@@ -1,0 +1,165 @@
+"""Dataset indexing (the manifest), image loading and seeded subsets.
+
+Images enter every model as float tensors in [0, 1] (B x 3 x H x W); each target model normalises
+internally, so perturbations ("black" = 0) and Drop/Inc products happen in image space.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from .errors import ScanbenchError
+
+IMAGE_EXTENSIONS = {".jpeg", ".jpg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+MANIFEST_COLUMNS = ["path", "label", "split", "class_name", "wnid", "imagenet_index", "converted"]
+
+
+def imagenet_wnid_index() -> dict[str, tuple[int, str]]:
+    """wnid -> (ImageNet-1k index, readable name), from timm's bundled ImageNet metadata (offline)."""
+    from timm.data import ImageNetInfo
+
+    info = ImageNetInfo()
+    out = {}
+    for idx in range(info.num_classes()):
+        wnid = info.index_to_label_name(idx)
+        desc = info.index_to_description(idx)
+        out[wnid] = (idx, desc.split(",")[0].strip())
+    return out
+
+
+def open_rgb(path: str | Path) -> tuple[Image.Image, bool]:
+    """Open an image as RGB; returns (image, converted) where converted says it was not RGB on disk."""
+    with Image.open(path) as img:
+        img.load()
+        converted = img.mode != "RGB"
+        return (img.convert("RGB") if converted else img.copy()), converted
+
+
+@dataclass
+class IndexReport:
+    n_images: int
+    n_converted: int
+    unreadable: list[tuple[str, str]]
+
+
+def build_manifest(root: str | Path, splits: Sequence[str] = ("train", "val"),
+                   check_images: bool = True) -> tuple[pd.DataFrame, IndexReport]:
+    """Index an ImageFolder tree root/<split>/<class>/<image> into a manifest.
+
+    Classes are the sorted folder names of the first split; a folder named by an ImageNet wnid gets its
+    ImageNet-1k index (else -1). Unreadable files are reported and skipped, never fatal.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise ScanbenchError(f"data root {root} does not exist: set data.root in params.yaml or $SCANBENCH_DATA_ROOT")
+    split_dirs = [root / s for s in splits]
+    missing = [str(d) for d in split_dirs if not d.is_dir()]
+    if missing:
+        raise ScanbenchError(f"data root {root} lacks split folder(s) {', '.join(missing)}: set data.root "
+                             f"to an ImageFolder tree with {'/'.join(splits)} sub-folders")
+    classes = sorted(p.name for p in split_dirs[0].iterdir() if p.is_dir())
+    if not classes:
+        raise ScanbenchError(f"data root {root} has no class folders under {splits[0]}/: set data.root")
+    wnids = imagenet_wnid_index()
+    rows, unreadable, n_converted = [], [], 0
+    for split in splits:
+        for label, cls in enumerate(classes):
+            cdir = root / split / cls
+            if not cdir.is_dir():
+                continue
+            for f in sorted(cdir.iterdir()):
+                if f.suffix.lower() not in IMAGE_EXTENSIONS:
+                    continue
+                converted = False
+                if check_images:
+                    try:
+                        with warnings.catch_warnings():
+                            warnings.simplefilter("ignore")
+                            with Image.open(f) as img:
+                                img.verify()
+                            with Image.open(f) as img:
+                                img.load()
+                                converted = img.mode != "RGB"
+                    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+                        unreadable.append((str(f.relative_to(root)), f"{type(err).__name__}: {err}"))
+                        continue
+                n_converted += converted
+                idx, name = wnids.get(cls, (-1, cls))
+                rows.append({"path": str(f.relative_to(root)), "label": label, "split": split,
+                             "class_name": name, "wnid": cls, "imagenet_index": idx, "converted": converted})
+    if not rows:
+        raise ScanbenchError(f"data root {root} holds no readable images: set data.root")
+    df = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
+    return df, IndexReport(len(df), n_converted, unreadable)
+
+
+def load_manifest(path: str | Path) -> pd.DataFrame:
+    path = Path(path)
+    if not path.exists():
+        raise ScanbenchError(f"manifest {path} not found: run `dvc repro prepare` first")
+    return pd.read_csv(path)
+
+
+def class_table(manifest: pd.DataFrame) -> pd.DataFrame:
+    """One row per class label: label, wnid, class_name, imagenet_index (sorted by label)."""
+    return (manifest[["label", "wnid", "class_name", "imagenet_index"]]
+            .drop_duplicates("label").sort_values("label").reset_index(drop=True))
+
+
+def load_image(path: str | Path, size: int) -> torch.Tensor:
+    """Read one image as a 3 x size x size float tensor in [0, 1] (grayscale/CMYK converted to RGB)."""
+    try:
+        img, _ = open_rgb(path)
+    except (UnidentifiedImageError, OSError) as err:
+        raise ScanbenchError(f"cannot read image {path}: {err}") from err
+    if img.size != (size, size):
+        img = img.resize((size, size), Image.BICUBIC if size > min(img.size) else Image.LANCZOS)
+    arr = np.asarray(img, dtype=np.uint8)
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255.0)
+
+
+def load_images(root: str | Path, rel_paths: Iterable[str], size: int) -> torch.Tensor:
+    root = Path(root)
+    return torch.stack([load_image(root / p, size) for p in rel_paths])
+
+
+def to_uint8(images01: torch.Tensor) -> np.ndarray:
+    return (images01.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+
+
+def from_uint8(arr: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(arr)).float().div_(255.0)
+
+
+def seeded_subset(manifest: pd.DataFrame, split: str, n: int | None, seed: int,
+                  exclude: Iterable[int] = ()) -> np.ndarray:
+    """Row indices of a fixed random subset of a split (n=None: all), sorted for stable order."""
+    idx = np.flatnonzero((manifest["split"] == split).to_numpy())
+    exclude = set(int(i) for i in exclude)
+    idx = np.array([i for i in idx if i not in exclude], dtype=np.int64)
+    if n is None or n >= len(idx):
+        return idx
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(idx, size=n, replace=False))
+
+
+def eval_indices(manifest: pd.DataFrame, params: dict) -> np.ndarray:
+    """The evaluation images (val split), the same for every method and backbone."""
+    return seeded_subset(manifest, "val", params["explain"]["n_images"], params["seed"])
+
+
+def holdout_indices(manifest: pd.DataFrame, params: dict) -> np.ndarray:
+    """Val images for held-out decoder checks, disjoint from the evaluation images."""
+    return seeded_subset(manifest, "val", params["features"]["n_holdout"], params["seed"] + 1,
+                         exclude=eval_indices(manifest, params))
+
+
+def scan_train_indices(manifest: pd.DataFrame, params: dict) -> np.ndarray:
+    return seeded_subset(manifest, "train", params["features"]["n_train"], params["seed"])

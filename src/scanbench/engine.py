@@ -1,0 +1,75 @@
+"""Forward-only inference: logits for many [0, 1] images, batched, by PyTorch or ONNX Runtime.
+
+Every forward-only workload (perturbation tests, Drop/Inc, RISE, LIME, calibration, sanity
+re-evaluation) goes through `ForwardEngine`, so the engine is one param (`evaluate.engine`).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from .errors import ScanbenchError
+
+ENGINES = ("onnx", "torch")
+
+
+def export_onnx(model: nn.Module, path: str | Path, input_size: int, opset: int = 17) -> Path:
+    """Export a TargetModel ([0, 1] image -> logits) with a dynamic batch axis, atomically."""
+    from .io import atomic_path
+
+    model = model.eval()
+    dummy = torch.rand(2, 3, input_size, input_size)
+    from .hooks import attention_modules
+    for m in attention_modules(model):
+        m.fused_attn = False  # plain matmul/softmax exports cleanly on every opset
+    with atomic_path(path, suffix=".onnx") as tmp:
+        torch.onnx.export(model, (dummy,), str(tmp), input_names=["images"], output_names=["logits"],
+                          dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}}, opset_version=opset,
+                          dynamo=False)
+    return Path(path)
+
+
+class ForwardEngine:
+    """`engine(x01) -> logits` (torch.Tensor, float32) in batches of `batch_size`, no gradient."""
+
+    def __init__(self, model: nn.Module | None = None, kind: str = "torch", onnx_path: str | Path | None = None,
+                 batch_size: int = 64, threads: int | None = None):
+        if kind not in ENGINES:
+            raise ScanbenchError(f"unknown engine {kind!r}; set evaluate.engine to one of {', '.join(ENGINES)}")
+        self.kind = kind
+        self.batch_size = batch_size
+        self.model = model.eval() if model is not None else None
+        if kind == "onnx":
+            if onnx_path is None or not Path(onnx_path).exists():
+                raise ScanbenchError(f"ONNX model {onnx_path} not found: run `dvc repro targets` first")
+            import onnxruntime as ort
+
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = threads or os.cpu_count() or 1
+            opts.inter_op_num_threads = 1
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            self.session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+        elif self.model is None:
+            raise ScanbenchError("the torch engine needs a model")
+
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == "onnx":
+            out = self.session.run(["logits"], {"images": np.ascontiguousarray(x.numpy(), dtype=np.float32)})[0]
+            return torch.from_numpy(out)
+        with torch.inference_mode():
+            return self.model(x.contiguous(memory_format=torch.channels_last)).float()
+
+    def __call__(self, x01: torch.Tensor) -> torch.Tensor:
+        x01 = torch.as_tensor(x01, dtype=torch.float32)
+        outs = [self._run(x01[i:i + self.batch_size]) for i in range(0, x01.shape[0], self.batch_size)]
+        return torch.cat(outs) if outs else torch.empty(0)
+
+    def predict(self, x01: torch.Tensor) -> torch.Tensor:
+        return self(x01).argmax(1)
+
+    def probs(self, x01: torch.Tensor) -> torch.Tensor:
+        return self(x01).softmax(1)

@@ -1,0 +1,15 @@
+"""A random map: the calibration row (its AUC-D must be ~0)."""
+import torch
+
+from .base import Explainer, register_explainer
+
+
+@register_explainer("random")
+class RandomExplainer(Explainer):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.generator = torch.Generator().manual_seed(self.seed)
+
+    def _explain(self, images01, classes):
+        b, _, h, w = images01.shape
+        return torch.rand(b, h, w, generator=self.generator)
