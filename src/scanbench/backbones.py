@@ -91,7 +91,7 @@ class BackboneSpec:
     grid: int                        # side of the feature / token grid at the SCAN layer
     scan_layer: str
     gradcam_layer: str
-XX
+    layers: dict[str, str]           # alias -> module path: "default" = scan_layer, "alt1"/"alt2" = Table VII depths
     mean: tuple = IMAGENET_MEAN
     std: tuple = IMAGENET_STD
     factory: Callable[..., nn.Module] | None = None   # (spec, **kwargs) -> timm network
