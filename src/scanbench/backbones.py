@@ -96,6 +96,7 @@ class BackboneSpec:
     std: tuple = IMAGENET_STD
     factory: Callable[..., nn.Module] | None = None   # (spec, **kwargs) -> timm network
     pretrained_source: str = ""
+    trained_here: bool = False       # True: the `targets` stage trains it (else: pretrained weights)
     description: str = ""
     extra: dict = field(default_factory=dict)
 
@@ -221,7 +222,7 @@ register_backbone(BackboneSpec(
     scan_layer="net.blocks.2", gradcam_layer="net.blocks.5.norm1",
     layers={"default": "net.blocks.2", "alt1": "net.blocks.1", "alt2": "net.blocks.4"},
     factory=_vit_convstem_factory,
-    extra={"width": 192, "depth": 6, "heads": 3},
+    extra={"width": 192, "depth": 6, "heads": 3}, trained_here=True,
     pretrained_source="trained in the `targets` stage (distilled from effnet_lite0)",
     description="ViT (CLS token, 6 timm blocks of width 192, conv stem, 8x8 tokens at 64 px)",
 ))

@@ -1,0 +1,38 @@
+"""Stage `prepare`: index the dataset into data/manifest.csv; report converted and unreadable images."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import run_stage  # noqa: E402
+
+from scanbench.config import data_root, load_params  # noqa: E402
+from scanbench.data import build_manifest  # noqa: E402
+from scanbench.io import atomic_path, write_json  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--out", default="data/manifest.csv")
+    ap.add_argument("--report", default="results/prepare.json")
+    args = ap.parse_args()
+    params = load_params(args.params)
+    root = data_root(params)
+    manifest, report = build_manifest(root, params["data"]["splits"])
+    with atomic_path(args.out, suffix=".csv") as tmp:
+        manifest.to_csv(tmp, index=False)
+    counts = manifest.groupby("split").size().to_dict()
+    write_json(args.report, {"data_root": str(root), "n_images": report.n_images, "per_split": counts,
+                             "n_classes": int(manifest["label"].nunique()), "n_converted_to_rgb": report.n_converted,
+                             "unreadable": [{"path": p, "error": e} for p, e in report.unreadable]})
+    print(f"indexed {report.n_images} images ({counts}), converted {report.n_converted} to RGB, "
+          f"skipped {len(report.unreadable)} unreadable")
+    for p, e in report.unreadable:
+        print(f"  unreadable: {p}: {e}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,91 @@
+"""Stage `targets` (one per backbone): obtain the target model (pretrained weights, or trained here for
+the default profile's ViT), export it to ONNX for forward-only work, and measure val top-1."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import run_stage  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+
+from scanbench.backbones import get_backbone, load_target, save_target  # noqa: E402
+from scanbench.config import data_root, load_params, seed_everything  # noqa: E402
+from scanbench.data import class_table, load_images, load_manifest, seeded_subset  # noqa: E402
+from scanbench.engine import ForwardEngine, export_onnx  # noqa: E402
+from scanbench.io import atomic_path, read_json, write_json  # noqa: E402
+from scanbench.vit_train import ViTTrainConfig, train_vit  # noqa: E402
+
+
+def val_top1(engine: ForwardEngine, root: Path, rel_paths, labels: np.ndarray, size: int, batch: int) -> float:
+    correct = 0
+    for i in range(0, len(rel_paths), batch):
+        x = load_images(root, rel_paths[i:i + batch], size)
+        correct += int((engine.predict(x).numpy() == labels[i:i + batch]).sum())
+    return 100.0 * correct / len(labels)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--backbone", required=True)
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--manifest", default="data/manifest.csv")
+    ap.add_argument("--teacher", default="cache/teacher")
+    ap.add_argument("--out", default=None, help="default: models/targets/<backbone>")
+    ap.add_argument("--results", default="results/targets")
+    args = ap.parse_args()
+    params = load_params(args.params)
+    seed_everything(params["seed"])
+    spec = get_backbone(args.backbone)
+    manifest = load_manifest(args.manifest)
+    classes = class_table(manifest)
+    out = Path(args.out or f"models/targets/{spec.name}")
+    labels = manifest["label"].to_numpy()
+    extra: dict = {}
+    if spec.trained_here:
+        cfg = params["targets"]["vit"]
+        build_kwargs = {"num_classes": len(classes), "image_size": cfg["image_size"], "depth": cfg["depth"],
+                        "width": cfg["width"], "heads": cfg["heads"]}
+        model = spec.build(**build_kwargs)
+        teacher = Path(args.teacher)
+        meta = read_json(teacher / "meta.json")
+        train_idx, val_idx = np.array(meta["train_indices"]), np.array(meta["val_indices"])
+        tcfg = ViTTrainConfig(epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"],
+                              weight_decay=cfg["weight_decay"], warmup_epochs=cfg["warmup_epochs"],
+                              distill_temperature=cfg["distill_temperature"], distill_weight=cfg["distill_weight"],
+                              label_smoothing=cfg["label_smoothing"], seed=params["seed"])
+        curves = train_vit(model, np.load(teacher / "images_train.npy", mmap_mode="r"), labels[train_idx],
+                           np.load(teacher / "logits_train.npy"), np.load(teacher / "images_val.npy"),
+                           labels[val_idx], tcfg)
+        with atomic_path(Path(args.results) / f"{spec.name}_curves.csv", suffix=".csv") as tmp:
+            pd.DataFrame(curves).to_csv(tmp, index=False)
+        extra = {"epochs": cfg["epochs"], "train_seconds": curves[-1]["seconds"] if curves else 0.0,
+                 "n_train": int(len(train_idx))}
+    else:
+        build_kwargs = {}
+        model = spec.build(class_indices=classes["imagenet_index"].tolist(), pretrained=True)
+    save_target(out / "model.pt", spec, model, build_kwargs)
+    model = load_target(spec.name, out / "model.pt")  # what later stages load: measure exactly that
+    export_onnx(model, out / "model.onnx", spec.input_size)
+    engine = ForwardEngine(model, "onnx", out / "model.onnx", batch_size=params["targets"]["batch_size"])
+    val_idx = seeded_subset(manifest, "val", params["targets"].get("n_val"), params["seed"])
+    rel = manifest["path"].to_numpy()
+    top1 = val_top1(engine, data_root(params), rel[val_idx], labels[val_idx], spec.input_size,
+                    params["targets"]["batch_size"])
+    # The ONNX export must agree with PyTorch on real images (the forward-only engine's correctness).
+    x = load_images(data_root(params), rel[val_idx[:16]], spec.input_size)
+    with torch.inference_mode():
+        diff = float((engine(x) - model(x)).abs().max())
+    write_json(Path(args.results) / f"{spec.name}.json",
+               {"family": spec.family, "val_top1": round(top1, 2), "n_val": int(len(val_idx)),
+                "onnx_max_abs_logit_diff": diff, **extra})
+    print(f"{spec.name}: val top-1 {top1:.2f}% on {len(val_idx)} images; ONNX max |diff| {diff:.2e}")
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(2)
+    run_stage(main)

@@ -1,0 +1,60 @@
+"""Stage `teacher`: cache the images at the trained ViT's input size and the pretrained CNN's logits
+on the train split (soft labels for distillation), so the ViT's training epochs decode no JPEG."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import run_stage  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from scanbench.backbones import get_backbone  # noqa: E402
+from scanbench.config import data_root, load_params, seed_everything  # noqa: E402
+from scanbench.data import class_table, load_manifest, seeded_subset  # noqa: E402
+from scanbench.engine import ForwardEngine, export_onnx  # noqa: E402
+from scanbench.io import atomic_path, save_npy, write_json  # noqa: E402
+from scanbench.teacher import resize_images, teacher_logits  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--manifest", default="data/manifest.csv")
+    ap.add_argument("--out", default="cache/teacher")
+    args = ap.parse_args()
+    params = load_params(args.params)
+    seed_everything(params["seed"])
+    cfg = params["targets"]["vit"]
+    root = data_root(params)
+    manifest = load_manifest(args.manifest)
+    out = Path(args.out)
+    train_idx = seeded_subset(manifest, "train", cfg.get("n_train"), params["seed"])
+    val_idx = seeded_subset(manifest, "val", params["targets"].get("n_val"), params["seed"])
+    teacher_name = cfg.get("teacher", "effnet_lite0")
+    spec = get_backbone(teacher_name)
+    classes = class_table(manifest)["imagenet_index"].tolist()
+    model = spec.build(class_indices=classes, pretrained=True)
+    with atomic_path(out / "teacher.onnx", suffix=".onnx") as tmp_onnx:
+        export_onnx(model, tmp_onnx, spec.input_size)
+        engine = ForwardEngine(model, "onnx", tmp_onnx, batch_size=params["targets"]["batch_size"])
+        rel = manifest["path"].to_numpy()
+        logits = teacher_logits(engine, root, rel[train_idx], spec.input_size, params["targets"]["batch_size"])
+    size = cfg["image_size"]
+    save_npy(out / "logits_train.npy", logits.astype(np.float32))
+    save_npy(out / "images_train.npy", resize_images(root, rel[train_idx], size, "resize train"))
+    save_npy(out / "images_val.npy", resize_images(root, rel[val_idx], size, "resize val"))
+    labels = manifest["label"].to_numpy()
+    teacher_top1 = float((logits.argmax(1) == labels[train_idx]).mean() * 100)
+    write_json(out / "meta.json", {"teacher": teacher_name, "image_size": size,
+                                   "train_indices": train_idx.tolist(), "val_indices": val_idx.tolist(),
+                                   "teacher_train_top1": teacher_top1})
+    print(f"teacher {teacher_name}: train top-1 {teacher_top1:.1f}% on {len(train_idx)} images")
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(2)
+    run_stage(main)

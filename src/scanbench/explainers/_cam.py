@@ -1,0 +1,66 @@
+"""Shared base for the CAM family, computed by `pytorch-grad-cam` on the backbone's `gradcam_layer`.
+
+We call the library's own pieces (its activation/gradient hooks and its `get_cam_image`, which holds each
+method's weighting) but skip its post-processing: `BaseCAM.forward` min-max scales every map and resizes
+it with OpenCV, while `Explainer.explain` upsamples and normalises all methods alike. So `_explain`
+returns the raw ReLU'd CAM at the layer's grid (B x h x w).
+"""
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from ..backbones import get_module
+from .base import Explainer
+
+
+def prefix_tokens(model: nn.Module) -> int:
+    """Number of leading non-patch tokens (CLS, distillation, registers) of a timm ViT inside a TargetModel."""
+    net = getattr(model, "net", model)
+    return int(getattr(net, "num_prefix_tokens", 1))
+
+
+def tokens_to_grid(tokens: torch.Tensor, n_prefix: int = 1) -> torch.Tensor:
+    """B x T x D tokens -> B x D x g x g, the prefix tokens dropped; g derived from the token count."""
+    patches = tokens[:, n_prefix:, :]
+    b, n, d = patches.shape
+    g = int(round(n ** 0.5))
+    if g * g != n:
+        raise ValueError(f"{n} patch tokens do not form a square grid")
+    return patches.reshape(b, g, g, d).permute(0, 3, 1, 2)
+
+
+class LibraryCAM(Explainer):
+    """One pytorch-grad-cam method on `spec.gradcam_layer`, one ClassifierOutputTarget per image."""
+
+    cam_class: ClassVar[type]  # a pytorch_grad_cam BaseCAM subclass
+
+    def _explain(self, images01: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+        layer = get_module(self.model, self.spec.gradcam_layer)
+        reshape = None
+        if self.spec.family == "vit":
+            n_prefix = prefix_tokens(self.model)
+            reshape = lambda t: tokens_to_grid(t, n_prefix)  # noqa: E731
+        # The CAM object hooks the layer; build it per batch and release it so no hook outlives the call
+        # (a left-over hook would store activations on every later forward of the model).
+        cam = self.cam_class(model=self.model, target_layers=[layer], reshape_transform=reshape)
+        try:
+            with torch.enable_grad():
+                outputs = cam.activations_and_grads(images01.detach())
+                # One target per image: each image's own class (a single target explains image 0 only).
+                targets = [ClassifierOutputTarget(int(c)) for c in classes]
+                loss = sum(t(o) for t, o in zip(targets, outputs))
+                self.model.zero_grad(set_to_none=True)
+                loss.backward()
+            acts = cam.activations_and_grads.activations[0].numpy()
+            grads = cam.activations_and_grads.gradients[0].numpy()
+            raw = cam.get_cam_image(images01, layer, targets, acts, grads, eigen_smooth=False)
+        finally:
+            cam.activations_and_grads.release()
+            self.model.zero_grad(set_to_none=True)
+        return torch.from_numpy(np.maximum(raw, 0).astype(np.float32))

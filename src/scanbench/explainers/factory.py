@@ -1,0 +1,37 @@
+"""Build any method with its settings from params.yaml, so every stage (explain, sanity, timing,
+ablations) configures a method the same way."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch.nn as nn
+
+from ..backbones import BackboneSpec
+from .base import Explainer, make_explainer
+
+
+def explainer_params(method: str, params: dict[str, Any], engine=None,
+                     decoder_path: str | Path | None = None) -> dict[str, Any]:
+    """The keyword arguments `make_explainer` takes for `method` under these params."""
+    ex = params["explain"]
+    kwargs: dict[str, Any] = {"seed": int(params["seed"]), "batch_size": int(ex["batch_size"])}
+    if method == "lime":
+        kwargs.update(num_samples=ex["lime"]["num_samples"], forward_batch_size=ex["lime"]["batch_size"],
+                      engine=engine)
+    elif method == "rise":
+        r = ex["rise"]
+        kwargs.update(n_masks=r["n_masks"], s=r["s"], p1=r["p1"], forward_batch_size=r["batch_size"],
+                      engine=engine)
+    elif method == "scan":
+        kwargs.update(decoder_path=decoder_path, p=params["scan"]["p_infer"])
+    return kwargs
+
+
+def explainer_from_params(method: str, model: nn.Module, spec: BackboneSpec, params: dict[str, Any],
+                          engine=None, decoder_path: str | Path | None = None) -> Explainer:
+    """`make_explainer(method, ...)` with explain.* / scan.p_infer / seed from params.
+
+    `engine` (a ForwardEngine) serves the forward-only methods (lime, rise); `decoder_path` is SCAN's decoder.
+    """
+    return make_explainer(method, model, spec, **explainer_params(method, params, engine, decoder_path))

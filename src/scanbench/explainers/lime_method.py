@@ -1,0 +1,70 @@
+"""LIME (Ribeiro et al. 2016) through the `lime` package: quickshift superpixels, num_samples random
+on/off patterns (off = the superpixel's mean colour), a weighted ridge fit per class. The map paints each
+superpixel with its weight for the explained class (signed, as fitted). Every image gets a fresh,
+identically seeded explainer, so a map depends only on the image, the class and the seed."""
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import torch
+
+from ..errors import ScanbenchError
+from ._forward import class_probs
+from .base import Explainer, register_explainer
+
+
+@contextlib.contextmanager
+def _quiet_lime():
+    """lime 0.2.0.1 wraps its sampling loop in tqdm with no switch; silence it for the call only
+    (one bar per image would bury the stage's own progress bar)."""
+    import lime.lime_image as li
+
+    saved = li.tqdm
+    li.tqdm = lambda it, *a, **k: it
+    try:
+        yield
+    finally:
+        li.tqdm = saved
+
+
+@register_explainer("lime")
+class LimeExplainer(Explainer):
+    def __init__(self, model, spec, num_samples: int = 1000, forward_batch_size: int = 50, engine=None,
+                 kernel_size: float = 4, max_dist: float = 200, ratio: float = 0.2, **kwargs):
+        super().__init__(model, spec, **kwargs)
+        if int(num_samples) < 2:
+            raise ScanbenchError(f"explain.lime.num_samples must be >= 2 (got {num_samples!r})")
+        if int(forward_batch_size) < 1:
+            raise ScanbenchError(f"explain.lime.batch_size must be >= 1 (got {forward_batch_size!r})")
+        self.num_samples = int(num_samples)
+        self.forward_batch_size = int(forward_batch_size)
+        self.engine = engine
+        # lime's own quickshift defaults, stated so they are visible
+        self.quickshift = dict(kernel_size=kernel_size, max_dist=max_dist, ratio=ratio)
+
+    def _classifier_fn(self, batch: np.ndarray) -> np.ndarray:
+        """lime's callback: N x H x W x 3 doubles in [0, 1] -> N x K probabilities."""
+        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).permute(0, 3, 1, 2)
+        return class_probs(self.model, self.engine, x).double().numpy()
+
+    def explain_one(self, image01: torch.Tensor, cls: int) -> np.ndarray:
+        from lime.lime_image import LimeImageExplainer
+        from lime.wrappers.scikit_image import SegmentationAlgorithm
+
+        image = image01.permute(1, 2, 0).double().numpy()
+        segmenter = SegmentationAlgorithm("quickshift", random_seed=self.seed, **self.quickshift)
+        explainer = LimeImageExplainer(random_state=self.seed)
+        with _quiet_lime():
+            exp = explainer.explain_instance(
+                image, self._classifier_fn, labels=(cls,), top_labels=None, hide_color=None,
+                num_features=100000, num_samples=self.num_samples, batch_size=self.forward_batch_size,
+                segmentation_fn=segmenter, random_seed=self.seed)
+        weights = np.zeros(int(exp.segments.max()) + 1)
+        for segment, weight in exp.local_exp[cls]:
+            weights[segment] = weight
+        return weights[exp.segments]
+
+    def _explain(self, images01, classes):
+        return torch.stack([torch.from_numpy(self.explain_one(img, int(c))).float()
+                            for img, c in zip(images01, classes)])

@@ -1,0 +1,69 @@
+"""RISE (Petsiuk et al. 2018), in-house and batched.
+
+N binary grids s x s (each cell kept with probability p1) are upsampled bilinearly to (s+1) * cell
+(cell = ceil(H / s)) and cropped to H x W at a random shift in [0, cell) per axis, so mask edges do not
+all fall on the same lines. Saliency of class c: sum_i f_c(x * M_i) M_i / (N p1), f_c the softmax
+probability. Masks are fixed by the seed (the same for every image) and built chunk by chunk, so memory
+stays at one forward batch of masks.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import ScanbenchError
+from ._forward import class_probs
+from .base import Explainer, register_explainer
+
+
+@register_explainer("rise")
+class RiseExplainer(Explainer):
+    def __init__(self, model, spec, n_masks: int = 4000, s: int = 8, p1: float = 0.5,
+                 forward_batch_size: int = 100, engine=None, **kwargs):
+        super().__init__(model, spec, **kwargs)
+        if int(n_masks) < 1:
+            raise ScanbenchError(f"explain.rise.n_masks must be >= 1 (got {n_masks!r})")
+        if int(s) < 1:
+            raise ScanbenchError(f"explain.rise.s must be >= 1 (got {s!r})")
+        if not 0 < float(p1) <= 1:
+            raise ScanbenchError(f"explain.rise.p1 must be in (0, 1] (got {p1!r})")
+        if int(forward_batch_size) < 1:
+            raise ScanbenchError(f"explain.rise.batch_size must be >= 1 (got {forward_batch_size!r})")
+        self.n_masks, self.s, self.p1 = int(n_masks), int(s), float(p1)
+        self.forward_batch_size = int(forward_batch_size)
+        self.engine = engine
+        gen = torch.Generator().manual_seed(self.seed)
+        self.grids = (torch.rand(self.n_masks, self.s, self.s, generator=gen) < self.p1).float()
+        # Shift as a fraction of the cell, so one seed fixes the masks at any image size.
+        self.shift_frac = torch.rand(self.n_masks, 2, generator=gen)
+
+    def cell_size(self, h: int, w: int) -> int:
+        return math.ceil(max(h, w) / self.s)
+
+    def shifts(self, h: int, w: int) -> torch.Tensor:
+        """N x 2 integer (row, column) crop offsets in [0, cell)."""
+        return (self.shift_frac * self.cell_size(h, w)).long()
+
+    def masks(self, start: int, stop: int, h: int, w: int) -> torch.Tensor:
+        """Masks start..stop-1 as an (stop - start) x h x w float tensor in [0, 1]."""
+        cell = self.cell_size(h, w)
+        up = (self.s + 1) * cell
+        big = F.interpolate(self.grids[start:stop, None], size=(up, up), mode="bilinear",
+                            align_corners=False)[:, 0]
+        sh = self.shifts(h, w)[start:stop]
+        rows = sh[:, 0, None] + torch.arange(h)
+        cols = sh[:, 1, None] + torch.arange(w)
+        idx = torch.arange(big.shape[0])[:, None, None]
+        return big[idx, rows[:, :, None], cols[:, None, :]]
+
+    def _explain(self, images01, classes):
+        b, _, h, w = images01.shape
+        sal = torch.zeros(b, h, w)
+        for start in range(0, self.n_masks, self.forward_batch_size):
+            m = self.masks(start, min(start + self.forward_batch_size, self.n_masks), h, w)
+            for j in range(b):  # one forward batch = one image under a chunk of masks
+                probs = class_probs(self.model, self.engine, images01[j:j + 1] * m[:, None])
+                sal[j] += torch.einsum("n,nhw->hw", probs[:, int(classes[j])], m)
+        return sal / (self.n_masks * self.p1)

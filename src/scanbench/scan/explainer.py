@@ -1,0 +1,58 @@
+"""SCAN at inference (SPEC 3.6): features and gradient at the decoder's layer, mask at P, decode, C = map.
+
+    explainer = SCANExplainer(model, spec, decoder_path="models/scan/B/default/decoder.pt", p=95)
+    maps = explainer.explain(images01, classes)                     # B x H x W in [0, 1]
+    maps, recon01 = explainer.explain_with_reconstruction(images01, classes)
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from ..config import check_percentile
+from ..errors import ScanbenchError
+from ..explainers.base import Explainer, normalize_maps, upsample_maps
+from ..hooks import features_and_grads
+from .loss import confidence
+from .train import decoder_input, load_decoder
+
+
+class SCANExplainer(Explainer):
+    def __init__(self, model: nn.Module, spec, decoder_path: str | None = None, p: float = 95,
+                 layer: str | None = None, **kw: Any):
+        super().__init__(model, spec, **kw)
+        if not decoder_path:
+            raise ScanbenchError("SCAN needs decoder_path: the decoder checkpoint written by train_scan")
+        self.p = check_percentile(p, "scan.p_infer")
+        expected_layer = spec.resolve_layer(layer) if layer is not None else None
+        self.decoder, self.meta = load_decoder(decoder_path, spec.name, expected_layer)
+        self.layer = spec.resolve_layer(self.meta["layer"])
+        self.variant = self.meta.get("variant", "full")
+
+    def _decode(self, images01: torch.Tensor, classes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(C, Y_r): confidence B x H x W in [0, 1] and reconstruction B x 3 x H x W in [-1, 1]."""
+        _, F, G = features_and_grads(self.model, self.layer, images01, classes)
+        with torch.no_grad():
+            out = self.decoder(decoder_input(F, G, self.p, self.variant))
+        return confidence(out[:, 0], self.variant), out[:, 1:]
+
+    def _explain(self, images01: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        return self._decode(images01, classes)[0]
+
+    def explain_with_reconstruction(self, images01: torch.Tensor,
+                                    classes: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Maps as `explain`, plus the decoder's reconstruction mapped from [-1, 1] to [0, 1]."""
+        if images01.ndim != 4 or images01.shape[1] != 3:
+            raise ScanbenchError(f"images must be B x 3 x H x W in [0, 1] (got {tuple(images01.shape)})")
+        if classes is None:
+            with torch.no_grad():
+                classes = self.model(images01).argmax(1)
+        classes = torch.as_tensor(classes, dtype=torch.long).view(-1)
+        maps, recons = [], []
+        for i in range(0, images01.shape[0], self.batch_size):
+            C, rec = self._decode(images01[i:i + self.batch_size], classes[i:i + self.batch_size])
+            maps.append(normalize_maps(upsample_maps(torch.nan_to_num(C.float()), images01.shape[-1])))
+            recons.append(((rec.float() + 1) / 2).clamp(0, 1))
+        return torch.cat(maps), torch.cat(recons)

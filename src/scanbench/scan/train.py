@@ -1,0 +1,163 @@
+"""Train a SCAN decoder on a cached feature set (features.py), and save / load its checkpoint.
+
+The feature store holds, per image, F and G = d logit_c / d F (c = predicted class) as float16 and the
+uint8 image; training draws P per sample from [p_train_low, p_train_high), masks F (Eq. 1), decodes, and
+minimises Eq. 10 with Adam. Everything random (init, shuffling, P) is drawn from `seed`.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+from tqdm import tqdm
+
+from ..errors import ScanbenchError
+from ..features import FeatureSet
+from ..io import load_torch, save_torch
+from .decoder import build_decoder, decoder_from_kwargs
+from .loss import check_variant, confidence, effective_alpha, make_target, scan_loss
+from .masking import gradient_mask, sample_percentiles
+
+CURVE_KEYS = ("loss", "loss_c", "loss_r", "omega", "conf_area", "recon_err", "recon_err_weighted")
+
+
+def load_batch(fs: FeatureSet, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(F, G, images01) as float32 tensors for rows `idx` of a (memory-mapped, float16) feature set."""
+    idx = np.sort(np.asarray(idx))          # ascending reads are kinder to the memory map
+    F = torch.from_numpy(np.asarray(fs.F[idx], dtype=np.float32))
+    G = torch.from_numpy(np.asarray(fs.G[idx], dtype=np.float32))
+    images01 = torch.from_numpy(np.asarray(fs.images[idx], dtype=np.float32) / 255.0)
+    return F, G, images01
+
+
+def decoder_input(F: torch.Tensor, G: torch.Tensor, p: float | torch.Tensor, variant: str) -> torch.Tensor:
+    """Eq. 1 masking, skipped by the "no_mask" ablation (train and inference alike)."""
+    return F if variant == "no_mask" else gradient_mask(F, G, p)
+
+
+def _layer_of(fs: FeatureSet, spec, what: str) -> str:
+    layer = fs.meta.get("layer")
+    if not layer:
+        raise ScanbenchError(f"the {what} feature set's meta.json names no layer: re-run the features stage")
+    return spec.resolve_layer(layer)
+
+
+def _scan_params(params: dict) -> dict:
+    return params["scan"] if "scan" in params else params
+
+
+@torch.no_grad()
+def mean_confidence_area(decoder: nn.Module, fs: FeatureSet, p: float, variant: str = "full",
+                         batch_size: int = 32) -> float:
+    """Mean confidence C over a feature set at a fixed P (decoder in eval mode): the held-out area."""
+    decoder.eval()
+    total, n = 0.0, 0
+    for start in range(0, len(fs), batch_size):
+        F, G, _ = load_batch(fs, np.arange(start, min(start + batch_size, len(fs))))
+        C = confidence(decoder(decoder_input(F, G, p, variant))[:, 0], variant)
+        total += C.mean((1, 2)).sum().item()
+        n += F.shape[0]
+    return total / max(n, 1)
+
+
+def train_decoder(train_set: FeatureSet, holdout_set: FeatureSet | None, spec, params: dict, alpha: float,
+                  variant: str = "full", epochs: int | None = None, n_train: int | None = None, seed: int = 0,
+                  progress: bool = True) -> tuple[nn.Module, list[dict], dict]:
+    """Train a SCAN decoder; returns (decoder in eval mode, per-epoch curves, summary)."""
+    scan = _scan_params(params)
+    check_variant(variant)
+    effective_alpha(alpha, variant)          # rejects alpha <= 0
+    epochs = int(scan["epochs"] if epochs is None else epochs)
+    if epochs < 1:
+        raise ScanbenchError(f"epochs must be >= 1 (got {epochs})")
+    n = len(train_set) if n_train is None else min(int(n_train), len(train_set))
+    if n < 1:
+        raise ScanbenchError(f"no training images (n_train={n_train}, feature set holds {len(train_set)})")
+    size = train_set.images.shape[-1]
+    if size != spec.input_size:
+        raise ScanbenchError(f"feature set images are {size} px but backbone {spec.name} takes "
+                             f"{spec.input_size} px: re-run the features stage")
+    layer = _layer_of(train_set, spec, "train")
+    if holdout_set is not None and _layer_of(holdout_set, spec, "holdout") != layer:
+        raise ScanbenchError(f"train and holdout feature sets come from different layers "
+                             f"({train_set.meta.get('layer')} vs {holdout_set.meta.get('layer')})")
+    bs = int(scan["batch_size"])
+    lambda_c = float(scan.get("lambda_c", 0.1))
+    p_low, p_high = scan.get("p_train_low", 70), scan.get("p_train_high", 100)
+
+    with torch.random.fork_rng(devices=[]):   # seeded init without touching the caller's global RNG
+        torch.manual_seed(seed)
+        decoder = build_decoder(spec, train_set.F.shape[1:], params)
+    grid = decoder.kwargs["grid"]
+    opt = torch.optim.Adam(decoder.parameters(), lr=float(scan["lr"]))
+    gen = torch.Generator().manual_seed(seed)
+
+    curves: list[dict] = []
+    t0 = time.perf_counter()
+    for epoch in range(epochs):
+        decoder.train()
+        sums = dict.fromkeys(CURVE_KEYS, 0.0)
+        order = torch.randperm(n, generator=gen).numpy()
+        bar = tqdm(range(0, n, bs), desc=f"scan {spec.name} epoch {epoch + 1}/{epochs}", unit="batch",
+                   disable=not progress, leave=False)
+        for start in bar:
+            F, G, images01 = load_batch(train_set, order[start:start + bs])
+            p = sample_percentiles(F.shape[0], p_low, p_high, generator=gen)
+            out = decoder(decoder_input(F, G, p, variant))
+            terms = scan_loss(out, make_target(images01, grid, variant), alpha, lambda_c, variant)
+            if not torch.isfinite(terms["loss"]):
+                raise FloatingPointError(f"non-finite SCAN loss at epoch {epoch + 1}: {terms}")
+            opt.zero_grad(set_to_none=True)
+            terms["loss"].backward()
+            opt.step()
+            for k in CURVE_KEYS:
+                sums[k] += terms[k].item() * F.shape[0]
+            bar.set_postfix(loss=f"{terms['loss'].item():.4f}", area=f"{terms['conf_area'].item():.3f}")
+        curves.append({"epoch": epoch + 1, **{k: v / n for k, v in sums.items()},
+                       "seconds": time.perf_counter() - t0})
+    train_seconds = time.perf_counter() - t0
+    decoder.eval()
+
+    p_infer = float(scan.get("p_infer", 95))
+    val_area = (mean_confidence_area(decoder, holdout_set, p_infer, variant, batch_size=bs)
+                if holdout_set is not None and len(holdout_set) else None)
+    summary = {"backbone": spec.name, "alpha": float(alpha), "layer": layer, "variant": variant,
+               "final_loss": curves[-1]["loss"], "val_confidence_area": val_area,
+               "target_area": 1.0 / (1.0 + effective_alpha(alpha, variant)), "train_seconds": train_seconds,
+               "n_train": n, "epochs": epochs, "widths": list(decoder.kwargs["widths"])}
+    return decoder, curves, summary
+
+
+# ---------------------------------------------------------------- checkpoints
+
+def save_decoder(path: str | Path, decoder: nn.Module, meta: dict[str, Any]) -> None:
+    """Checkpoint {"backbone", "layer", "alpha", "variant", "decoder_kwargs", "state_dict"}, written atomically."""
+    missing = [k for k in ("backbone", "layer", "alpha") if k not in meta]
+    if missing:
+        raise ScanbenchError(f"decoder checkpoint meta lacks {', '.join(missing)}")
+    save_torch(path, {"backbone": str(meta["backbone"]), "layer": str(meta["layer"]),
+                      "alpha": float(meta["alpha"]), "variant": str(meta.get("variant", "full")),
+                      "decoder_kwargs": dict(decoder.kwargs), "state_dict": decoder.state_dict()})
+
+
+def load_decoder(path: str | Path, expected_backbone: str,
+                 expected_layer: str | None = None) -> tuple[nn.Module, dict]:
+    """Rebuild a decoder from its checkpoint (eval mode); refuses another backbone's or layer's decoder."""
+    path = Path(path)
+    if not path.exists():
+        raise ScanbenchError(f"SCAN decoder {path} not found: run `dvc repro train_scan` first")
+    ckpt = load_torch(path)
+    if ckpt.get("backbone") != expected_backbone:
+        raise ScanbenchError(f"decoder {path} was trained for backbone {ckpt.get('backbone')!r}, "
+                             f"not {expected_backbone!r}")
+    if expected_layer is not None and ckpt.get("layer") != expected_layer:
+        raise ScanbenchError(f"decoder {path} was trained on layer {ckpt.get('layer')!r}, "
+                             f"not {expected_layer!r}")
+    decoder = decoder_from_kwargs(ckpt["decoder_kwargs"])
+    decoder.load_state_dict(ckpt["state_dict"])
+    meta = {k: v for k, v in ckpt.items() if k != "state_dict"}
+    return decoder.eval(), meta

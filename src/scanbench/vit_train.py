@@ -1,0 +1,113 @@
+"""Train the default profile's ViT on cached 64 px images, distilled from the CNN's soft labels.
+
+Fixed epoch count (not a time budget) so that the same params give the same model on any machine.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm import tqdm
+
+
+@dataclass
+class ViTTrainConfig:
+    epochs: int = 30
+    batch_size: int = 128
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    warmup_epochs: int = 1
+    distill_temperature: float = 2.0
+    distill_weight: float = 0.7
+    label_smoothing: float = 0.1
+    seed: int = 0
+    pad: int = 4
+
+
+def augment(x: torch.Tensor, gen: torch.Generator, pad: int) -> torch.Tensor:
+    """Random crop from a reflect-padded image and horizontal flip, per image (seeded)."""
+    b, _, h, w = x.shape
+    padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
+    dx = torch.randint(0, 2 * pad + 1, (b,), generator=gen)
+    dy = torch.randint(0, 2 * pad + 1, (b,), generator=gen)
+    rows = (dy.view(b, 1) + torch.arange(h).view(1, h))            # b x h
+    cols = (dx.view(b, 1) + torch.arange(w).view(1, w))            # b x w
+    idx_b = torch.arange(b).view(b, 1, 1)
+    out = padded.permute(0, 2, 3, 1)[idx_b, rows.view(b, h, 1), cols.view(b, 1, w)].permute(0, 3, 1, 2)
+    flip = torch.rand(b, generator=gen) < 0.5
+    out[flip] = out[flip].flip(-1)
+    return out.contiguous()
+
+
+def lr_at(step: int, total: int, warmup: int, base: float) -> float:
+    if step < warmup:
+        return base * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return base * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+@torch.inference_mode()
+def accuracy(model: nn.Module, images_u8: np.ndarray, labels: np.ndarray, batch_size: int = 256) -> float:
+    model.eval()
+    correct = 0
+    for i in range(0, len(labels), batch_size):
+        x = torch.from_numpy(np.ascontiguousarray(images_u8[i:i + batch_size])).float().div_(255)
+        correct += (model(x).argmax(1).numpy() == labels[i:i + batch_size]).sum()
+    return 100.0 * correct / max(1, len(labels))
+
+
+def train_vit(model: nn.Module, train_u8: np.ndarray, train_labels: np.ndarray, teacher: np.ndarray,
+              val_u8: np.ndarray, val_labels: np.ndarray, cfg: ViTTrainConfig) -> list[dict]:
+    """Train in place; returns one dict of curves per epoch (loss, train/val top-1, lr, seconds)."""
+    gen = torch.Generator().manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    decay = [p for n, p in model.named_parameters() if p.ndim > 1 and "pos_embed" not in n and "cls_token" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.ndim > 1 and "pos_embed" not in n
+                                                               and "cls_token" not in n)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    n = len(train_labels)
+    steps_per_epoch = math.ceil(n / cfg.batch_size)
+    total = cfg.epochs * steps_per_epoch
+    labels_t = torch.from_numpy(train_labels).long()
+    teacher_t = torch.from_numpy(teacher).float()
+    T = cfg.distill_temperature
+    curves, step, start = [], 0, time.perf_counter()
+    for epoch in range(cfg.epochs):
+        model.train()
+        perm = torch.randperm(n, generator=gen)
+        tot_loss, tot_correct = 0.0, 0
+        bar = tqdm(range(steps_per_epoch), desc=f"vit epoch {epoch + 1}/{cfg.epochs}", unit="step", mininterval=10)
+        for s in bar:
+            idx = perm[s * cfg.batch_size:(s + 1) * cfg.batch_size]
+            x = torch.from_numpy(train_u8[np.sort(idx.numpy())]).float().div_(255)
+            idx = idx.sort().values
+            x = augment(x, gen, cfg.pad)
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step, total, cfg.warmup_epochs * steps_per_epoch, cfg.lr)
+            logits = model(x)
+            hard = F.cross_entropy(logits, labels_t[idx], label_smoothing=cfg.label_smoothing)
+            soft = F.kl_div(F.log_softmax(logits / T, 1), F.softmax(teacher_t[idx] / T, 1),
+                            reduction="batchmean") * T * T
+            loss = (1 - cfg.distill_weight) * hard + cfg.distill_weight * soft
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            step += 1
+            tot_loss += loss.item() * len(idx)
+            tot_correct += (logits.argmax(1) == labels_t[idx]).sum().item()
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+        val = accuracy(model, val_u8, val_labels)
+        curves.append({"epoch": epoch + 1, "loss": tot_loss / n, "train_top1": 100.0 * tot_correct / n,
+                       "val_top1": val, "lr": opt.param_groups[0]["lr"],
+                       "seconds": time.perf_counter() - start})
+        print(f"epoch {epoch + 1}: loss {tot_loss / n:.4f} train {100.0 * tot_correct / n:.1f}% val {val:.1f}% "
+              f"({time.perf_counter() - start:.0f} s)", flush=True)
+    model.eval()
+    return curves
