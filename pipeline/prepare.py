@@ -21,7 +21,8 @@ def main() -> None:
     args = ap.parse_args()
     params = load_params(args.params)
     root = data_root(params)
-    manifest, report = build_manifest(root, params["data"]["splits"])
+    manifest, report = build_manifest(root, params["data"]["splits"],
+                                      limit_per_class=params["data"].get("limit_per_class"))
     with atomic_path(args.out, suffix=".csv") as tmp:
         manifest.to_csv(tmp, index=False)
     counts = manifest.groupby("split").size().to_dict()

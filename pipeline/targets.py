@@ -48,8 +48,8 @@ def main() -> None:
     extra: dict = {}
     if spec.trained_here:
         cfg = params["targets"]["vit"]
-        build_kwargs = {"num_classes": len(classes), "image_size": cfg["image_size"], "depth": cfg["depth"],
-                        "width": cfg["width"], "heads": cfg["heads"]}
+        # input size, patch and depth are the registry's (its layers depend on them); width and heads are params
+        build_kwargs = {"num_classes": len(classes), "width": cfg["width"], "heads": cfg["heads"]}
         model = spec.build(**build_kwargs)
         teacher = Path(args.teacher)
         meta = read_json(teacher / "meta.json")

@@ -43,7 +43,7 @@ def main() -> None:
         engine = ForwardEngine(model, "onnx", tmp_onnx, batch_size=params["targets"]["batch_size"])
         rel = manifest["path"].to_numpy()
         logits = teacher_logits(engine, root, rel[train_idx], spec.input_size, params["targets"]["batch_size"])
-    size = cfg["image_size"]
+    size = get_backbone(cfg.get("student", "vit_tiny_convstem")).input_size
     save_npy(out / "logits_train.npy", logits.astype(np.float32))
     save_npy(out / "images_train.npy", resize_images(root, rel[train_idx], size, "resize train"))
     save_npy(out / "images_val.npy", resize_images(root, rel[val_idx], size, "resize val"))

@@ -112,9 +112,13 @@ def test_matches_per_image_formula(tiny_vit, images, method):
 def test_batch_equals_single(tiny_vit, images, method):
     model, spec = tiny_vit
     ex = make_explainer(method, model, spec)
+    batched = ex._explain(images, CLASSES)
+    single = torch.cat([ex._explain(images[i:i + 1], CLASSES[i:i + 1]) for i in range(3)])
+    assert torch.allclose(batched, single, rtol=1e-5, atol=0)
+    # After min-max the (random-init, nearly uniform) maps amplify float noise: a looser bound.
     batched = ex.explain(images, CLASSES)
     single = torch.cat([ex.explain(images[i:i + 1], CLASSES[i:i + 1]) for i in range(3)])
-    assert torch.allclose(batched, single, atol=1e-5)
+    assert torch.allclose(batched, single, atol=1e-3)
 
 
 @pytest.mark.parametrize("method", ["transformer_attribution", "ag_cam"])

@@ -204,14 +204,13 @@ register_backbone(BackboneSpec(
 # ---------------------------------------------------------------- ViT: trained in the pipeline
 
 def _vit_convstem_factory(spec: BackboneSpec, pretrained: bool = False, num_classes: int = 10,
-                          image_size: int | None = None, depth: int | None = None, width: int | None = None,
-                          heads: int | None = None, **kwargs) -> nn.Module:
+                          width: int | None = None, heads: int | None = None, **kwargs) -> nn.Module:
     from timm.models.vision_transformer import VisionTransformer
 
     ex = spec.extra
     net = VisionTransformer(
-        img_size=image_size or spec.input_size, patch_size=8, num_classes=num_classes,
-        embed_dim=width or ex["width"], depth=depth or ex["depth"], num_heads=heads or ex["heads"],
+        img_size=spec.input_size, patch_size=8, num_classes=num_classes,
+        embed_dim=width or ex["width"], depth=ex["depth"], num_heads=heads or ex["heads"],
         mlp_ratio=4.0, class_token=True, global_pool="token", embed_layer=ConvStemPatchEmbed,
     )
     return net

@@ -40,6 +40,30 @@ def validate_params(params: dict[str, Any]) -> None:
     for a in params.get("ablation", {}).get("alphas", []):
         if a <= 0:
             raise ScanbenchError(f"ablation.alphas must all be > 0 (got {a!r})")
+    if "backbones" in params:
+        validate_backbones(params)
+
+
+def validate_backbones(params: dict[str, Any]) -> None:
+    """Every backbone is registered, `families` lists the same backbones by their registry family,
+    and each family's methods apply to it."""
+    from .backbones import get_backbone
+    from .explainers.base import check_method
+
+    families = params.get("families", {})
+    for name in params["backbones"]:
+        spec = get_backbone(name)  # unknown name -> clear error
+        if name not in families.get(spec.family, []):
+            raise ScanbenchError(f"backbone {name} is a {spec.family}: list it under families.{spec.family}")
+    for family, names in families.items():
+        for name in names:
+            if name not in params["backbones"]:
+                raise ScanbenchError(f"families.{family} lists {name}, which is not in backbones")
+            if get_backbone(name).family != family:
+                raise ScanbenchError(f"families.{family} lists {name}, a {get_backbone(name).family} backbone")
+    for family, methods in params.get("explain", {}).get("methods", {}).items():
+        for m in methods:
+            check_method(m, family)
 
 
 def check_percentile(p: Any, name: str = "P") -> float:

@@ -50,11 +50,12 @@ class IndexReport:
 
 
 def build_manifest(root: str | Path, splits: Sequence[str] = ("train", "val"),
-                   check_images: bool = True) -> tuple[pd.DataFrame, IndexReport]:
+                   check_images: bool = True, limit_per_class: int | None = None) -> tuple[pd.DataFrame, IndexReport]:
     """Index an ImageFolder tree root/<split>/<class>/<image> into a manifest.
 
     Classes are the sorted folder names of the first split; a folder named by an ImageNet wnid gets its
     ImageNet-1k index (else -1). Unreadable files are reported and skipped, never fatal.
+    `limit_per_class` keeps the first N readable images of each class and split (the smoke profile).
     """
     root = Path(root)
     if not root.is_dir():
@@ -74,9 +75,12 @@ def build_manifest(root: str | Path, splits: Sequence[str] = ("train", "val"),
             cdir = root / split / cls
             if not cdir.is_dir():
                 continue
+            kept = 0
             for f in sorted(cdir.iterdir()):
                 if f.suffix.lower() not in IMAGE_EXTENSIONS:
                     continue
+                if limit_per_class is not None and kept >= limit_per_class:
+                    break
                 converted = False
                 if check_images:
                     try:
@@ -91,6 +95,7 @@ def build_manifest(root: str | Path, splits: Sequence[str] = ("train", "val"),
                         unreadable.append((str(f.relative_to(root)), f"{type(err).__name__}: {err}"))
                         continue
                 n_converted += converted
+                kept += 1
                 idx, name = wnids.get(cls, (-1, cls))
                 rows.append({"path": str(f.relative_to(root)), "label": label, "split": split,
                              "class_name": name, "wnid": cls, "imagenet_index": idx, "converted": converted})

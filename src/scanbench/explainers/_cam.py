@@ -36,9 +36,11 @@ def tokens_to_grid(tokens: torch.Tensor, n_prefix: int = 1) -> torch.Tensor:
 class LibraryCAM(Explainer):
     """One pytorch-grad-cam method on `spec.gradcam_layer`, one ClassifierOutputTarget per image."""
 
-    cam_class: ClassVar[type]  # a pytorch_grad_cam BaseCAM subclass
+    cam_class_name: ClassVar[str]  # a pytorch_grad_cam BaseCAM subclass (imported on use: the library
+                                   # pulls in OpenCV and friends, which the other methods never need)
 
     def _explain(self, images01: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        import pytorch_grad_cam
         from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
         layer = get_module(self.model, self.spec.gradcam_layer)
@@ -48,7 +50,8 @@ class LibraryCAM(Explainer):
             reshape = lambda t: tokens_to_grid(t, n_prefix)  # noqa: E731
         # The CAM object hooks the layer; build it per batch and release it so no hook outlives the call
         # (a left-over hook would store activations on every later forward of the model).
-        cam = self.cam_class(model=self.model, target_layers=[layer], reshape_transform=reshape)
+        cam_class = getattr(pytorch_grad_cam, self.cam_class_name)
+        cam = cam_class(model=self.model, target_layers=[layer], reshape_transform=reshape)
         try:
             with torch.enable_grad():
                 outputs = cam.activations_and_grads(images01.detach())

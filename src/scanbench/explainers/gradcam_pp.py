@@ -1,10 +1,8 @@
 """Grad-CAM++ (Chattopadhay et al. 2018): weights from higher-order gradient terms (Eq. 19)."""
-from pytorch_grad_cam import GradCAMPlusPlus
-
 from ._cam import LibraryCAM
 from .base import register_explainer
 
 
 @register_explainer("gradcam++")
 class GradCAMPlusPlusExplainer(LibraryCAM):
-    cam_class = GradCAMPlusPlus
+    cam_class_name = "GradCAMPlusPlus"

@@ -1,10 +1,8 @@
 """LayerCAM (Jiang et al. 2021): element-wise ReLU(gradient) x activation, summed over channels."""
-from pytorch_grad_cam import LayerCAM
-
 from ._cam import LibraryCAM
 from .base import register_explainer
 
 
 @register_explainer("layercam")
 class LayerCAMExplainer(LibraryCAM):
-    cam_class = LayerCAM
+    cam_class_name = "LayerCAM"

@@ -53,7 +53,9 @@ class LimeExplainer(Explainer):
         from lime.wrappers.scikit_image import SegmentationAlgorithm
 
         image = image01.permute(1, 2, 0).double().numpy()
-        segmenter = SegmentationAlgorithm("quickshift", random_seed=self.seed, **self.quickshift)
+        # The quickshift seed is `random_seed` in old scikit-image and `rng` in new; lime's wrapper keeps
+        # only the argument the installed version takes (it silently drops the other).
+        segmenter = SegmentationAlgorithm("quickshift", random_seed=self.seed, rng=self.seed, **self.quickshift)
         explainer = LimeImageExplainer(random_state=self.seed)
         with _quiet_lime():
             exp = explainer.explain_instance(

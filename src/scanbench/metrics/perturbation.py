@@ -88,12 +88,16 @@ def perturbation_correct(forward: Forward, images01: torch.Tensor, maps: torch.T
         x = images01[s:s + chunk]
         m = maps[s:s + chunk]
         b = x.shape[0]
-        batch = [x]
-        for order in ORDERS:
+        # one buffer for the chunk: [originals | pos copies (image-major, step-minor) | neg copies]
+        batch = torch.empty(b * copies_per_image, c, h, w)
+        batch[:b] = x
+        for j, order in enumerate(ORDERS):
             rank = removal_rank(m, order)                                  # b x HW
             keep = (rank.unsqueeze(1) >= ks.view(1, -1, 1)).view(b, len(steps), 1, h, w)
-            batch.append((x.unsqueeze(1) * keep).reshape(b * len(steps), c, h, w))
-        pred = forward(torch.cat(batch)).argmax(1)
+            start = b + j * b * len(steps)
+            torch.mul(x.unsqueeze(1), keep, out=batch[start:start + b * len(steps)].view(b, len(steps), c, h, w))
+        pred = forward(batch).argmax(1)
+        del batch
         y = labels[s:s + chunk]
         orig_ok = (pred[:b] == y).numpy()
         for j, order in enumerate(ORDERS):

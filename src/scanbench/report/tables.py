@@ -27,6 +27,8 @@ PAPER_VALUES_PATH = Path(__file__).with_name("paper_values.yaml")
 ROMAN = {"I": 1, "II": 2, "III": 3, "IV": 4, "V": 5, "VI": 6, "VII": 7, "VIII": 8, "IX": 9}
 PAPER_METRICS = ("auc_d", "neg_auc", "pos_auc", "drop", "inc", "win", "ms_per_image")
 EXPL_COLS = ("auc_d", "neg_auc", "pos_auc", "drop", "inc", "win")
+AUC_COLS = ("auc_d", "neg_auc", "pos_auc")   # the paper's column order
+INT_COLS = ("n_images",)
 
 
 # ---------------------------------------------------------------------------------------------- paper values
@@ -160,6 +162,9 @@ def _finish(rows: list[dict], key_cols: Sequence[str], value_cols: Sequence[str]
         if c not in df:
             df[c] = None
     df = df[list(key_cols) + [c for c in value_cols]]
+    for c in INT_COLS:  # pandas turned counts into floats beside empty cells; print them as counts
+        if c in df:
+            df[c] = df[c].map(lambda v: None if v is None or (isinstance(v, float) and math.isnan(v)) else int(v))
     empty_paper = [c for c in df.columns if c.startswith("paper_") and c not in ("paper_row", "paper_ref")
                    and df[c].isna().all()]
     return df.drop(columns=empty_paper).astype(object).where(df.notna(), None)
@@ -297,7 +302,7 @@ def table3(results: Results, metrics: Mapping[str, Any], paper: PaperValues, dat
             fair = results.evaluate[b][m].get("variants", {}).get("fair", {})
             row = {"backbone": b, "method": m + (" (best baseline)" if m == best else ""),
                    "paper_row": rec["paper_row"] if rec else None, "paper_ref": _paper_ref(rec, table)}
-            row.update(_cells(AUC_KEYS, methods[m], rec, ci=fair))
+            row.update(_cells(AUC_COLS, methods[m], rec, ci=fair))
             rows.append(row)
     ref = _reference_rows(paper, "III", set())
     cols = ("auc_d", "neg_auc", "pos_auc")
@@ -327,15 +332,15 @@ def table4(results: Results, metrics: Mapping[str, Any], paper: PaperValues, dat
                     used.add(rec["row_order"])
                 row = {"backbone": b, "method": m, "setting": s, "paper_row": rec["paper_row"] if rec else None,
                        "paper_ref": _paper_ref(rec, "IV")}
-                row.update(_cells(AUC_KEYS, results.sanity[b][m].get(s), rec))
+                row.update(_cells(AUC_COLS, results.sanity[b][m].get(s), rec))
                 rows.append(row)
     for rec in paper.table("IV").to_dict("records"):
         if rec["row_order"] not in used:
             row = {"backbone": "paper", "method": rec["row"], "setting": rec["setting"],
                    "paper_row": rec["paper_row"], "paper_ref": _paper_ref(rec, "IV")}
-            row.update(_cells(AUC_KEYS, None, rec))
+            row.update(_cells(AUC_COLS, None, rec))
             rows.append(row)
-    df = _finish(rows, ["backbone", "method", "setting", "paper_row", "paper_ref"], _value_cols(AUC_KEYS, False),
+    df = _finish(rows, ["backbone", "method", "setting", "paper_row", "paper_ref"], _value_cols(AUC_COLS, False),
                  bool(results.sanity), "no sanity results: run the `sanity` stage")
     return Table("IV", "Table IV: sanity checks (model-parameter and label randomisation); paper: ResNet50V2, "
                        "ImageNet", df,
@@ -418,13 +423,13 @@ def _ablation_table(kind: str, number: str, title: str, results: Results, paper:
                 used.add(rec["row_order"])
             row = {"backbone": b, "setting": s, "paper_row": rec["paper_row"] if rec else None,
                    "paper_ref": _paper_ref(rec, number)}
-            row.update(_cells(AUC_KEYS, data, rec))
+            row.update(_cells(AUC_COLS, data, rec))
             row["n_images"] = data.get("n_images")
             row["val_confidence_area"] = _r(data.get("val_confidence_area"), 4)
             rows.append(row)
     ref = _reference_rows(paper, number, used, key="setting")
     df = _finish(rows + ref, ["backbone", "setting", "paper_row", "paper_ref"],
-                 _value_cols(AUC_KEYS, False) + ["n_images", "val_confidence_area"], bool(per_kind),
+                 _value_cols(AUC_COLS, False) + ["n_images", "val_confidence_area"], bool(per_kind),
                  f"no {kind} ablation results: run the `ablation_{kind}` stage")
     return Table(number, title, df, notes)
 

@@ -26,9 +26,11 @@ class SCANExplainer(Explainer):
         if not decoder_path:
             raise ScanbenchError("SCAN needs decoder_path: the decoder checkpoint written by train_scan")
         self.p = check_percentile(p, "scan.p_infer")
-        expected_layer = spec.resolve_layer(layer) if layer is not None else None
-        self.decoder, self.meta = load_decoder(decoder_path, spec.name, expected_layer)
+        self.decoder, self.meta = load_decoder(decoder_path, spec.name)
         self.layer = spec.resolve_layer(self.meta["layer"])
+        if layer is not None and spec.resolve_layer(layer) != self.layer:
+            raise ScanbenchError(f"decoder {decoder_path} was trained on layer {self.layer!r}, "
+                                 f"not {spec.resolve_layer(layer)!r}")
         self.variant = self.meta.get("variant", "full")
 
     def _decode(self, images01: torch.Tensor, classes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -10,6 +10,7 @@
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -50,16 +51,31 @@ def gaussian_kernel1d(k: int, sigma: float) -> torch.Tensor:
     return (w / w.sum()).float()
 
 
-def gaussian_blur(images: torch.Tensor, k: int, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of B x C x H x W, reflect padding (replicate if the kernel outgrows the image)."""
-    b, c, h, w = images.shape
-    kern = gaussian_kernel1d(k, sigma).to(images.device, images.dtype)
+@functools.lru_cache(maxsize=16)
+def blur_matrix(size: int, k: int, sigma: float) -> torch.Tensor:
+    """size x size matrix M with (M @ x) = 1-D Gaussian blur of x with reflect padding (torchvision's
+    `gaussian_blur` border); replicate padding where the kernel's half-width reaches the image side."""
+    w = gaussian_kernel1d(k, sigma).double()
     pad = k // 2
-    mode = "reflect" if pad < min(h, w) else "replicate"
-    x = images.reshape(b * c, 1, h, w)
-    x = Fn.conv2d(Fn.pad(x, (pad, pad, 0, 0), mode=mode), kern.view(1, 1, 1, k))
-    x = Fn.conv2d(Fn.pad(x, (0, 0, pad, pad), mode=mode), kern.view(1, 1, k, 1))
-    return x.reshape(b, c, h, w)
+    M = torch.zeros(size, size, dtype=torch.float64)
+    rows = torch.arange(size)
+    for j in range(k):
+        src = rows + j - pad
+        if pad < size:   # reflect without repeating the edge: -1 -> 1, size -> size - 2
+            src = src.abs()
+            src = torch.where(src > size - 1, 2 * (size - 1) - src, src)
+        src = src.clamp(0, size - 1)
+        M.index_put_((rows, src), w[j].expand(size), accumulate=True)
+    return M
+
+
+def gaussian_blur(images: torch.Tensor, k: int, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of B x C x H x W as two matrix products (for k = 65 at 224 px, far faster
+    on CPU than a 65-tap convolution); same result as a reflect-padded convolution."""
+    h, w = images.shape[-2:]
+    Mh = blur_matrix(h, k, sigma).to(images.device, images.dtype)
+    Mw = Mh if w == h else blur_matrix(w, k, sigma).to(images.device, images.dtype)
+    return Mh @ images @ Mw.T
 
 
 def make_target(images01: torch.Tensor, grid: int, variant: str = "full") -> torch.Tensor:

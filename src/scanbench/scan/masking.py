@@ -32,18 +32,21 @@ def positive_percentile(G: torch.Tensor, p: float | torch.Tensor) -> tuple[torch
     and whether the sample has any positive entry at all."""
     b = G.shape[0]
     p = _check_p(p, b).to(G.device)
-    g = G.detach().reshape(b, -1).to(torch.float64)
-    # Non-positive entries sort after every positive one; the first n_pos sorted values are the positives.
+    # Sort in G's own precision (float32 sorts faster; it holds float16 features exactly), interpolate in
+    # float64. Non-positive entries sort after every positive one: the first n_pos values are the positives.
+    g = G.detach().reshape(b, -1)
+    g = g if g.dtype in (torch.float32, torch.float64) else g.float()
     vals, _ = torch.sort(torch.where(g > 0, g, torch.full_like(g, float("inf"))), dim=1)
     n_pos = (g > 0).sum(1)
     has_pos = n_pos > 0
     pos = p / 100.0 * (n_pos.clamp_min(1) - 1).to(torch.float64)    # numpy "linear": index (n-1) * P/100
     lo = pos.floor().long()
     hi = pos.ceil().long()
-    v_lo = vals.gather(1, lo.view(-1, 1)).squeeze(1)
-    v_hi = vals.gather(1, hi.view(-1, 1)).squeeze(1)
+    v_lo = vals.gather(1, lo.view(-1, 1)).squeeze(1).to(torch.float64)
+    v_hi = vals.gather(1, hi.view(-1, 1)).squeeze(1).to(torch.float64)
     frac = pos - lo.to(torch.float64)
-    q = torch.where(hi == lo, v_lo, v_lo + (v_hi - v_lo) * frac)
+    # numpy's lerp: a + (b - a) t, computed from the upper end when t >= 0.5 (same rounding as numpy)
+    q = torch.where(frac >= 0.5, v_hi - (v_hi - v_lo) * (1 - frac), v_lo + (v_hi - v_lo) * frac)
     q = torch.where(has_pos, q, torch.zeros_like(q))
     return q, has_pos
 

@@ -81,6 +81,10 @@ def train_decoder(train_set: FeatureSet, holdout_set: FeatureSet | None, spec, p
     if size != spec.input_size:
         raise ScanbenchError(f"feature set images are {size} px but backbone {spec.name} takes "
                              f"{spec.input_size} px: re-run the features stage")
+    for fs, what in ((train_set, "train"), (holdout_set, "holdout")):
+        owner = fs.meta.get("backbone") if fs is not None else None
+        if owner is not None and owner != spec.name:
+            raise ScanbenchError(f"the {what} feature set was extracted from backbone {owner!r}, not {spec.name!r}")
     layer = _layer_of(train_set, spec, "train")
     if holdout_set is not None and _layer_of(holdout_set, spec, "holdout") != layer:
         raise ScanbenchError(f"train and holdout feature sets come from different layers "
@@ -125,7 +129,8 @@ def train_decoder(train_set: FeatureSet, holdout_set: FeatureSet | None, spec, p
     p_infer = float(scan.get("p_infer", 95))
     val_area = (mean_confidence_area(decoder, holdout_set, p_infer, variant, batch_size=bs)
                 if holdout_set is not None and len(holdout_set) else None)
-    summary = {"backbone": spec.name, "alpha": float(alpha), "layer": layer, "variant": variant,
+    summary = {"backbone": spec.name, "alpha": float(alpha), "layer": spec.layer_alias(layer), "layer_path": layer,
+               "variant": variant,
                "final_loss": curves[-1]["loss"], "val_confidence_area": val_area,
                "target_area": 1.0 / (1.0 + effective_alpha(alpha, variant)), "train_seconds": train_seconds,
                "n_train": n, "epochs": epochs, "widths": list(decoder.kwargs["widths"])}
@@ -135,18 +140,21 @@ def train_decoder(train_set: FeatureSet, holdout_set: FeatureSet | None, spec, p
 # ---------------------------------------------------------------- checkpoints
 
 def save_decoder(path: str | Path, decoder: nn.Module, meta: dict[str, Any]) -> None:
-    """Checkpoint {"backbone", "layer", "alpha", "variant", "decoder_kwargs", "state_dict"}, written atomically."""
+    """Checkpoint {"backbone", "layer", "alpha", "variant", "decoder_kwargs", "state_dict"}, written atomically.
+
+    "layer" is the module path (meta["layer_path"] if given, e.g. a training summary, else meta["layer"])."""
     missing = [k for k in ("backbone", "layer", "alpha") if k not in meta]
     if missing:
         raise ScanbenchError(f"decoder checkpoint meta lacks {', '.join(missing)}")
-    save_torch(path, {"backbone": str(meta["backbone"]), "layer": str(meta["layer"]),
+    save_torch(path, {"backbone": str(meta["backbone"]), "layer": str(meta.get("layer_path") or meta["layer"]),
                       "alpha": float(meta["alpha"]), "variant": str(meta.get("variant", "full")),
                       "decoder_kwargs": dict(decoder.kwargs), "state_dict": decoder.state_dict()})
 
 
 def load_decoder(path: str | Path, expected_backbone: str,
                  expected_layer: str | None = None) -> tuple[nn.Module, dict]:
-    """Rebuild a decoder from its checkpoint (eval mode); refuses another backbone's or layer's decoder."""
+    """Rebuild a decoder from its checkpoint (eval mode); refuses another backbone's decoder, or another
+    layer's when `expected_layer` (a module path, compared as written) is given."""
     path = Path(path)
     if not path.exists():
         raise ScanbenchError(f"SCAN decoder {path} not found: run `dvc repro train_scan` first")

@@ -1,0 +1,76 @@
+"""Stage `evaluate`: perturbation AUCs (fair and full resolution), Drop/Inc, bootstrap intervals and,
+for the random method, the ten-random-maps calibration, for one backbone and method."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import run_stage  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from scanbench.backbones import get_backbone, load_target  # noqa: E402
+from scanbench.config import data_root, load_params, set_threads  # noqa: E402
+from scanbench.data import load_images, load_manifest  # noqa: E402
+from scanbench.engine import ForwardEngine  # noqa: E402
+from scanbench.errors import ScanbenchError  # noqa: E402
+from scanbench.io import write_json  # noqa: E402
+from scanbench.metrics import evaluate_maps  # noqa: E402
+
+
+def load_maps(path: Path) -> dict[str, np.ndarray]:
+    if not path.exists():
+        raise ScanbenchError(f"maps file {path} not found: run the explain stage first")
+    with np.load(path) as z:
+        missing = {"maps", "indices", "labels", "classes"} - set(z.files)
+        if missing:
+            raise ScanbenchError(f"maps file {path} lacks {', '.join(sorted(missing))}: re-run the explain stage")
+        return {k: z[k] for k in ("maps", "indices", "labels", "classes")}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--backbone", required=True)
+    ap.add_argument("--method", required=True)
+    ap.add_argument("--maps", required=True, type=Path)
+    ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--manifest", default="data/manifest.csv")
+    ap.add_argument("--targets", default="models/targets", type=Path, help="folder of <backbone>/model.{pt,onnx}")
+    args = ap.parse_args()
+    params = load_params(args.params)
+    set_threads()
+    ev = params["evaluate"]
+    spec = get_backbone(args.backbone)
+    manifest = load_manifest(args.manifest)
+    z = load_maps(args.maps)
+    if z["indices"].max(initial=-1) >= len(manifest):
+        raise ScanbenchError(f"{args.maps} indexes rows beyond {args.manifest}: re-run the explain stage")
+    labels = manifest["label"].to_numpy()[z["indices"]]
+    if not np.array_equal(labels, z["labels"]):
+        raise ScanbenchError(f"labels in {args.maps} disagree with {args.manifest}: re-run the explain stage")
+    model = load_target(args.backbone, args.targets / args.backbone / "model.pt")
+    engine = ForwardEngine(model, ev["engine"], args.targets / args.backbone / "model.onnx",
+                           batch_size=ev["batch_size"])
+    images = load_images(data_root(params), manifest["path"].to_numpy()[z["indices"]], spec.input_size)
+    maps = torch.from_numpy(z["maps"].astype(np.float32))
+    if maps.shape != (len(images), spec.input_size, spec.input_size):
+        raise ScanbenchError(f"maps in {args.maps} have shape {tuple(maps.shape)}, expected "
+                             f"{len(images)} x {spec.input_size} x {spec.input_size}: re-run the explain stage")
+    result = evaluate_maps(engine, images, maps, torch.from_numpy(labels), torch.from_numpy(z["classes"]),
+                           grid=spec.grid, fractions=ev["fractions"], n_resamples=ev["bootstrap"],
+                           seed=params["seed"],
+                           calibration_maps=ev["calibration_maps"] if args.method == "random" else None)
+    write_json(args.out, {"backbone": args.backbone, "method": args.method, "family": spec.family, **result})
+    fair, tp = result["variants"]["fair"], result["throughput"]
+    print(f"{args.backbone}/{args.method}: AUC-D {fair['auc_d']:.2f} (neg {fair['neg_auc']:.2f}, pos "
+          f"{fair['pos_auc']:.2f}), drop {result['drop']:.1f}%, inc {result['inc']:.1f}% on {len(images)} images")
+    print(f"throughput ({ev['engine']}): perturbation {tp['perturbation_img_steps_per_s']:.1f} image-steps/s, "
+          f"plain forward {tp['forward_img_per_s']:.1f} images/s")
+
+
+if __name__ == "__main__":
+    run_stage(main)

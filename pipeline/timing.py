@@ -1,0 +1,65 @@
+"""Stage `timing`: per-image explanation time of every method for one backbone (Table V)."""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import run_stage  # noqa: E402
+
+from scanbench.backbones import get_backbone, load_target  # noqa: E402
+from scanbench.config import data_root, load_params, set_threads  # noqa: E402
+from scanbench.data import load_images, load_manifest, seeded_subset  # noqa: E402
+from scanbench.engine import ForwardEngine  # noqa: E402
+from scanbench.explainers.base import methods_for  # noqa: E402
+from scanbench.io import write_json  # noqa: E402
+from scanbench.timing import device_description, time_explainer, timing_summary  # noqa: E402
+
+MIN_SAMPLES = 32   # SPEC §6: median and spread over at least 32 samples
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--backbone", required=True)
+    ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--manifest", default="data/manifest.csv")
+    ap.add_argument("--targets", default="models/targets", type=Path, help="folder of <backbone>/model.{pt,onnx}")
+    ap.add_argument("--scan-models", default="models/scan", type=Path, help="folder of <backbone>/default/decoder.pt")
+    args = ap.parse_args()
+    from scanbench.explainers.factory import explainer_from_params
+
+    params = load_params(args.params)
+    set_threads()
+    tp = params["timing"]
+    if tp["n_images"] < MIN_SAMPLES:
+        print(f"warning: timing.n_images = {tp['n_images']} < {MIN_SAMPLES}: the spread is a rough one",
+              file=sys.stderr)
+    spec = get_backbone(args.backbone)
+    manifest = load_manifest(args.manifest)
+    idx = seeded_subset(manifest, "val", tp["n_images"], params["seed"])
+    images = load_images(data_root(params), manifest["path"].to_numpy()[idx], spec.input_size)
+    model = load_target(args.backbone, args.targets / args.backbone / "model.pt")
+    engine = ForwardEngine(model, params["evaluate"]["engine"], args.targets / args.backbone / "model.onnx",
+                           batch_size=params["evaluate"]["batch_size"])
+    classes = engine(images).argmax(1)
+    decoder = args.scan_models / args.backbone / "default" / "decoder.pt"
+    batch1, batched = {}, {}
+    for method in methods_for(spec.family, tp["methods"]):
+        explainer = explainer_from_params(method, model, spec, params, engine=engine,
+                                          decoder_path=decoder if method == "scan" else None)
+        batch1[method] = time_explainer(explainer, images, classes, batch_size=1)
+        batched[method] = time_explainer(explainer, images, classes, batch_size=tp["batch_size"])
+        print(f"{method}: {statistics.median(batch1[method]):.1f} ms/image at batch 1", flush=True)
+    methods = timing_summary(batch1, batched)
+    write_json(args.out, {"device": device_description(), "n_images": len(images), "methods": methods})
+    for m, r in methods.items():
+        ratio = f"{r['ratio_to_gradcam']:.2f}x Grad-CAM" if r["ratio_to_gradcam"] else "no Grad-CAM reference"
+        print(f"{m:>24}: {r['ms_per_image']:9.1f} ms/image (IQR {r['ms_iqr'][0]:.1f}-{r['ms_iqr'][1]:.1f}), "
+              f"batched {r['ms_per_image_batched']:.1f} ms/image, {ratio}")
+
+
+if __name__ == "__main__":
+    run_stage(main)

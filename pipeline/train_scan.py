@@ -1,0 +1,69 @@
+"""Stage train_scan: train one SCAN decoder on cached features (SPEC section 3).
+
+    python pipeline/train_scan.py --backbone B --layer L [--alpha A] [--variant V] [--epochs E]
+                                  [--n-train N] [--features DIR] [--params params.yaml] --out DIR
+
+Reads features/B/L/{train,holdout} (or --features DIR/{train,holdout}); writes DIR/decoder.pt,
+DIR/summary.json and DIR/curves.csv (one row per epoch). Defaults come from params.yaml's scan section.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import run_stage  # noqa: E402
+
+import pandas as pd  # noqa: E402
+
+from scanbench.backbones import get_backbone  # noqa: E402
+from scanbench.config import load_params, set_threads  # noqa: E402
+from scanbench.errors import ScanbenchError  # noqa: E402
+from scanbench.features import load_features  # noqa: E402
+from scanbench.io import write_json, write_text  # noqa: E402
+from scanbench.scan.loss import VARIANTS  # noqa: E402
+from scanbench.scan.train import save_decoder, train_decoder  # noqa: E402
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--backbone", required=True)
+    ap.add_argument("--layer", required=True, help="layer alias (default|alt1|alt2) or module path")
+    ap.add_argument("--alpha", type=float, default=None, help="default: params scan.alpha")
+    ap.add_argument("--variant", default="full", choices=VARIANTS)
+    ap.add_argument("--epochs", type=int, default=None, help="default: params scan.epochs")
+    ap.add_argument("--n-train", type=int, default=None, help="default: every image in the train feature set")
+    ap.add_argument("--features", type=Path, default=None, help="folder holding train/ and holdout/ "
+                    "(default: features/<backbone>/<layer>)")
+    ap.add_argument("--params", type=Path, default=Path("params.yaml"))
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--no-progress", action="store_true")
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    params = load_params(args.params)
+    spec = get_backbone(args.backbone)
+    alpha = params["scan"]["alpha"] if args.alpha is None else args.alpha
+    if alpha <= 0:
+        raise ScanbenchError(f"--alpha must be > 0 (got {alpha})")
+    spec.resolve_layer(args.layer)   # fail early on an unknown layer
+    feat_dir = args.features or Path("features") / args.backbone / args.layer
+    train_set = load_features(feat_dir / "train")
+    holdout_set = load_features(feat_dir / "holdout")
+    set_threads()
+    decoder, curves, summary = train_decoder(train_set, holdout_set, spec, params, alpha, variant=args.variant,
+                                             epochs=args.epochs, n_train=args.n_train,
+                                             seed=int(params.get("seed", 0)), progress=not args.no_progress)
+    save_decoder(args.out / "decoder.pt", decoder, summary)
+    write_json(args.out / "summary.json", summary)
+    write_text(args.out / "curves.csv", pd.DataFrame(curves).to_csv(index=False))
+    print(f"{args.backbone}/{args.layer} alpha={alpha} variant={args.variant}: final loss "
+          f"{summary['final_loss']:.4f}, held-out confidence area {summary['val_confidence_area']:.3f} "
+          f"(target {summary['target_area']:.3f}), {summary['train_seconds']:.0f} s")
+
+
+if __name__ == "__main__":
+    run_stage(main)   # ScanbenchError -> "error: ..." on stderr, exit 2

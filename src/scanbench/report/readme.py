@@ -1,0 +1,201 @@
+"""reports/README.md: links every table and figure and states the profile, sizes, settings and every
+deviation from the paper (worded from the params that actually ran, not from a fixed text)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+from . import METHOD_LABELS, Results
+from .tables import Table, best_baseline
+
+if TYPE_CHECKING:  # figures imports matplotlib/seaborn (seconds); the README only needs path + caption
+    from .figures import Figure
+
+PAPER_WIDTHS_CNN = [512, 384, 256, 192, 128, 64]
+PAPER_LIME_SAMPLES = 1000
+PAPER_RISE = {"n_masks": 4000, "s": 8, "p1": 0.5}
+WIN_DEFINITION = (
+    "**Win%** is not defined precisely in the paper. Here it is the share of evaluation images on which the "
+    "method's Drop% is the lowest among the methods evaluated on that backbone; ties count as a win for each "
+    "tied method (so a backbone's Win% can sum to more than 100). The random map (calibration row) is not a "
+    "competitor: its Win% is the share of images on which it would tie or beat every real method, so it "
+    "takes no win away from them.")
+
+
+def _fmt(v: Any, nd: int = 2) -> str:
+    if v is None:
+        return "n/a"
+    if isinstance(v, float):
+        return f"{v:.{nd}f}"
+    return str(v)
+
+
+def _rel(path: Path, base: Path) -> str:
+    return Path(os.path.relpath(path, base)).as_posix()
+
+
+def deviations(params: Mapping[str, Any]) -> list[str]:
+    """Every way this run differs from the paper, from the params that ran."""
+    out = []
+    root = str(params.get("data", {}).get("root", "")).lower()
+    backbones = list(params.get("backbones", []))
+    scan, explain = params.get("scan", {}), params.get("explain", {})
+    if "imagenette" in root:
+        out.append("Dataset: Imagenette (10 ImageNet classes, 224 px) instead of ImageNet (1000 classes), "
+                   "CUB-200-2011 and Food-101; the paper's values are listed beside ours for reference only.")
+    if "effnet_lite0" in backbones:
+        out.append("CNN target: EfficientNet-Lite0 (Google's ImageNet weights, 1280x7x7 `conv_head` as the SCAN "
+                   "layer, logits restricted to the 10 Imagenette classes) instead of ResNet50V2.")
+    if "vit_tiny_convstem" in backbones:
+        vit = params.get("targets", {}).get("vit", {})
+        out.append(f"Transformer target: a small ViT trained here (distilled from EfficientNet-Lite0) instead of "
+                   f"the pretrained ViT-B/16: {vit.get('image_size', 64)} px input, "
+                   f"{vit.get('image_size', 64) // vit.get('patch', 8)}x"
+                   f"{vit.get('image_size', 64) // vit.get('patch', 8)} tokens, {vit.get('depth', 6)} blocks of "
+                   f"width {vit.get('width', 192)}, {vit.get('heads', 3)} heads, a convolutional stem (three "
+                   f"stride-2 3x3 convs) in place of the linear patch projection. Its SCAN layer is the middle "
+                   f"block (the paper's 6th of 12).")
+    widths = scan.get("widths", {})
+    if widths.get("cnn") and list(widths["cnn"]) != PAPER_WIDTHS_CNN:
+        out.append(f"Decoder widths narrower than the paper's {PAPER_WIDTHS_CNN} (CPU budget): CNN "
+                   f"{list(widths['cnn'])}, ViT {list(widths.get('vit', []))}.")
+    lime = explain.get("lime", {})
+    if lime.get("num_samples") is not None and lime["num_samples"] != PAPER_LIME_SAMPLES:
+        out.append(f"LIME with {lime['num_samples']} perturbation samples per image (paper profile: "
+                   f"{PAPER_LIME_SAMPLES}).")
+    rise = explain.get("rise", {})
+    if rise and any(rise.get(k) != v for k, v in PAPER_RISE.items()):
+        out.append(f"RISE with N = {rise.get('n_masks')} masks on a {rise.get('s')}x{rise.get('s')} grid, "
+                   f"p1 = {rise.get('p1')} (paper profile: N = 4000, s = 8, p1 = 0.5).")
+    if scan.get("epochs") is not None:
+        out.append(f"SCAN decoders trained for {scan['epochs']} epoch(s) on {params.get('features', {}).get('n_train')} "
+                   f"training images (the paper: 5 epochs on ImageNet).")
+    out += [
+        "Confidence (Eq. 4) is divided by 2 after adding 1, so that it lies in [0, 1] as the paper states.",
+        "Where the authors' code differs from the paper we follow the paper's equations: 0.15 (not 1.5) in "
+        "Eq. 4, alpha*C (not C/alpha) in Eq. 9, training percentile P drawn from [70, 100) (not [0, 95)), and "
+        "the predicted class (not the ground-truth label) for the gradient in training.",
+        "LRP and partial LRP are not implemented; their rows in Table I carry the paper's values only.",
+        "The SCAN sanity check (random weights) applies the decoder trained on the original model to the "
+        "randomised model's features and gradients; it is not retrained.",
+        "Evaluation uses a fixed seeded subset of the validation split (sizes below), and every AUC comes with "
+        "a 95% bootstrap interval over images; the paper reports point values.",
+        "Timings are from this machine (see Table V) and are not comparable in absolute terms with the paper's "
+        "GPU timings; compare the ratios.",
+    ]
+    return out
+
+
+def _settings(params: Mapping[str, Any]) -> list[str]:
+    scan, explain, ev = params.get("scan", {}), params.get("explain", {}), params.get("evaluate", {})
+    lime, rise = explain.get("lime", {}), explain.get("rise", {})
+    return [
+        f"SCAN: alpha = {scan.get('alpha')}, inference P = {scan.get('p_infer')}, training P ~ "
+        f"U[{scan.get('p_train_low')}, {scan.get('p_train_high')}), Adam lr {scan.get('lr')}, "
+        f"{scan.get('epochs')} epoch(s), batch {scan.get('batch_size')}, lambda = {scan.get('lambda_c')}, "
+        f"layers {scan.get('layers')}",
+        f"decoder widths: CNN {scan.get('widths', {}).get('cnn')}, ViT {scan.get('widths', {}).get('vit')} "
+        f"({scan.get('vit_blocks')} transformer blocks, {scan.get('vit_heads')} heads)",
+        f"LIME: {lime.get('num_samples')} samples (quickshift superpixels, seeded); RISE: N = {rise.get('n_masks')}, "
+        f"s = {rise.get('s')}, p1 = {rise.get('p1')}",
+        f"perturbation test: fractions {ev.get('fractions')}, inference engine `{ev.get('engine')}`, "
+        f"{ev.get('bootstrap')} bootstrap resamples, {ev.get('calibration_maps')} random maps per image for "
+        f"calibration",
+        f"methods: {', '.join(explain.get('methods', []))}",
+        f"seed: {params.get('seed')}",
+    ]
+
+
+def render_readme(params: Mapping[str, Any], results: Results, metrics: Mapping[str, Any],
+                  tables: Sequence[Table], figures: Sequence["Figure"], reports_dir: str | Path,
+                  metric_files: Sequence[Path] = (), table_files: Mapping[str, tuple[Path, Path]] | None = None
+                  ) -> str:
+    base = Path(reports_dir)
+    profile = params.get("profile", "unknown")
+    lines = [f"# scanbench report (profile: `{profile}`)", "",
+             "Generated by the `report` stage (`python pipeline/report.py`) from everything under `results/` "
+             "and `maps/`. Regenerate with `dvc repro`; switch profile with "
+             "`python -m scanbench.profile <smoke|default|paper>`.", ""]
+
+    # ------------------------------------------------------------------ headline
+    expl = metrics.get("explanations", {})
+    if expl:
+        lines += ["## Headline (fair resolution, percent)", "",
+                  "| backbone | family | images | SCAN AUC-D | best baseline | its AUC-D | random-map AUC-D |",
+                  "|---|---|---|---|---|---|---|"]
+        cal = metrics.get("calibration", {})
+        for b, e in expl.items():
+            ms = e["methods"]
+            best = best_baseline(ms)
+            lines.append(f"| {b} | {e.get('family')} | {e.get('n_images')} | "
+                         f"{_fmt((ms.get('scan') or {}).get('auc_d'))} | {METHOD_LABELS.get(best, best) or 'n/a'} | "
+                         f"{_fmt((ms.get(best) or {}).get('auc_d') if best else None)} | "
+                         f"{_fmt((cal.get(b) or {}).get('auc_d'))} |")
+        lines += ["", "The random-map AUC-D is the calibration check: it should be close to 0.", ""]
+
+    # ------------------------------------------------------------------ setup
+    lines += ["## Profile, sizes and settings", "", f"- profile: `{profile}`",
+              f"- data root: `{params.get('data', {}).get('root')}`"]
+    targets = metrics.get("targets", {})
+    for b in results.backbones():
+        t = targets.get(b, {})
+        n_eval = expl.get(b, {}).get("n_images")
+        lines.append(f"- backbone `{b}` ({results.family(b) or '?'}): val top-1 {_fmt(t.get('val_top1'))} on "
+                     f"{_fmt(t.get('n_val'))} images; {_fmt(n_eval)} evaluation images")
+    feats, san, tim, abl = (params.get(k, {}) for k in ("features", "sanity", "timing", "ablation"))
+    lines += [
+        f"- sample sizes (params): {params.get('explain', {}).get('n_images')} evaluation images per backbone; "
+        f"{feats.get('n_train')} training images for the SCAN decoders ({feats.get('n_holdout')} held-out val "
+        f"images for the confidence area); {san.get('n_images')} images for sanity checks; "
+        f"{tim.get('n_images')} for timing (batch {tim.get('batch_size')}); {abl.get('n_images')} per ablation "
+        f"setting ({abl.get('epochs')} decoder epoch(s) each)",
+    ]
+    lines += [f"- {s}" for s in _settings(params)]
+    for rec in metrics.get("scan_training", []):
+        lines.append(f"- decoder `{rec['backbone']}/{rec['layer']}` (alpha {_fmt(rec['alpha'])}): final loss "
+                     f"{_fmt(rec['final_loss'], 4)}, held-out confidence area {_fmt(rec['val_confidence_area'], 3)} "
+                     f"(target A_c = {_fmt(rec['target_area'], 3)})")
+    lines.append("")
+    if results.stage_times:
+        lines += ["### Stage wall times", "", "| stage | seconds |", "|---|---|"]
+        lines += [f"| {s} | {sec:.1f} |" for s, sec in results.stage_times.items()]
+        lines += [f"| **total** | {sum(results.stage_times.values()):.1f} |", ""]
+
+    # ------------------------------------------------------------------ tables
+    lines += ["## Tables", "", "Each as Markdown and CSV; `paper_*` columns hold the paper's value for the same "
+              "cell, `*_ci95` our 95% bootstrap interval.", ""]
+    for t in tables:
+        csv_p, md_p = (table_files or {}).get(t.stem, (base / "tables" / f"{t.stem}.csv",
+                                                        base / "tables" / f"{t.stem}.md"))
+        lines.append(f"- [{t.title}]({_rel(md_p, base)}) ([csv]({_rel(csv_p, base)}))")
+    lines.append("")
+
+    # ------------------------------------------------------------------ figures
+    lines += ["## Figures", ""]
+    if figures:
+        lines += [f"- [{f.caption}]({_rel(f.path, base)})" for f in figures]
+    else:
+        lines.append("- (no figures: no maps or results were found)")
+    lines.append("")
+
+    # ------------------------------------------------------------------ metrics
+    lines += ["## Metrics", "",
+              "- **Pos / Neg AUC**: top-1 accuracy while removing 0, 10, ..., 90% of the pixels (set to black) "
+              "in order of the map, most relevant first (Pos, lower is better) or least relevant first (Neg, "
+              "higher is better); trapezoid area x 100. **AUC-D** = Neg AUC - Pos AUC.",
+              "- **Fair resolution**: each map is average-pooled to the backbone's grid and bilinearly upsampled "
+              "before the test (the paper does this for SCAN and LIME); we do it for every method and also "
+              "report the full-resolution AUC-D (`auc_d_full`).",
+              "- **Drop% / Inc%** (Grad-CAM++): Y, O = softmax probability of the class on the image and on "
+              "map x image; Drop% = mean(max(0, Y - O) / Y) x 100; Inc% = mean(O > Y) x 100.",
+              f"- {WIN_DEFINITION}", ""]
+    if metric_files:
+        lines += ["Metric files (DVC `metrics:`): " + ", ".join(f"[{p.name}]({_rel(p, base)})"
+                                                              for p in metric_files), ""]
+
+    # ------------------------------------------------------------------ deviations
+    lines += ["## Deviations from the paper", ""]
+    lines += [f"- {d}" for d in deviations(params)]
+    lines.append("")
+    return "\n".join(lines)

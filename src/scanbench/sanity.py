@@ -1,0 +1,92 @@
+"""Sanity checks (SPEC §6, paper Table IV, after Adebayo et al. 2018).
+
+- original: the trained target, explaining its prediction.
+- random_weights: a copy of the target with every weight re-initialised (seeded); the method re-explains
+  the randomised model's prediction and the perturbation test runs against the randomised model. AUC-D
+  must collapse towards 0 for a method that depends on what the model learned.
+- random_label: explain a uniformly random class other than the predicted one; scored as usual.
+All three are scored on the fair-resolution variant, against the true labels.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Callable, Sequence
+
+import torch
+import torch.nn as nn
+
+from .engine import ForwardEngine
+from .metrics.perturbation import Forward, auc, curve, fair_resolution, perturbation_correct
+
+# (model, forward engine of that model) -> an Explainer
+ExplainerMaker = Callable[[nn.Module, Forward], object]
+SETTINGS = ("original", "random_weights", "random_label")
+
+
+def randomize_weights(model: nn.Module, seed: int, std: float = 0.02) -> nn.Module:
+    """A copy of `model` with all weights re-initialised from a seeded RNG.
+
+    Modules with `reset_parameters` (convs, linears, norms - BN running statistics included) use their
+    own PyTorch default init; parameters held by modules without it (a ViT's pos_embed and cls_token,
+    layer-scale gammas) are drawn from N(0, std^2), timm's init scale for them. Buffers that are
+    preprocessing (mean, std, class indices) stay.
+    """
+    rand = copy.deepcopy(model)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            for m in rand.modules():
+                if hasattr(m, "reset_parameters"):
+                    m.reset_parameters()
+                elif hasattr(m, "reset_running_stats"):
+                    m.reset_running_stats()
+                else:
+                    for p in m.parameters(recurse=False):
+                        p.normal_(0.0, std)
+    return rand.eval()
+
+
+def random_other_classes(pred: torch.Tensor, n_classes: int, seed: int) -> torch.Tensor:
+    """For each prediction, a class drawn uniformly from the other n_classes - 1 classes."""
+    pred = torch.as_tensor(pred, dtype=torch.long).view(-1)
+    r = torch.randint(0, n_classes - 1, pred.shape, generator=torch.Generator().manual_seed(seed))
+    return r + (r >= pred).long()   # skip the predicted class
+
+
+def fair_aucs(forward: Forward, images01: torch.Tensor, maps: torch.Tensor, labels: torch.Tensor, grid: int,
+              fractions: Sequence[float]) -> dict[str, float]:
+    """{"auc_d", "neg_auc", "pos_auc"} (percent) of the perturbation test on fair-resolution maps."""
+    res = perturbation_correct(forward, images01, fair_resolution(maps, grid), labels, fractions)
+    pos, neg = float(auc(curve(res.pos), fractions)), float(auc(curve(res.neg), fractions))
+    return {"auc_d": neg - pos, "neg_auc": neg, "pos_auc": pos}
+
+
+def sanity_check(make: ExplainerMaker, model: nn.Module, forward: Forward, images01: torch.Tensor,
+                 labels: torch.Tensor, grid: int, fractions: Sequence[float], seed: int,
+                 batch_size: int = 64) -> dict[str, dict[str, float]]:
+    """The three settings of Table IV for one method. `forward` is the trained target's engine; the
+    randomised model is run through a torch ForwardEngine (it has no exported graph)."""
+    labels = torch.as_tensor(labels, dtype=torch.long)
+    out: dict[str, dict[str, float]] = {}
+    logits = forward(images01)
+    pred = logits.argmax(1)
+    explainer = make(model, forward)
+    out["original"] = fair_aucs(forward, images01, explainer.explain(images01, pred), labels, grid, fractions)
+
+    rand_model = randomize_weights(model, seed)
+    rand_forward = ForwardEngine(rand_model, "torch", batch_size=batch_size)
+    rand_pred = rand_forward(images01).argmax(1)
+    rand_explainer = make(rand_model, rand_forward)
+    out["random_weights"] = fair_aucs(rand_forward, images01, rand_explainer.explain(images01, rand_pred),
+                                      labels, grid, fractions)
+
+    other = random_other_classes(pred, logits.shape[1], seed)
+    out["random_label"] = fair_aucs(forward, images01, explainer.explain(images01, other), labels, grid, fractions)
+    return out
+
+
+def summary_line(method: str, result: dict[str, dict[str, float]]) -> str:
+    return f"{method}: " + ", ".join(f"{s} AUC-D {result[s]['auc_d']:.2f}" for s in SETTINGS if s in result)
+
+
+__all__ = ["SETTINGS", "fair_aucs", "random_other_classes", "randomize_weights", "sanity_check", "summary_line"]

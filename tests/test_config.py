@@ -1,0 +1,52 @@
+"""Bad params give one clear error naming the param; profiles load; the data root resolves."""
+import copy
+import os
+
+import pytest
+import yaml
+
+from scanbench.config import REPO_ROOT, data_root, load_params, validate_params
+from scanbench.errors import ScanbenchError
+from scanbench.profile import use_profile
+
+DEFAULT = yaml.safe_load((REPO_ROOT / "profiles" / "default.yaml").read_text())
+
+
+@pytest.mark.parametrize("name", ["smoke", "default", "paper"])
+def test_profiles_validate(name):
+    load_params(REPO_ROOT / "profiles" / f"{name}.yaml")
+
+
+@pytest.mark.parametrize("mutate, match", [
+    (lambda p: p["scan"].update(alpha=0), "scan.alpha"),
+    (lambda p: p["scan"].update(alpha=-2), "scan.alpha"),
+    (lambda p: p["scan"].update(p_infer=101), "scan.p_infer"),
+    (lambda p: p["scan"].update(p_infer=-1), "scan.p_infer"),
+    (lambda p: p["ablation"].update(percentiles=[50, 120]), "ablation.percentiles"),
+    (lambda p: p.update(backbones=["resnet_nope"]), "unknown backbone 'resnet_nope'"),
+    (lambda p: p["explain"]["methods"]["cnn"].append("gradcam_xx"), "unknown method 'gradcam_xx'"),
+    (lambda p: p["explain"]["methods"]["cnn"].append("rollout"), "does not apply to cnn"),
+    (lambda p: p["families"].update(cnn=[]), "families.cnn"),
+])
+def test_bad_params(mutate, match):
+    params = copy.deepcopy(DEFAULT)
+    mutate(params)
+    with pytest.raises(ScanbenchError, match=match):
+        validate_params(params)
+
+
+def test_data_root_missing(tmp_path, monkeypatch):
+    monkeypatch.delenv("SCANBENCH_DATA_ROOT", raising=False)
+    with pytest.raises(ScanbenchError, match="data.root"):
+        data_root({"data": {"root": str(tmp_path / "missing")}})
+    monkeypatch.setenv("SCANBENCH_DATA_ROOT", str(tmp_path))
+    assert data_root({"data": {"root": "/elsewhere"}}) == tmp_path
+
+
+def test_use_profile(tmp_path):
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "smoke.yaml").write_text("profile: smoke\n")
+    use_profile("smoke", tmp_path)
+    assert (tmp_path / "params.yaml").read_text() == "profile: smoke\n"
+    with pytest.raises(ScanbenchError, match="unknown profile"):
+        use_profile("huge", tmp_path)

@@ -1,0 +1,135 @@
+"""CI metric comparison: exit 0 within tolerance, 1 on drift / missing / added keys; prints a Markdown diff."""
+from __future__ import annotations
+
+import copy
+import json
+import runpy
+import sys
+from pathlib import Path
+
+import pytest
+
+from scanbench.errors import ScanbenchError
+from scanbench.report.compare import (DEFAULT_TOLERANCES, compare_trees, flatten, parse_tolerances,
+                                      tolerance_for)
+
+REPO = Path(__file__).resolve().parents[1]
+
+REFERENCE = {
+    "explanations": {"effnet_lite0": {"family": "cnn", "n_images": 24, "methods": {
+        "scan": {"pos_auc": 6.25, "neg_auc": 40.5, "auc_d": 34.25, "drop": 22.5, "inc": 25.0, "win": 50.0},
+        "lime": {"pos_auc": 10.0, "neg_auc": 30.0, "auc_d": 20.0, "drop": 50.0, "inc": 12.5, "win": 0.0}}}},
+    "scan_training": [{"backbone": "effnet_lite0", "alpha": 4, "layer": "default", "final_loss": 0.1234,
+                       "val_confidence_area": 0.21, "target_area": 0.2}],
+    "targets": {"effnet_lite0": {"family": "cnn", "val_top1": 97.5, "n_val": 3925}},
+    "ablation_p": {"effnet_lite0": {"95": {"pos_auc": 9.0, "neg_auc": 42.0, "auc_d": 33.0}}},
+    "timing": {"effnet_lite0": {"scan": {"ms_per_image": 12.0, "ratio_to_gradcam": 2.0}}},
+}
+
+
+def _write_tree(d: Path, tree: dict) -> Path:
+    d.mkdir(parents=True, exist_ok=True)
+    for stem, obj in tree.items():
+        (d / f"{stem}.json").write_text(json.dumps(obj))
+    return d
+
+
+def _run(ref: Path, cur: Path, capsys, *extra: str) -> tuple[int, str]:
+    """pipeline/compare_metrics.py as CI runs it (in-process); returns (exit code, stdout + stderr)."""
+    argv = ["compare_metrics.py", "--reference", str(ref), "--current", str(cur), *extra]
+    old = sys.argv
+    sys.argv = argv
+    try:
+        with pytest.raises(SystemExit) as exc:
+            runpy.run_path(str(REPO / "pipeline" / "compare_metrics.py"), run_name="__main__")
+    finally:
+        sys.argv = old
+    captured = capsys.readouterr()
+    return exc.value.code, captured.out + captured.err
+
+
+def _variant(tmp_path: Path, name: str, edit) -> Path:
+    tree = copy.deepcopy(REFERENCE)
+    edit(tree)
+    return _write_tree(tmp_path / name, tree)
+
+
+@pytest.fixture()
+def ref(tmp_path):
+    return _write_tree(tmp_path / "reference", REFERENCE)
+
+
+def test_identical_and_within_tolerance_pass(tmp_path, ref, capsys):
+    code, out = _run(ref, _write_tree(tmp_path / "same", REFERENCE), capsys)
+    assert code == 0 and "No differences" in out
+
+    def small(t):
+        t["explanations"]["effnet_lite0"]["methods"]["scan"]["auc_d"] = 34.25 + 0.4   # default tol 0.5 pp
+        t["scan_training"][0]["final_loss"] = 0.1234 + 0.015                          # tol 0.02
+        t["timing"]["effnet_lite0"]["scan"]["ms_per_image"] = 900.0                   # timing is not compared
+    code, out = _run(ref, _variant(tmp_path, "small", small), capsys)
+    assert code == 0, out
+    assert "| explanations/effnet_lite0/methods/scan/auc_d | 34.25 | 34.65 | +0.4 | 0.5 | yes |" in out
+    assert "timing" not in out.split("\n\n")[0]
+
+
+def test_drift_beyond_tolerance_fails_and_is_shown(tmp_path, ref, capsys):
+    def drift(t):
+        t["explanations"]["effnet_lite0"]["methods"]["lime"]["pos_auc"] = 10.0 - 0.75
+        t["scan_training"][0]["val_confidence_area"] = 0.25
+    cur = _variant(tmp_path, "drift", drift)
+    code, out = _run(ref, cur, capsys)
+    assert code == 1
+    lines = out.splitlines()
+    assert lines[0] == "| metric | reference | current | delta | tolerance | ok |"
+    assert "| explanations/effnet_lite0/methods/lime/pos_auc | 10 | 9.25 | -0.75 | 0.5 | **NO** (drift) |" in out
+    assert "scan_training/effnet_lite0/default/val_confidence_area | 0.21 | 0.25 | +0.04 | 0.02 | **NO** (drift)" in out
+    # a wider tolerance for that method's metrics, and for the decoder, lets it pass
+    code, _ = _run(ref, cur, capsys, "--tol", "explanations/*/methods/lime=1",
+                   "--tol", "scan_training/*/val_confidence_area=0.05")
+    assert code == 0
+    # --abs-tol moves the default
+    code, _ = _run(ref, cur, capsys, "--abs-tol", "1.0", "--tol", "scan_training=0.1")
+    assert code == 0
+
+
+def test_missing_added_and_changed_keys_fail(tmp_path, ref, capsys):
+    code, out = _run(ref, _variant(tmp_path, "missing", lambda t: t["ablation_p"]["effnet_lite0"].pop("95")),
+                     capsys)
+    assert code == 1 and "ablation_p/effnet_lite0/95/auc_d | 33 | - | - | 0.5 | **NO** (missing)" not in out
+    assert "| ablation_p/effnet_lite0/95/auc_d | 33 | - | - | - | **NO** (missing) |" in out
+
+    code, out = _run(ref, _variant(tmp_path, "added", lambda t: t["ablation_p"]["effnet_lite0"].update(
+        {"50": {"pos_auc": 9.0, "neg_auc": 30.0, "auc_d": 21.0}})), capsys)
+    assert code == 1 and "**NO** (added)" in out
+
+    code, out = _run(ref, _variant(tmp_path, "family", lambda t: t["targets"]["effnet_lite0"].update(
+        {"family": "vit"})), capsys)
+    assert code == 1 and "targets/effnet_lite0/family | cnn | vit | changed" in out
+
+    # counts must match exactly
+    code, out = _run(ref, _variant(tmp_path, "count", lambda t: t["explanations"]["effnet_lite0"].update(
+        {"n_images": 25})), capsys)
+    assert code == 1 and "explanations/effnet_lite0/n_images | 24 | 25 | +1 | 0 |" in out
+
+
+def test_bad_input_exits_2(tmp_path, ref, capsys):
+    code, out = _run(ref, tmp_path / "does-not-exist", capsys)
+    assert code == 2 and out.startswith("error: metrics folder") and "does not exist" in out
+    with pytest.raises(ScanbenchError):
+        parse_tolerances(["no-equals-sign"])
+    with pytest.raises(ScanbenchError):
+        parse_tolerances(["x=-1"])
+
+
+def test_flatten_and_tolerance_precedence():
+    flat = flatten(REFERENCE)
+    assert flat["scan_training/effnet_lite0/default/final_loss"] == 0.1234
+    assert flat["explanations/effnet_lite0/methods/scan/win"] == 50.0
+    tols = parse_tolerances(["explanations/*/methods/lime=2"], default=0.3)
+    assert tolerance_for("explanations/effnet_lite0/methods/lime/auc_d", tols) == 2
+    assert tolerance_for("explanations/effnet_lite0/methods/scan/auc_d", tols) == 0.3
+    assert tolerance_for("explanations/effnet_lite0/n_images", tols) == 0
+    assert tolerance_for("scan_training/effnet_lite0/default/final_loss", DEFAULT_TOLERANCES) == 0.02
+    rows = compare_trees({"a": float("nan")}, {"a": float("nan")}, DEFAULT_TOLERANCES)
+    assert rows[0].ok

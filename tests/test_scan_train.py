@@ -1,0 +1,183 @@
+"""Decoder training on a tiny feature set (real extraction path), checkpoints, the explainer, the stage CLI."""
+import copy
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from scanbench.errors import ScanbenchError
+from scanbench.explainers import make_explainer
+from scanbench.features import extract_features, load_features
+from scanbench.scan.decoder import build_decoder
+from scanbench.scan.explainer import SCANExplainer
+from scanbench.scan.train import load_decoder, save_decoder, train_decoder
+
+REPO = Path(__file__).resolve().parents[1]
+PARAMS = {"seed": 0, "scan": {"alpha": 4, "p_infer": 95, "p_train_low": 70, "p_train_high": 100, "lr": 3e-3,
+                              "epochs": 4, "batch_size": 4, "lambda_c": 0.1,
+                              "widths": {"cnn": [16, 12, 8, 8, 8, 8], "vit": [8, 8, 8, 8]},
+                              "vit_blocks": 1, "vit_heads": 2}}
+
+
+def image_paths(root: Path, n: int) -> list[str]:
+    classes = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
+    return [str(sorted((root / "train" / c).iterdir())[0].relative_to(root)) for c in classes][:n]
+
+
+def make_features(model, spec, root, out, n):
+    rel = image_paths(root, n)
+    extract_features(model, spec.scan_layer, root, rel, [0] * len(rel), spec.input_size, out, batch_size=8,
+                     extra_meta={"backbone": spec.name})
+    return load_features(out)
+
+
+@pytest.fixture(scope="module")
+def cnn_features(tiny_cnn, data_root, tmp_path_factory):
+    model, spec = tiny_cnn
+    base = tmp_path_factory.mktemp("feat_cnn")
+    train = make_features(model, spec, data_root, base / "train", 8)
+    holdout = make_features(model, spec, data_root, base / "holdout", 3)
+    return train, holdout, base
+
+
+@pytest.fixture(scope="module")
+def vit_features(tiny_vit, data_root, tmp_path_factory):
+    model, spec = tiny_vit
+    base = tmp_path_factory.mktemp("feat_vit")
+    return make_features(model, spec, data_root, base / "train", 4)
+
+
+def test_training_decreases_loss_and_is_deterministic(tiny_cnn, cnn_features):
+    _, spec = tiny_cnn
+    train, holdout, _ = cnn_features
+    assert train.F.dtype == np.float16
+    dec, curves, summary = train_decoder(train, holdout, spec, PARAMS, alpha=4, seed=0, progress=False)
+    losses = [c["loss"] for c in curves]
+    assert len(curves) == 4 and all(np.isfinite(losses))
+    assert losses[-1] < 0.8 * losses[0]
+    _, curves2, _ = train_decoder(train, holdout, spec, PARAMS, alpha=4, seed=0, progress=False)
+    assert [c["loss"] for c in curves2] == losses                   # same seed, same losses
+    _, curves3, _ = train_decoder(train, holdout, spec, PARAMS, alpha=4, seed=1, epochs=1, progress=False)
+    assert curves3[0]["loss"] != losses[0]
+    assert summary["target_area"] == pytest.approx(0.2)
+    assert 0 <= summary["val_confidence_area"] <= 1
+    assert summary["layer_path"] == spec.scan_layer and summary["layer"] == "default"
+    assert summary["n_train"] == 8 and summary["epochs"] == 4 and summary["widths"] == [16, 12, 8, 8, 8, 8]
+    for key in ("loss_c", "loss_r", "conf_area", "recon_err", "recon_err_weighted"):
+        assert np.isfinite(curves[-1][key])
+
+
+@pytest.mark.parametrize("variant", ["alpha1", "no_mask", "no_blur", "sigmoid"])
+def test_variants_train(tiny_cnn, cnn_features, variant):
+    _, spec = tiny_cnn
+    train, holdout, _ = cnn_features
+    _, curves, summary = train_decoder(train, holdout, spec, PARAMS, alpha=4, variant=variant, epochs=1,
+                                       n_train=4, progress=False)
+    assert np.isfinite(curves[0]["loss"]) and summary["variant"] == variant
+    assert summary["target_area"] == pytest.approx(0.5 if variant == "alpha1" else 0.2)
+
+
+def test_bad_training_inputs(tiny_cnn, tiny_vit, cnn_features):
+    train, holdout, _ = cnn_features
+    with pytest.raises(ScanbenchError, match="alpha"):
+        train_decoder(train, holdout, tiny_cnn[1], PARAMS, alpha=0, progress=False)
+    with pytest.raises(ScanbenchError, match="backbone"):
+        train_decoder(train, holdout, tiny_vit[1], PARAMS, alpha=4, progress=False)
+
+
+def test_checkpoint_round_trip_and_wrong_backbone(tiny_cnn, cnn_features, tmp_path):
+    _, spec = tiny_cnn
+    train, holdout, _ = cnn_features
+    dec, _, summary = train_decoder(train, holdout, spec, PARAMS, alpha=4, epochs=1, n_train=4, progress=False)
+    path = tmp_path / "decoder.pt"
+    save_decoder(path, dec, summary)
+    loaded, meta = load_decoder(path, spec.name, spec.scan_layer)
+    assert meta["backbone"] == spec.name and meta["layer"] == spec.scan_layer and meta["alpha"] == 4.0
+    x = torch.from_numpy(np.asarray(train.F[:2], dtype=np.float32))
+    with torch.no_grad():
+        assert torch.equal(dec.eval()(x), loaded(x))
+    with pytest.raises(ScanbenchError, match=r"'tiny_cnn'.*'vit_tiny_convstem'"):
+        load_decoder(path, "vit_tiny_convstem")
+    with pytest.raises(ScanbenchError, match=r"'net.layer4'.*'net.layer3'"):
+        load_decoder(path, spec.name, "net.layer3")
+
+
+def save_untrained(spec, feat_shape, path, variant="full"):
+    torch.manual_seed(0)
+    dec = build_decoder(spec, feat_shape, PARAMS)
+    save_decoder(path, dec, {"backbone": spec.name, "layer": spec.scan_layer, "alpha": 4, "variant": variant})
+
+
+@pytest.mark.parametrize("fixture,variant", [("tiny_cnn", "full"), ("tiny_vit", "full"), ("tiny_cnn", "no_mask"),
+                                             ("tiny_vit", "sigmoid")])
+def test_explainer_maps(fixture, variant, request, tmp_path):
+    model, spec = request.getfixturevalue(fixture)
+    x = torch.rand(3, 3, spec.input_size, spec.input_size, generator=torch.Generator().manual_seed(0))
+    from scanbench.hooks import features_and_grads
+    _, F, _ = features_and_grads(model, spec.scan_layer, x[:1])
+    path = tmp_path / "decoder.pt"
+    save_untrained(spec, F.shape[1:], path, variant)
+    explainer = make_explainer("scan", model, spec, decoder_path=str(path), p=95, batch_size=2)
+    maps = explainer.explain(x)
+    assert maps.shape == (3, spec.input_size, spec.input_size)
+    assert maps.min() >= 0 and maps.max() <= 1 and torch.isfinite(maps).all()
+    maps2, recon = explainer.explain_with_reconstruction(x)
+    assert torch.allclose(maps, maps2)
+    assert recon.shape == x.shape and recon.min() >= 0 and recon.max() <= 1
+
+
+def test_explainer_checks_layer_and_path(tiny_cnn, tmp_path):
+    model, spec = tiny_cnn
+    path = tmp_path / "decoder.pt"
+    save_untrained(spec, (512, 2, 2), path)
+    with pytest.raises(ScanbenchError, match="layer"):
+        SCANExplainer(model, spec, decoder_path=str(path), layer="alt1")
+    SCANExplainer(model, spec, decoder_path=str(path), layer="default")
+    with pytest.raises(ScanbenchError, match="decoder_path"):
+        SCANExplainer(model, spec)
+    with pytest.raises(ScanbenchError, match="not found"):
+        SCANExplainer(model, spec, decoder_path=str(tmp_path / "missing.pt"))
+
+
+def test_vit_training_runs(tiny_vit, vit_features):
+    _, spec = tiny_vit
+    _, curves, summary = train_decoder(vit_features, None, spec, PARAMS, alpha=4, epochs=1, progress=False)
+    assert np.isfinite(curves[0]["loss"]) and summary["val_confidence_area"] is None
+
+
+def test_stage_cli(tiny_cnn, cnn_features, tmp_path, monkeypatch, capsys):
+    """The stage end to end on the tiny backbone (registered for the test), and its one-line alpha error."""
+    from scanbench import backbones
+    _, spec = tiny_cnn
+    monkeypatch.setitem(backbones._REGISTRY, spec.name, spec)
+    _, _, base = cnn_features
+    params = copy.deepcopy(PARAMS)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    module_spec = importlib.util.spec_from_file_location("train_scan_stage", REPO / "pipeline" / "train_scan.py")
+    stage = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(stage)
+    monkeypatch.setattr(stage, "set_threads", lambda *a: None)   # keep the test session's one thread
+    out = tmp_path / "out"
+    stage.main(["--backbone", spec.name, "--layer", "default", "--epochs", "2", "--n-train", "4",
+                "--features", str(base), "--params", str(tmp_path / "params.yaml"), "--out", str(out),
+                "--no-progress"])
+    summary = yaml.safe_load((out / "summary.json").read_text())
+    assert {"backbone", "alpha", "layer", "variant", "final_loss", "val_confidence_area", "target_area",
+            "train_seconds", "n_train", "epochs", "widths"} <= set(summary)
+    assert summary["alpha"] == 4 and summary["n_train"] == 4
+    assert len(pd.read_csv(out / "curves.csv")) == 2
+    load_decoder(out / "decoder.pt", spec.name, spec.scan_layer)
+
+    monkeypatch.setattr(sys, "argv", ["train_scan.py", "--backbone", spec.name, "--layer", "default",
+                                      "--alpha", "-1", "--params", str(tmp_path / "params.yaml"),
+                                      "--out", str(tmp_path / "x")])
+    with pytest.raises(SystemExit) as exit_info:
+        stage.run_stage(stage.main)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "alpha" in err and len(err.splitlines()) == 1
