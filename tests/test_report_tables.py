@@ -115,9 +115,9 @@ def _row(df: pd.DataFrame, **keys) -> dict:
     return sel.iloc[0].to_dict()
 
 
-@pytest.fixture()
-def built(tmp_path):
-    res = make_results_tree(tmp_path)
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    res = make_results_tree(tmp_path_factory.mktemp("built"))
     results = collect_results(res)
     metrics = build_metrics(results, default_alpha=4)
     tables = {t.number: t for t in build_tables(results, metrics, load_paper_values(),

@@ -154,7 +154,7 @@ def win_rates(per_image_drop: Mapping[str, Sequence[float]],
         raise ScanbenchError(f"per-image drop arrays differ in length across methods ({lengths}): re-run "
                              f"`evaluate` so every method is scored on the same images")
     arrays = {m: np.where(np.isnan(a), np.inf, a) for m, a in arrays.items()}
-    competitors = [m for m in arrays if m not in calibration] or list(arrays)
+    competitors = list(arrays)
     best = np.min(np.stack([arrays[m] for m in competitors]), axis=0)
     n = len(best)
     return {m: (float(np.mean(a <= best + atol)) * 100.0 if n else None) for m, a in arrays.items()}
