@@ -18,7 +18,7 @@ from scanbench.config import load_params  # noqa: E402
 from scanbench.errors import ScanbenchError  # noqa: E402
 from scanbench.io import write_text  # noqa: E402
 from scanbench.report import build_metrics, collect_results, write_metrics  # noqa: E402
-from scanbench.report.tables import build_tables, load_paper_values, write_table  # noqa: E402
+from scanbench.report.tables import ablation_alpha, build_tables, load_paper_values, write_table  # noqa: E402
 
 
 def make_image_loader(params: dict, manifest_path: Path):
@@ -54,9 +54,7 @@ def main() -> None:
     out = Path(args.out)
     results = collect_results(args.results)
     paper = load_paper_values()
-    alpha = params.get("scan", {}).get("alpha", 4)
-
-    metrics = build_metrics(results, default_alpha=alpha)
+    metrics = build_metrics(results, default_alpha=params.get("scan", {}).get("alpha"))
     metric_files = write_metrics(metrics, out / "metrics")
 
     tables = build_tables(results, metrics, paper, params)
@@ -67,7 +65,7 @@ def main() -> None:
         from scanbench.report.figures import render_figures
 
         loader = make_image_loader(params, Path(args.manifest))
-        figures = render_figures(results, args.maps, out / "figures", paper, loader, alpha=alpha,
+        figures = render_figures(results, args.maps, out / "figures", paper, loader, alpha=ablation_alpha(params),
                                  results_dir=args.results)
 
     from scanbench.report.readme import render_readme

@@ -1,0 +1,89 @@
+"""Stage `explain`: saliency maps of one method for one backbone's evaluation images.
+
+    python pipeline/explain.py --backbone B --method M --out maps/B/M.npz
+
+The explained class is the model's prediction. Writes maps (float16 N x H x W in [0, 1]), indices
+(manifest rows), labels, classes, seconds_per_image and, for SCAN, recon (the first 8 reconstructions).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import run_stage  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from scanbench.backbones import get_backbone, load_target  # noqa: E402
+from scanbench.config import data_root, load_params, set_threads  # noqa: E402
+from scanbench.data import eval_indices, load_images, load_manifest  # noqa: E402
+from scanbench.engine import ForwardEngine  # noqa: E402
+from scanbench.errors import ScanbenchError  # noqa: E402
+from scanbench.explainers.base import check_method  # noqa: E402
+from scanbench.explainers.factory import explainer_from_params  # noqa: E402
+from scanbench.io import atomic_path  # noqa: E402
+
+N_RECON = 8
+FORWARD_ONLY = ("lime", "rise")   # these only need logits: served by the forward engine (ONNX by default)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--backbone", required=True)
+    ap.add_argument("--method", required=True)
+    ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--manifest", default="data/manifest.csv")
+    ap.add_argument("--targets", default="models/targets", type=Path, help="folder of <backbone>/model.{pt,onnx}")
+    ap.add_argument("--decoders", default="models/scan", type=Path,
+                    help="folder of <backbone>/default/decoder.pt (SCAN only)")
+    args = ap.parse_args()
+    params = load_params(args.params)
+    set_threads()
+    spec = get_backbone(args.backbone)
+    check_method(args.method, spec.family)   # fail before loading anything
+
+    decoder = args.decoders / args.backbone / "default" / "decoder.pt"
+    if args.method == "scan" and not decoder.exists():
+        raise ScanbenchError(f"SCAN decoder {decoder} not found: run `dvc repro train_scan` first")
+    manifest = load_manifest(args.manifest)
+    idx = eval_indices(manifest, params)
+    labels = manifest["label"].to_numpy()[idx]
+    images = load_images(data_root(params), manifest["path"].to_numpy()[idx], spec.input_size)
+    model = load_target(args.backbone, args.targets / args.backbone / "model.pt")
+
+    bs = int(params["explain"]["batch_size"])
+    with torch.inference_mode():
+        classes = torch.cat([model(images[i:i + bs]).argmax(1) for i in range(0, len(images), bs)])
+    engine = None
+    if args.method in FORWARD_ONLY:
+        engine = ForwardEngine(model, params["evaluate"]["engine"], args.targets / args.backbone / "model.onnx",
+                               batch_size=params["evaluate"]["batch_size"])
+    explainer = explainer_from_params(args.method, model, spec, params, engine=engine, decoder_path=decoder)
+
+    maps, seconds = [], 0.0
+    for i in tqdm(range(0, len(images), bs), desc=f"{args.backbone}/{args.method}", unit="batch"):
+        start = time.perf_counter()
+        maps.append(explainer.explain(images[i:i + bs], classes[i:i + bs]))
+        seconds += time.perf_counter() - start
+    maps_t = torch.cat(maps)
+
+    out = {"maps": maps_t.numpy().astype(np.float16), "indices": idx.astype(np.int64),
+           "labels": labels.astype(np.int64), "classes": classes.numpy().astype(np.int64),
+           "seconds_per_image": np.float64(seconds / max(len(images), 1))}
+    if args.method == "scan":
+        _, recon = explainer.explain_with_reconstruction(images[:N_RECON], classes[:N_RECON])
+        out["recon"] = recon.numpy().astype(np.float16)
+    with atomic_path(args.out, suffix=".npz") as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **out)
+    print(f"{args.backbone}/{args.method}: {len(images)} maps, {out['seconds_per_image']:.3f} s/image -> {args.out}")
+
+
+if __name__ == "__main__":
+    run_stage(main)
