@@ -1,11 +1,32 @@
-"""Shared plumbing for stage scripts: run main() and turn bad input into a one-line error."""
+"""Shared plumbing for stage scripts: run main(), turn bad input into a one-line error, log wall time."""
 from __future__ import annotations
 
+import json
+import os
 import sys
 import time
+from pathlib import Path
 from typing import Callable
 
 from scanbench.errors import ScanbenchError
+
+# Wall time of each stage run, for the report (not a DVC output: timings differ from run to run).
+STAGE_TIMES = Path("logs/stage_times.json")
+
+
+def stage_name() -> str:
+    script = Path(sys.argv[0]).stem
+    values = [a for a in sys.argv[1:] if not a.startswith("--") and "/" not in a]
+    return "@".join([script, "-".join(values)]) if values else script
+
+
+def record_time(name: str, seconds: float) -> None:
+    STAGE_TIMES.parent.mkdir(parents=True, exist_ok=True)
+    times = json.loads(STAGE_TIMES.read_text()) if STAGE_TIMES.exists() else {}
+    times[name] = round(seconds, 1)
+    tmp = STAGE_TIMES.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(times, indent=1, sort_keys=True))
+    tmp.replace(STAGE_TIMES)
 
 
 def run_stage(main: Callable[[], None]) -> None:
@@ -15,4 +36,6 @@ def run_stage(main: Callable[[], None]) -> None:
     except ScanbenchError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
-    print(f"[{main.__module__}] done in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    seconds = time.perf_counter() - start
+    record_time(stage_name(), seconds)
+    print(f"[{stage_name()}] done in {seconds:.1f} s", file=sys.stderr)

@@ -58,7 +58,7 @@ def main() -> None:
     model = load_target(args.backbone, args.targets / args.backbone / "model.pt")
 
     bs = int(params["explain"]["batch_size"])
-    with torch.inference_mode():
+    with torch.no_grad():   # not inference_mode: these classes index logits under autograd later
         classes = torch.cat([model(images[i:i + bs]).argmax(1) for i in range(0, len(images), bs)])
     engine = None
     if args.method in FORWARD_ONLY:

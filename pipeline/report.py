@@ -52,7 +52,9 @@ def main() -> None:
 
     params = load_params(args.params)
     out = Path(args.out)
-    results = collect_results(args.results)
+    for sub in ("metrics", "tables", "figures"):  # DVC outputs must exist even when a part is empty
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    results = collect_results(args.results, stage_times="logs/stage_times.json")
     paper = load_paper_values()
     metrics = build_metrics(results, default_alpha=params.get("scan", {}).get("alpha"))
     metric_files = write_metrics(metrics, out / "metrics")

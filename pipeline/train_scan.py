@@ -2,9 +2,11 @@
 
     python pipeline/train_scan.py --backbone B --layer L [--alpha A] [--variant V] [--epochs E]
                                   [--n-train N] [--features DIR] [--params params.yaml] --out DIR
+                                  [--results DIR2]
 
-Reads features/B/L/{train,holdout} (or --features DIR/{train,holdout}); writes DIR/decoder.pt,
-DIR/summary.json and DIR/curves.csv (one row per epoch). Defaults come from params.yaml's scan section.
+Reads features/B/L/{train,holdout} (or --features DIR/{train,holdout}); writes DIR/decoder.pt, and
+summary.json and curves.csv (one row per epoch) into DIR2 (default: DIR). Defaults come from params.yaml's
+scan section.
 """
 from __future__ import annotations
 
@@ -37,7 +39,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--features", type=Path, default=None, help="folder holding train/ and holdout/ "
                     "(default: features/<backbone>/<layer>)")
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
-    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--out", type=Path, required=True, help="folder for decoder.pt")
+    ap.add_argument("--results", type=Path, default=None, help="folder for summary.json and curves.csv "
+                    "(default: --out)")
     ap.add_argument("--no-progress", action="store_true")
     return ap.parse_args(argv)
 
@@ -58,11 +62,14 @@ def main(argv: list[str] | None = None) -> None:
                                              epochs=args.epochs, n_train=args.n_train,
                                              seed=int(params.get("seed", 0)), progress=not args.no_progress)
     save_decoder(args.out / "decoder.pt", decoder, summary)
-    write_json(args.out / "summary.json", summary)
-    write_text(args.out / "curves.csv", pd.DataFrame(curves).to_csv(index=False))
+    results = args.results or args.out
+    write_json(results / "summary.json", summary)
+    write_text(results / "curves.csv", pd.DataFrame(curves).to_csv(index=False))
+    area = summary["val_confidence_area"]
     print(f"{args.backbone}/{args.layer} alpha={alpha} variant={args.variant}: final loss "
-          f"{summary['final_loss']:.4f}, held-out confidence area {summary['val_confidence_area']:.3f} "
-          f"(target {summary['target_area']:.3f}), {summary['train_seconds']:.0f} s")
+          f"{summary['final_loss']:.4f}, held-out confidence area "
+          f"{'n/a' if area is None else f'{area:.3f}'} (target {summary['target_area']:.3f}), "
+          f"{summary['train_seconds']:.0f} s")
 
 
 if __name__ == "__main__":

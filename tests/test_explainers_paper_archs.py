@@ -10,7 +10,8 @@ from scanbench.explainers import APPLIES, make_explainer
 
 pytestmark = pytest.mark.slow   # full-size networks on a CPU: well over 20 s in total
 
-BACKBONES = ["vit_base_patch16_224", "resnetv2_50", "efficientnetv2_b0"]
+BACKBONES = ["vit_base_patch16_224", "resnetv2_50", "efficientnetv2_b0", "vgg16", "convnext_small"]
+# deit_base_patch16_224 and vit_base_patch16_224.dino are the same timm VisionTransformer as vit_base.
 SMALL = {"lime": dict(num_samples=8, forward_batch_size=8), "rise": dict(n_masks=8, forward_batch_size=8)}
 
 

@@ -15,8 +15,8 @@ import pytest
 import yaml
 
 from scanbench.errors import ScanbenchError
-from scanbench.report import build_metrics, collect_results, win_rates
-from scanbench.report.tables import build_tables, load_paper_values, table_markdown, write_tables
+from scanbench.report import Results, build_metrics, collect_results, win_rates
+from scanbench.report.tables import build_tables, load_paper_values, table7, table_markdown, write_tables
 
 REPO = Path(__file__).resolve().parents[1]
 PAPER_TXT = REPO.parent / "shared" / "paper" / "SCAN-paper.txt"
@@ -266,6 +266,11 @@ def test_ablation_tables_pair_settings_with_the_paper(built):
     assert list(viii[viii["backbone"] == CNN]["setting"]) == ["0", "50", "95"]
     assert _row(viii, backbone=CNN, setting="0")["paper_auc_d"] == pytest.approx(23.09)
     assert _row(viii, backbone=VIT, setting="95")["paper_neg_auc"] == pytest.approx(49.29)
+    assert all(isinstance(v, int) for v in vii["n_images"] if v is not None)  # counts stay counts
+    # a layer ablation run at alpha 8 pairs with the paper's alpha = 8 column
+    r8 = Results(evaluate={VIT: {"scan": {"family": "vit"}}}, ablation={"layer": {VIT: {"default": {
+        "setting": "default", "alpha": 8.0, "pos_auc": 10.0, "neg_auc": 40.0, "auc_d": 30.0}}}})
+    assert _row(table7(r8, {}, load_paper_values()).df, backbone=VIT)["paper_auc_d"] == pytest.approx(34.30)
     ix = t["IX"].df
     assert _row(ix, backbone=CNN, setting="alpha1")["paper_auc_d"] == pytest.approx(4.19)
     assert _row(ix, backbone=CNN, setting="sigmoid")["auc_d"] == pytest.approx(30.0)

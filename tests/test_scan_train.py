@@ -165,12 +165,12 @@ def test_stage_cli(tiny_cnn, cnn_features, tmp_path, monkeypatch, capsys):
     out = tmp_path / "out"
     stage.main(["--backbone", spec.name, "--layer", "default", "--epochs", "2", "--n-train", "4",
                 "--features", str(base), "--params", str(tmp_path / "params.yaml"), "--out", str(out),
-                "--no-progress"])
-    summary = yaml.safe_load((out / "summary.json").read_text())
+                "--no-progress", "--results", str(tmp_path / "res")])
+    summary = yaml.safe_load((tmp_path / "res" / "summary.json").read_text())
     assert {"backbone", "alpha", "layer", "variant", "final_loss", "val_confidence_area", "target_area",
             "train_seconds", "n_train", "epochs", "widths"} <= set(summary)
     assert summary["alpha"] == 4 and summary["n_train"] == 4
-    assert len(pd.read_csv(out / "curves.csv")) == 2
+    assert len(pd.read_csv(tmp_path / "res" / "curves.csv")) == 2
     load_decoder(out / "decoder.pt", spec.name, spec.scan_layer)
 
     monkeypatch.setattr(sys, "argv", ["train_scan.py", "--backbone", spec.name, "--layer", "default",

@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 
 from .engine import ForwardEngine
+from .errors import ScanbenchError
 from .metrics.perturbation import Forward, auc, curve, fair_resolution, perturbation_correct
 
 # (model, forward engine of that model) -> an Explainer
@@ -48,6 +49,8 @@ def randomize_weights(model: nn.Module, seed: int, std: float = 0.02) -> nn.Modu
 
 def random_other_classes(pred: torch.Tensor, n_classes: int, seed: int) -> torch.Tensor:
     """For each prediction, a class drawn uniformly from the other n_classes - 1 classes."""
+    if n_classes < 2:
+        raise ScanbenchError(f"the random-label check needs at least 2 classes (got {n_classes})")
     pred = torch.as_tensor(pred, dtype=torch.long).view(-1)
     r = torch.randint(0, n_classes - 1, pred.shape, generator=torch.Generator().manual_seed(seed))
     return r + (r >= pred).long()   # skip the predicted class

@@ -25,7 +25,8 @@ def record_attention(model: nn.Module, images01: torch.Tensor, classes: torch.Te
         else:
             with torch.enable_grad():
                 logits = model(images01.detach())
-                sel = logits.gather(1, classes.to(logits.device).view(-1, 1)).sum()
+                # clone: classes made under inference_mode cannot take part in autograd
+                sel = logits.gather(1, classes.clone().to(logits.device).view(-1, 1)).sum()
                 # Gradient straight to the recorded attention tensors (no parameter .grad is touched).
                 grads = [g.detach() for g in torch.autograd.grad(sel, rec.attn)]
         attn = [a.detach() for a in rec.attn]

@@ -7,7 +7,6 @@ from __future__ import annotations
 import time
 from typing import Sequence
 
-import numpy as np
 import torch
 
 from .bootstrap import bootstrap_ci
@@ -50,7 +49,10 @@ def evaluate_maps(forward, images01: torch.Tensor, maps: torch.Tensor, labels: t
     drop, inc = drop_inc(forward, images01, maps, classes)
     calibration = None
     if calibration_maps:
-        res = random_map_calibration(forward, images01, labels, fractions, calibration_maps, seed, max_chunk_bytes)
+        # seed + 1: a stream distinct from the random explainer's (seeded with `seed`), whose maps are
+        # already scored as the "random" method itself
+        res = random_map_calibration(forward, images01, labels, fractions, calibration_maps, seed + 1,
+                                     max_chunk_bytes)
         calibration = summarize(fractions, res.pos, res.neg, n_resamples, seed)
     n = int(images01.shape[0])
     img_steps = 2 * 2 * n * len(fractions)

@@ -102,7 +102,7 @@ def _read(path: Path) -> Any:
         raise ScanbenchError(f"{path} is not valid JSON ({err}); re-run the stage that writes it") from err
 
 
-def collect_results(results_dir: str | Path = "results") -> Results:
+def collect_results(results_dir: str | Path = "results", stage_times: str | Path | None = None) -> Results:
     """Read results/ (see the file layout in docs); missing folders leave their part empty."""
     root = Path(results_dir)
     res = Results()
@@ -125,8 +125,10 @@ def collect_results(results_dir: str | Path = "results") -> Results:
         data = _read(p)
         setting = str(data.get("setting", p.stem))
         res.ablation.setdefault(kind, {}).setdefault(backbone, {})[setting] = data
-    if (root / "stage_times.json").exists():
-        res.stage_times = {str(k): float(v) for k, v in _read(root / "stage_times.json").items()}
+    # Wall times are logged beside the results, not in them (they differ run to run; see pipeline/_common.py).
+    times = Path(stage_times) if stage_times else root / "stage_times.json"
+    if times.exists():
+        res.stage_times = {str(k): float(v) for k, v in _read(times).items()}
     return res
 
 
@@ -154,7 +156,7 @@ def win_rates(per_image_drop: Mapping[str, Sequence[float]],
         raise ScanbenchError(f"per-image drop arrays differ in length across methods ({lengths}): re-run "
                              f"`evaluate` so every method is scored on the same images")
     arrays = {m: np.where(np.isnan(a), np.inf, a) for m, a in arrays.items()}
-    competitors = list(arrays)
+    competitors = [m for m in arrays if m not in calibration] or list(arrays)
     best = np.min(np.stack([arrays[m] for m in competitors]), axis=0)
     n = len(best)
     return {m: (float(np.mean(a <= best + atol)) * 100.0 if n else None) for m, a in arrays.items()}

@@ -23,8 +23,8 @@ import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from ..io import save_figure  # noqa: E402
-from . import AUC_KEYS, METHOD_LABELS, Results, sort_methods  # noqa: E402
-from .tables import PaperValues, _setting_number, setting_sort_key  # noqa: E402
+from . import METHOD_LABELS, Results, sort_methods  # noqa: E402
+from .tables import PaperValues, setting_number, setting_sort_key  # noqa: E402
 
 DPI = 110
 MAP_CMAP = "jet"
@@ -241,7 +241,7 @@ def plot_p_sweep(ours: Mapping[str, Mapping[str, Mapping[str, Any]]],
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
     palette = sns.color_palette("deep", max(len(ours), 1))
     for k, b in enumerate(sorted(ours)):
-        pts = sorted((_setting_number(s), v) for s, v in ours[b].items() if _setting_number(s) is not None)
+        pts = sorted((setting_number(s), v) for s, v in ours[b].items() if setting_number(s) is not None)
         for ax, key in zip(axes, ("auc_d", "neg_auc", "pos_auc")):
             ax.plot([p for p, _ in pts], [np.nan if v.get(key) is None else v[key] for _, v in pts], "-o",
                     color=palette[k], label=b, markersize=4)
@@ -276,18 +276,17 @@ def _images(loader: ImageLoader | None, indices: Sequence[int], size: int) -> np
 def _paper_by_setting(kind: str, results: Results, paper: PaperValues, backbone: str,
                       alpha: float) -> dict[str, dict]:
     """Our setting -> the paper record it pairs with (same rule as the tables)."""
-    from .tables import _setting_number as num
-
     family = results.family(backbone)
     model = paper.model_for_family.get(family or "")
     table = {"alpha": "VI", "layer": "VII", "p": "VIII", "components": "IX"}[kind]
     out = {}
-    for s in results.ablation.get(kind, {}).get(backbone, {}):
+    for s, data in results.ablation.get(kind, {}).get(backbone, {}).items():
         if kind in ("alpha", "p"):
-            rec = paper.lookup(table, model, "scan", setting=num(s))
+            rec = paper.lookup(table, model, "scan", setting=setting_number(s))
         elif kind == "layer":
             role = paper.layer_roles.get(family or "", {}).get(s)
-            rec = paper.lookup(table, model, "scan", setting=role, alpha=alpha) if role else None
+            a = data.get("alpha") if data.get("alpha") is not None else alpha
+            rec = paper.lookup(table, model, "scan", setting=role, alpha=a) if role else None
         else:
             comp = paper.component_aliases.get(s)
             rec = paper.lookup(table, model, "scan", setting=comp) if comp else None
@@ -350,7 +349,7 @@ def render_figures(results: Results, maps_dir: str | Path, out_dir: str | Path, 
                                               title=f"ablation: {kind}"),
                            f"Ablation on {kind}: AUC-D per setting, ours vs the paper's reference model"))
         if kind == "p":
-            ref = {b: sorted((_setting_number(r["setting"]), r) for r in _paper_p_records(paper, results, b))
+            ref = {b: sorted((setting_number(r["setting"]), r) for r in _paper_p_records(paper, results, b))
                    for b in per_kind}
             figs.append(Figure(plot_p_sweep(ours, ref, out_dir / "p_sweep.png"),
                                "P sweep (cf. the paper's Fig. 6 / Table VIII): AUCs vs inference percentile P"))

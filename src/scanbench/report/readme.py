@@ -79,12 +79,18 @@ def deviations(params: Mapping[str, Any]) -> list[str]:
         "LRP and partial LRP are not implemented; their rows in Table I carry the paper's values only.",
         "The SCAN sanity check (random weights) applies the decoder trained on the original model to the "
         "randomised model's features and gradients; it is not retrained.",
-        "Evaluation uses a fixed seeded subset of the validation split (sizes below), and every AUC comes with "
+        "Evaluation uses a fixed seeded subset of the validation split (sizes above), and every AUC comes with "
         "a 95% bootstrap interval over images; the paper reports point values.",
         "Timings are from this machine (see Table V) and are not comparable in absolute terms with the paper's "
         "GPU timings; compare the ratios.",
     ]
     return out
+
+
+def _methods_text(methods: Any) -> str:
+    if isinstance(methods, Mapping):  # per family
+        return "; ".join(f"{fam}: {', '.join(ms)}" for fam, ms in methods.items())
+    return ", ".join(methods)
 
 
 def _settings(params: Mapping[str, Any]) -> list[str]:
@@ -102,7 +108,7 @@ def _settings(params: Mapping[str, Any]) -> list[str]:
         f"perturbation test: fractions {ev.get('fractions')}, inference engine `{ev.get('engine')}`, "
         f"{ev.get('bootstrap')} bootstrap resamples, {ev.get('calibration_maps')} random maps per image for "
         f"calibration",
-        f"methods: {', '.join(explain.get('methods', []))}",
+        "methods: " + _methods_text(explain.get("methods", [])),
         f"seed: {params.get('seed')}",
     ]
 
@@ -149,11 +155,12 @@ def render_readme(params: Mapping[str, Any], results: Results, metrics: Mapping[
         f"{feats.get('n_train')} training images for the SCAN decoders ({feats.get('n_holdout')} held-out val "
         f"images for the confidence area); {san.get('n_images')} images for sanity checks; "
         f"{tim.get('n_images')} for timing (batch {tim.get('batch_size')}); {abl.get('n_images')} per ablation "
-        f"setting ({abl.get('epochs')} decoder epoch(s) each)",
+        f"setting ({abl.get('epochs')} decoder epoch(s) on {abl.get('n_train')} images each, alpha "
+        f"{abl.get('base_alpha')} unless varied)",
     ]
     lines += [f"- {s}" for s in _settings(params)]
     for rec in metrics.get("scan_training", []):
-        lines.append(f"- decoder `{rec['backbone']}/{rec['layer']}` (alpha {_fmt(rec['alpha'])}): final loss "
+        lines.append(f"- decoder `{rec['backbone']}/{rec['layer']}` (alpha {rec['alpha']:g}): final loss "
                      f"{_fmt(rec['final_loss'], 4)}, held-out confidence area {_fmt(rec['val_confidence_area'], 3)} "
                      f"(target A_c = {_fmt(rec['target_area'], 3)})")
     lines.append("")
@@ -193,6 +200,17 @@ def render_readme(params: Mapping[str, Any], results: Results, metrics: Mapping[
     if metric_files:
         lines += ["Metric files (DVC `metrics:`): " + ", ".join(f"[{p.name}]({_rel(p, base)})"
                                                               for p in metric_files), ""]
+
+    # ------------------------------------------------------------------ CI comparison
+    from .compare import DEFAULT_TOLERANCES, EXCLUDED_FILES
+
+    lines += ["## CI comparison", "",
+              "`python pipeline/compare_metrics.py --reference reports/reference/smoke --current reports/metrics` "
+              "compares every metric file except " + ", ".join(f"`{f}.json`" for f in EXCLUDED_FILES) +
+              " (machine-dependent) with the committed smoke reference, prints the differences as a Markdown "
+              "table and exits 1 when a value moves beyond its absolute tolerance or a metric appears or "
+              "disappears. Default tolerances (metric units; `--abs-tol` / `--tol PATTERN=VALUE` override): "
+              + ", ".join(f"`{k}` {v:g}" for k, v in DEFAULT_TOLERANCES.items()) + ".", ""]
 
     # ------------------------------------------------------------------ deviations
     lines += ["## Deviations from the paper", ""]

@@ -162,12 +162,14 @@ def _finish(rows: list[dict], key_cols: Sequence[str], value_cols: Sequence[str]
         if c not in df:
             df[c] = None
     df = df[list(key_cols) + [c for c in value_cols]]
-    for c in INT_COLS:  # pandas turned counts into floats beside empty cells; print them as counts
-        if c in df:
-            df[c] = df[c].map(lambda v: None if v is None or (isinstance(v, float) and math.isnan(v)) else int(v))
     empty_paper = [c for c in df.columns if c.startswith("paper_") and c not in ("paper_row", "paper_ref")
                    and df[c].isna().all()]
-    return df.drop(columns=empty_paper).astype(object).where(df.notna(), None)
+    df = df.drop(columns=empty_paper)
+    df = df.astype(object).where(df.notna(), None)
+    for c in INT_COLS:  # pandas turned counts into floats beside empty cells; keep them counts
+        if c in df:
+            df[c] = pd.Series([None if v is None else int(v) for v in df[c]], index=df.index, dtype=object)
+    return df
 
 
 def _value_cols(cols: Sequence[str], with_ci: bool) -> list[str]:
@@ -389,7 +391,7 @@ def table5(results: Results, metrics: Mapping[str, Any], paper: PaperValues, dat
 
 def setting_sort_key(kind: str, setting: Any) -> tuple:
     """Numeric settings (alpha, P) in numeric order; others as given (layers: default first)."""
-    num = _setting_number(setting)
+    num = setting_number(setting)
     if kind in ("alpha", "p") and num is not None:
         return (0, num, str(setting))
     if kind == "layer":
@@ -401,7 +403,7 @@ def setting_sort_key(kind: str, setting: Any) -> tuple:
     return (1, 0, str(setting))
 
 
-def _setting_number(setting: Any) -> float | None:
+def setting_number(setting: Any) -> float | None:
     f = _as_float(setting)
     if f is not None:
         return f
@@ -410,7 +412,7 @@ def _setting_number(setting: Any) -> float | None:
 
 
 def _ablation_table(kind: str, number: str, title: str, results: Results, paper: PaperValues,
-                    match: Callable[[str, str, Mapping], dict | None], notes: list[str]) -> Table:
+                    match: Callable[[str, str | None, str, Mapping], dict | None], notes: list[str]) -> Table:
     rows: list[dict] = []
     used: set[int] = set()
     per_kind = results.ablation.get(kind, {})
@@ -418,7 +420,7 @@ def _ablation_table(kind: str, number: str, title: str, results: Results, paper:
         family = results.family(b)
         for s in sorted(per_kind[b], key=lambda s: setting_sort_key(kind, s)):
             data = per_kind[b][s]
-            rec = match(b, family, s)
+            rec = match(family, s, data)
             if rec is not None:
                 used.add(rec["row_order"])
             row = {"backbone": b, "setting": s, "paper_row": rec["paper_row"] if rec else None,
@@ -435,8 +437,8 @@ def _ablation_table(kind: str, number: str, title: str, results: Results, paper:
 
 
 def table6(results: Results, metrics: Mapping[str, Any], paper: PaperValues, dataset: str = "ImageNet") -> Table:
-    def match(b, family, s):
-        return paper.lookup("VI", paper.model_for_family.get(family), "scan", setting=_setting_number(s))
+    def match(family, s, data):
+        return paper.lookup("VI", paper.model_for_family.get(family), "scan", setting=setting_number(s))
 
     return _ablation_table("alpha", "VI", "Table VI: ablation on alpha (P = 95); paper: ViT-B/16 6th block, "
                            "ResNet50V2 last conv layer", results, paper, match,
@@ -446,9 +448,12 @@ def table6(results: Results, metrics: Mapping[str, Any], paper: PaperValues, dat
 
 def table7(results: Results, metrics: Mapping[str, Any], paper: PaperValues, dataset: str = "ImageNet",
            alpha: float = 4) -> Table:
-    def match(b, family, s):
+    """Layer ablation; each row pairs with the paper's row of the same layer role at the alpha it ran with
+    (the `alpha` field of its JSON, else `alpha`)."""
+    def match(family, s, data):
         role = paper.layer_roles.get(family or "", {}).get(s)
-        return paper.lookup("VII", paper.model_for_family.get(family), "scan", setting=role, alpha=alpha) \
+        a = data.get("alpha") if data.get("alpha") is not None else alpha
+        return paper.lookup("VII", paper.model_for_family.get(family), "scan", setting=role, alpha=a) \
             if role else None
 
     return _ablation_table("layer", "VII", f"Table VII: ablation on the SCAN layer (alpha = {_fmt_num(alpha)}, "
@@ -462,8 +467,8 @@ def table7(results: Results, metrics: Mapping[str, Any], paper: PaperValues, dat
 
 
 def table8(results: Results, metrics: Mapping[str, Any], paper: PaperValues, dataset: str = "ImageNet") -> Table:
-    def match(b, family, s):
-        return paper.lookup("VIII", paper.model_for_family.get(family), "scan", setting=_setting_number(s))
+    def match(family, s, data):
+        return paper.lookup("VIII", paper.model_for_family.get(family), "scan", setting=setting_number(s))
 
     return _ablation_table("p", "VIII", "Table VIII: ablation on the inference percentile P (alpha = 4); paper: "
                            "ViT-B/16 6th block, ResNet50V2 last conv layer", results, paper, match,
@@ -471,15 +476,20 @@ def table8(results: Results, metrics: Mapping[str, Any], paper: PaperValues, dat
 
 
 def table9(results: Results, metrics: Mapping[str, Any], paper: PaperValues, dataset: str = "ImageNet") -> Table:
-    def match(b, family, s):
+    def match(family, s, data):
         comp = paper.component_aliases.get(s)
         return paper.lookup("IX", paper.model_for_family.get(family), "scan", setting=comp) if comp else None
 
     return _ablation_table("components", "IX", "Table IX: ablation of SCAN's components; paper: ResNet50V2, "
                            "ImageNet", results, paper, match,
-                           ["alpha1 = alpha 1 (no positive/negative distinction); no_mask = no gradient mask "
-                            "(P = 0); no_blur = unblurred target; sigmoid = sigmoid instead of the stretched "
+                           ["alpha1 = alpha 1 (no positive/negative distinction); no_mask = the decoder sees "
+                            "the unmasked features F (train and inference); no_blur = unblurred target; sigmoid = sigmoid instead of the stretched "
                             "sine confidence. The paper ran this on ResNet50V2 only."])
+
+
+def ablation_alpha(params: Mapping[str, Any]) -> float:
+    """The alpha of the layer / components / P ablations: ablation.base_alpha, else scan.alpha, else 4."""
+    return float(params.get("ablation", {}).get("base_alpha", params.get("scan", {}).get("alpha", 4)))
 
 
 TABLE_BUILDERS = (table1, table2, table3, table4, table5, table6, table7, table8, table9)
@@ -490,7 +500,7 @@ def build_tables(results: Results, metrics: Mapping[str, Any], paper: PaperValue
     paper = paper or load_paper_values()
     params = params or {}
     dataset = paper_dataset_for(params)
-    alpha = params.get("scan", {}).get("alpha", 4)
+    alpha = ablation_alpha(params)
     tables = []
     for build in TABLE_BUILDERS:
         if build is table7:
