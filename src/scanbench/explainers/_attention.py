@@ -24,7 +24,8 @@ def record_attention(model: nn.Module, images01: torch.Tensor, classes: torch.Te
             grads = None
         else:
             with torch.enable_grad():
-                logits = model(images01.detach())
+                # grad-requiring copy of the input: A is in the graph even with frozen weights
+                logits = model(images01.detach().clone().requires_grad_(True))
                 # clone: classes made under inference_mode cannot take part in autograd
                 sel = logits.gather(1, classes.clone().to(logits.device).view(-1, 1)).sum()
                 # Gradient straight to the recorded attention tensors (no parameter .grad is touched).

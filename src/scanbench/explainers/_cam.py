@@ -54,16 +54,19 @@ class LibraryCAM(Explainer):
         cam = cam_class(model=self.model, target_layers=[layer], reshape_transform=reshape)
         try:
             with torch.enable_grad():
-                outputs = cam.activations_and_grads(images01.detach())
+                # A grad-requiring input (a fresh copy: also frees an inference-mode tensor) makes every
+                # layer output require grad even if the weights are frozen.
+                x = images01.detach().clone().requires_grad_(True)
+                outputs = cam.activations_and_grads(x)
                 # One target per image: each image's own class (a single target explains image 0 only).
                 targets = [ClassifierOutputTarget(int(c)) for c in classes]
                 loss = sum(t(o) for t, o in zip(targets, outputs))
-                self.model.zero_grad(set_to_none=True)
-                loss.backward()
+                # The library's tensor hook catches the layer's gradient on the way; asking for the
+                # input's gradient (not loss.backward) skips the weight gradients and leaves .grad alone.
+                torch.autograd.grad(loss, x)
             acts = cam.activations_and_grads.activations[0].numpy()
             grads = cam.activations_and_grads.gradients[0].numpy()
             raw = cam.get_cam_image(images01, layer, targets, acts, grads, eigen_smooth=False)
         finally:
             cam.activations_and_grads.release()
-            self.model.zero_grad(set_to_none=True)
         return torch.from_numpy(np.maximum(raw, 0).astype(np.float32))
