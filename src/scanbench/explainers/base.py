@@ -64,13 +64,17 @@ class Explainer:
         """Raw maps for one batch (B x h x w, any scale); subclasses implement this."""
         raise NotImplementedError
 
-    def explain(self, images01: torch.Tensor, classes: torch.Tensor | None = None) -> torch.Tensor:
+    def check_inputs(self, images01: torch.Tensor, classes: torch.Tensor | None) -> torch.Tensor:
+        """Validate the image batch; return the classes to explain (the predictions when not given)."""
         if images01.ndim != 4 or images01.shape[1] != 3:
             raise ScanbenchError(f"images must be B x 3 x H x W in [0, 1] (got {tuple(images01.shape)})")
         if classes is None:
             with torch.no_grad():
                 classes = self.model(images01).argmax(1)
-        classes = torch.as_tensor(classes, dtype=torch.long).view(-1)
+        return torch.as_tensor(classes, dtype=torch.long).view(-1)
+
+    def explain(self, images01: torch.Tensor, classes: torch.Tensor | None = None) -> torch.Tensor:
+        classes = self.check_inputs(images01, classes)
         out = []
         for i in range(0, images01.shape[0], self.batch_size):
             raw = self._explain(images01[i:i + self.batch_size], classes[i:i + self.batch_size])

@@ -46,12 +46,7 @@ class SCANExplainer(Explainer):
     def explain_with_reconstruction(self, images01: torch.Tensor,
                                     classes: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Maps as `explain`, plus the decoder's reconstruction mapped from [-1, 1] to [0, 1]."""
-        if images01.ndim != 4 or images01.shape[1] != 3:
-            raise ScanbenchError(f"images must be B x 3 x H x W in [0, 1] (got {tuple(images01.shape)})")
-        if classes is None:
-            with torch.no_grad():
-                classes = self.model(images01).argmax(1)
-        classes = torch.as_tensor(classes, dtype=torch.long).view(-1)
+        classes = self.check_inputs(images01, classes)
         maps, recons = [], []
         for i in range(0, images01.shape[0], self.batch_size):
             C, rec = self._decode(images01[i:i + self.batch_size], classes[i:i + self.batch_size])
