@@ -47,6 +47,8 @@ def main() -> None:
     ap.add_argument("--maps", default="maps")
     ap.add_argument("--manifest", default="data/manifest.csv")
     ap.add_argument("--out", default="reports")
+    ap.add_argument("--stage-times", default="logs/stage_times.json",
+                    help="wall times logged by the stage scripts (pipeline/_common.py)")
     ap.add_argument("--no-figures", action="store_true", help="skip the figures (tables and metrics only)")
     args = ap.parse_args()
 
@@ -54,7 +56,7 @@ def main() -> None:
     out = Path(args.out)
     for sub in ("metrics", "tables", "figures"):  # DVC outputs must exist even when a part is empty
         (out / sub).mkdir(parents=True, exist_ok=True)
-    results = collect_results(args.results, stage_times="logs/stage_times.json")
+    results = collect_results(args.results, stage_times=args.stage_times)
     paper = load_paper_values()
     metrics = build_metrics(results, default_alpha=params.get("scan", {}).get("alpha"))
     metric_files = write_metrics(metrics, out / "metrics")

@@ -332,7 +332,7 @@ def test_report_stage_end_to_end(tmp_path, monkeypatch):
     make_results_tree(tmp_path)
     params = yaml.safe_load((REPO / "profiles" / "default.yaml").read_text())
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    run_report_stage(tmp_path, monkeypatch, "--no-figures")
+    run_report_stage(tmp_path, monkeypatch, "--no-figures", "--stage-times", "results/stage_times.json")
     out = tmp_path / "reports"
     for stem in ("explanations", "sanity", "timing", "scan_training", "targets", "calibration",
                  "ablation_alpha", "ablation_layer", "ablation_p", "ablation_components"):
