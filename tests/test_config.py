@@ -24,8 +24,8 @@ def test_profiles_validate(name):
     (lambda p: p["scan"].update(p_infer=-1), "scan.p_infer"),
     (lambda p: p["ablation"].update(percentiles=[50, 120]), "ablation.percentiles"),
     (lambda p: p.update(backbones=["resnet_nope"]), "unknown backbone 'resnet_nope'"),
-    (lambda p: p["explain"]["methods"]["cnn"].append("gradcam_xx"), "unknown method 'gradcam_xx'"),
-    (lambda p: p["explain"]["methods"]["cnn"].append("rollout"), "does not apply to cnn"),
+    (lambda p: p["explain"]["baselines"]["cnn"].append("gradcam_xx"), "unknown method 'gradcam_xx'"),
+    (lambda p: p["explain"]["baselines"]["cnn"].append("rollout"), "does not apply to cnn"),
     (lambda p: p["families"].update(cnn=[]), "families.cnn"),
 ])
 def test_bad_params(mutate, match):

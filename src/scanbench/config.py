@@ -61,7 +61,7 @@ def validate_backbones(params: dict[str, Any]) -> None:
                 raise ScanbenchError(f"families.{family} lists {name}, which is not in backbones")
             if get_backbone(name).family != family:
                 raise ScanbenchError(f"families.{family} lists {name}, a {get_backbone(name).family} backbone")
-    for family, methods in params.get("explain", {}).get("methods", {}).items():
+    for family, methods in params.get("explain", {}).get("baselines", {}).items():
         for m in methods:
             check_method(m, family)
 

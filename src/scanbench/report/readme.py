@@ -108,7 +108,7 @@ def _settings(params: Mapping[str, Any]) -> list[str]:
         f"perturbation test: fractions {ev.get('fractions')}, inference engine `{ev.get('engine')}`, "
         f"{ev.get('bootstrap')} bootstrap resamples, {ev.get('calibration_maps')} random maps per image for "
         f"calibration",
-        "methods: " + _methods_text(explain.get("methods", [])),
+        "methods: scan; baselines " + _methods_text(explain.get("baselines", [])),
         f"seed: {params.get('seed')}",
     ]
 
