@@ -8,6 +8,7 @@ batching, upsampling to input resolution and normalisation, so all methods retur
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any, Callable, ClassVar
 
 import torch
@@ -47,7 +48,7 @@ def upsample_maps(maps: torch.Tensor, size: int) -> torch.Tensor:
                          align_corners=False).squeeze(1)
 
 
-class Explainer:
+class Explainer(ABC):
     """Base class: model + backbone entry in, `explain(images01, classes) -> maps` out."""
 
     name: ClassVar[str] = ""
@@ -60,9 +61,9 @@ class Explainer:
         self.batch_size = batch_size
         self.params = params
 
+    @abstractmethod
     def _explain(self, images01: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
-        """Raw maps for one batch (B x h x w, any scale); subclasses implement this."""
-        raise NotImplementedError
+        """Raw maps for one batch (B x h x w, any scale); every method implements this hook."""
 
     def check_inputs(self, images01: torch.Tensor, classes: torch.Tensor | None) -> torch.Tensor:
         """Validate the image batch; return the classes to explain (the predictions when not given)."""
