@@ -17,7 +17,7 @@ from _common import run_stage  # noqa: E402
 from scanbench.config import load_params  # noqa: E402
 from scanbench.errors import ScanbenchError  # noqa: E402
 from scanbench.io import write_text  # noqa: E402
-from scanbench.report import build_metrics, collect_results, write_metrics  # noqa: E402
+from scanbench.report import build_metrics, collect_results, restrict_to_params, write_metrics  # noqa: E402
 from scanbench.report.tables import ablation_alpha, build_tables, load_paper_values, write_table  # noqa: E402
 
 
@@ -56,7 +56,7 @@ def main() -> None:
     out = Path(args.out)
     for sub in ("metrics", "tables", "figures"):  # DVC outputs must exist even when a part is empty
         (out / sub).mkdir(parents=True, exist_ok=True)
-    results = collect_results(args.results, stage_times=args.stage_times)
+    results = restrict_to_params(collect_results(args.results, stage_times=args.stage_times), params)
     paper = load_paper_values()
     metrics = build_metrics(results, default_alpha=params.get("scan", {}).get("alpha"))
     metric_files = write_metrics(metrics, out / "metrics")

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from scanbench.errors import ScanbenchError
-from scanbench.report import Results, build_metrics, collect_results, win_rates
+from scanbench.report import Results, build_metrics, collect_results, restrict_to_params, win_rates
 from scanbench.report.tables import build_tables, load_paper_values, table7, table_markdown, write_tables
 
 REPO = Path(__file__).resolve().parents[1]
@@ -123,6 +123,24 @@ def built(tmp_path_factory):
     tables = {t.number: t for t in build_tables(results, metrics, load_paper_values(),
                                                 {"scan": {"alpha": 4}, "data": {"root": "x/imagenette"}})}
     return results, metrics, tables
+
+
+def test_report_keeps_only_what_params_declare(tmp_path):
+    """Stale files of another profile (e.g. committed default-run JSONs beside a smoke run) stay out."""
+    res = make_results_tree(tmp_path)
+    params = {"backbones": [CNN], "scan": {"layers": ["default"]},
+              "explain": {"baselines": {"cnn": ["gradcam", "random"], "vit": ["gradcam"]}},
+              "ablation": {"alphas": [2, 4], "percentiles": [95.0, 50], "layers": ["default"],
+                           "components": ["no_mask"]}}
+    results = restrict_to_params(collect_results(res), params)
+    assert results.backbones() == [CNN]
+    assert set(results.evaluate[CNN]) == {"scan", "gradcam", "random"} & set(CNN_AUCS)
+    assert set(results.ablation["alpha"][CNN]) == {"2", "4"}
+    assert set(results.ablation["p"][CNN]) == {"50", "95"}
+    assert set(results.ablation["layer"][CNN]) == {"default"}
+    assert set(results.ablation["components"][CNN]) == {"no_mask"}
+    metrics = build_metrics(results, default_alpha=4)
+    assert set(metrics["ablation_p"]) == {CNN} and set(metrics["ablation_p"][CNN]) == {"50", "95"}
 
 
 # ------------------------------------------------------------------------------------------------ Win%

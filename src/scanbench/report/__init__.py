@@ -132,6 +132,55 @@ def collect_results(results_dir: str | Path = "results", stage_times: str | Path
     return res
 
 
+def _setting_name(value: Any) -> str:
+    """A params list entry as the ablation stage names its output (95 and 95.0 -> "95")."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value)
+
+
+ABLATION_PARAM = {"alpha": "alphas", "layer": "layers", "p": "percentiles", "components": "components"}
+
+
+def restrict_to_params(res: Results, params: Mapping[str, Any]) -> Results:
+    """Keep only what the current params declare.
+
+    results/ may hold files of another profile (committed JSONs of the default run sit beside the smoke run's):
+    the report shows the backbones, methods and ablation settings that params.yaml lists, nothing stale.
+    """
+    backbones = params.get("backbones")
+    if backbones is None:
+        return res
+    keep = set(backbones)
+    baselines = params.get("explain", {}).get("baselines", {})
+
+    def methods_of(backbone: str) -> set[str] | None:
+        family = res.family(backbone)
+        return None if family not in baselines else {"scan", *baselines[family]}
+
+    res.targets = {b: v for b, v in res.targets.items() if b in keep}
+    layers = {_setting_name(x) for x in params.get("scan", {}).get("layers", [])} or None
+    res.train_scan = {b: {layer: v for layer, v in per.items() if layers is None or layer in layers}
+                      for b, per in res.train_scan.items() if b in keep}
+    res.curves = {b: {layer: v for layer, v in per.items() if layers is None or layer in layers}
+                  for b, per in res.curves.items() if b in keep}
+    evaluate = {}
+    for b, per in res.evaluate.items():
+        if b in keep:
+            allowed = methods_of(b)
+            evaluate[b] = {m: v for m, v in per.items() if allowed is None or m in allowed}
+    res.evaluate = evaluate
+    res.sanity = {b: v for b, v in res.sanity.items() if b in keep}
+    res.timing = {b: v for b, v in res.timing.items() if b in keep}
+    ablation_params = params.get("ablation", {})
+    for kind, per_kind in list(res.ablation.items()):
+        listed = ablation_params.get(ABLATION_PARAM.get(kind, kind))
+        settings = None if listed is None else {_setting_name(x) for x in listed}
+        res.ablation[kind] = {b: {s: v for s, v in per.items() if settings is None or s in settings}
+                              for b, per in per_kind.items() if b in keep}
+    return res
+
+
 def _num(v: Any, ndigits: int = 4) -> float | None:
     """A JSON number rounded for the metric files; None / NaN stay None (never a made-up number)."""
     if v is None:
