@@ -5,7 +5,9 @@ import os
 from pathlib import Path
 
 import pytest
-import torch
+
+import scanbench  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads OpenMP)
+import torch  # noqa: E402
 
 torch.set_num_threads(1)  # tests run beside other work on a 2-core machine; keep them lean
 
