@@ -181,3 +181,39 @@ def test_stage_cli(tiny_cnn, cnn_features, tmp_path, monkeypatch, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "alpha" in err and len(err.splitlines()) == 1
+
+
+def test_decoder_generalisation_separates_an_informed_decoder_from_a_blind_one():
+    """A decoder that outputs the true target has skill 1; one that outputs the mean image has skill ~0."""
+    import numpy as np
+    import torch.nn as nn
+
+    from scanbench.diagnostics import decoder_generalisation, mean_target
+    from scanbench.features import FeatureSet
+    from scanbench.scan.loss import make_target
+
+    rng = np.random.default_rng(0)
+    n, size, grid = 6, 16, 4
+    images = rng.integers(0, 256, size=(n, 3, size, size), dtype=np.uint8)
+    F = rng.normal(size=(n, 3, size, size)).astype(np.float16)
+    fs = FeatureSet(F, np.abs(F), images, {})
+
+    class Oracle(nn.Module):   # reads the image back out of its "features" (here: the images themselves)
+        kwargs = {"grid": grid}
+
+        def forward(self, x):
+            t = make_target(torch.from_numpy(images[: x.shape[0]].astype(np.float32) / 255), grid)
+            return torch.cat([torch.full_like(t[:, :1], 2.0), t], 1)
+
+    class Blind(nn.Module):
+        kwargs = {"grid": grid}
+
+        def forward(self, x):
+            m = mean_target(fs, grid, n)
+            return torch.cat([torch.zeros(x.shape[0], 1, size, size), m.expand(x.shape[0], -1, -1, -1)], 1)
+
+    good = decoder_generalisation(Oracle(), fs, fs, p=95, batch_size=n)
+    blind = decoder_generalisation(Blind(), fs, fs, p=95, batch_size=n)
+    assert good["recon_err"] < 1e-10 and good["recon_skill"] == pytest.approx(1.0)
+    assert blind["recon_skill"] == pytest.approx(0.0, abs=1e-6)
+    assert blind["conf_image_std"] == pytest.approx(0.0, abs=1e-7) and blind["conf_area"] == pytest.approx(0.5)

@@ -55,6 +55,7 @@ class Results:
     sanity: dict[str, dict] = field(default_factory=dict)                      # B -> sanity/B.json
     timing: dict[str, dict] = field(default_factory=dict)                      # B -> timing/B.json
     ablation: dict[str, dict[str, dict[str, dict]]] = field(default_factory=dict)  # kind -> B -> setting -> json
+    diagnostics: dict[str, dict] = field(default_factory=dict)                 # B -> diagnostics/B.json
     stage_times: dict[str, float] = field(default_factory=dict)
 
     def backbones(self) -> list[str]:
@@ -120,6 +121,8 @@ def collect_results(results_dir: str | Path = "results", stage_times: str | Path
         res.sanity[p.stem] = _read(p)
     for p in sorted((root / "timing").glob("*.json")):
         res.timing[p.stem] = _read(p)
+    for p in sorted((root / "diagnostics").glob("*.json")):
+        res.diagnostics[p.stem] = _read(p)
     for p in sorted((root / "ablation").glob("*/*/*.json")):
         kind, backbone = p.parent.parent.name, p.parent.name
         data = _read(p)
@@ -172,6 +175,7 @@ def restrict_to_params(res: Results, params: Mapping[str, Any]) -> Results:
     res.evaluate = evaluate
     res.sanity = {b: v for b, v in res.sanity.items() if b in keep}
     res.timing = {b: v for b, v in res.timing.items() if b in keep}
+    res.diagnostics = {b: v for b, v in res.diagnostics.items() if b in keep}
     ablation_params = params.get("ablation", {})
     for kind, per_kind in list(res.ablation.items()):
         listed = ablation_params.get(ABLATION_PARAM.get(kind, kind))
@@ -257,10 +261,15 @@ def scan_training_metrics(results: Results, default_alpha: float | None = None) 
     out = []
     for backbone in sorted(results.train_scan):
         for layer, s in sorted(results.train_scan[backbone].items()):
-            out.append({"backbone": backbone, "alpha": _num(s.get("alpha", default_alpha)), "layer": layer,
-                        "final_loss": _num(s.get("final_loss"), 6),
-                        "val_confidence_area": _num(s.get("val_confidence_area")),
-                        "target_area": _num(s.get("target_area"))})
+            rec = {"backbone": backbone, "alpha": _num(s.get("alpha", default_alpha)), "layer": layer,
+                   "final_loss": _num(s.get("final_loss"), 6),
+                   "val_confidence_area": _num(s.get("val_confidence_area")),
+                   "target_area": _num(s.get("target_area"))}
+            diag = results.diagnostics.get(backbone, {})
+            if diag.get("layer", "default") == layer:   # held-out generalisation (scanbench.diagnostics)
+                rec.update({f"val_{k}": _num(diag.get(k)) for k in
+                            ("recon_err", "mean_image_err", "recon_skill", "conf_image_std") if k in diag})
+            out.append(rec)
     return out
 
 

@@ -162,7 +162,12 @@ def render_readme(params: Mapping[str, Any], results: Results, metrics: Mapping[
     for rec in metrics.get("scan_training", []):
         lines.append(f"- decoder `{rec['backbone']}/{rec['layer']}` (alpha {rec['alpha']:g}): final loss "
                      f"{_fmt(rec['final_loss'], 4)}, held-out confidence area {_fmt(rec['val_confidence_area'], 3)} "
-                     f"(target A_c = {_fmt(rec['target_area'], 3)})")
+                     f"(target A_c = {_fmt(rec['target_area'], 3)})"
+                     + (f"; held-out reconstruction MSE {_fmt(rec['val_recon_err'], 4)} vs "
+                        f"{_fmt(rec.get('val_mean_image_err'), 4)} for the mean training image (skill "
+                        f"{_fmt(rec.get('val_recon_skill'), 3)}: > 0 means the masked features inform the "
+                        f"reconstruction), confidence std across images {_fmt(rec.get('val_conf_image_std'), 3)}"
+                        if rec.get("val_recon_err") is not None else ""))
     lines.append("")
     if results.stage_times:
         lines += ["### Stage wall times", "", "| stage | seconds |", "|---|---|"]

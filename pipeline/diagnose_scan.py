@@ -1,0 +1,46 @@
+"""Stage diagnose_scan: held-out generalisation checks of a trained SCAN decoder (scanbench.diagnostics).
+
+    python pipeline/diagnose_scan.py --backbone B [--layer default] --out results/diagnostics/B.json
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import run_stage  # noqa: E402
+
+from scanbench.backbones import get_backbone  # noqa: E402
+from scanbench.config import check_percentile, load_params, set_threads  # noqa: E402
+from scanbench.diagnostics import decoder_generalisation  # noqa: E402
+from scanbench.features import load_features  # noqa: E402
+from scanbench.io import write_json  # noqa: E402
+from scanbench.scan.train import load_decoder  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--backbone", required=True)
+    ap.add_argument("--layer", default="default")
+    ap.add_argument("--params", type=Path, default=Path("params.yaml"))
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args(argv)
+    params = load_params(args.params)
+    spec = get_backbone(args.backbone)
+    layer_path = spec.resolve_layer(args.layer)
+    p = check_percentile(params["scan"]["p_infer"], "scan.p_infer")
+    feat_dir = Path("features") / args.backbone / args.layer
+    train_set, holdout_set = load_features(feat_dir / "train"), load_features(feat_dir / "holdout")
+    decoder, meta = load_decoder(Path("models/scan") / args.backbone / args.layer / "decoder.pt", spec.name,
+                                 expected_layer=layer_path)
+    set_threads()
+    result = decoder_generalisation(decoder, train_set, holdout_set, p, variant=meta.get("variant", "full"))
+    write_json(args.out, {"backbone": spec.name, "layer": args.layer, **result})
+    print(f"{spec.name}/{args.layer}: held-out recon MSE {result['recon_err']:.4f} vs mean-image "
+          f"{result['mean_image_err']:.4f} (skill {result['recon_skill']:+.3f}); confidence area "
+          f"{result['conf_area']:.3f}, std across images {result['conf_image_std']:.3f}")
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,55 @@
+"""Does a trained SCAN decoder generalise? Held-out checks beyond the confidence area (issue 3 follow-up).
+
+The confidence area alone cannot tell a decoder that explains each image from one that paints the same
+blob on every image. On held-out images at the inference percentile this measures:
+  - recon_err:       MSE of the reconstruction against the blurred target (Eq. 7), as in training;
+  - mean_image_err:  MSE of the best image-independent guess, the mean target of the training images;
+  - recon_skill:     1 - recon_err / mean_image_err (> 0: the features told the decoder something);
+  - conf_image_std:  std over images of the confidence at each pixel, averaged over pixels (0: the map
+                     ignores the image).
+Kept out of scanbench.scan on purpose: the decoders' stages do not depend on this file.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from .features import FeatureSet
+from .scan.loss import confidence, make_target
+from .scan.train import decoder_input, load_batch
+
+
+@torch.no_grad()
+def mean_target(fs: FeatureSet, grid: int, n: int, batch_size: int = 32, variant: str = "full") -> torch.Tensor:
+    """Mean reconstruction target (3 x H x W) over the first n images of a feature set."""
+    n = min(n, len(fs))
+    total = None
+    for start in range(0, n, batch_size):
+        _, _, images01 = load_batch(fs, np.arange(start, min(start + batch_size, n)))
+        s = make_target(images01, grid, variant).sum(0)
+        total = s if total is None else total + s
+    return total / max(n, 1)
+
+
+@torch.no_grad()
+def decoder_generalisation(decoder: nn.Module, train_set: FeatureSet, holdout_set: FeatureSet, p: float,
+                           variant: str = "full", n_reference: int = 200, batch_size: int = 32) -> dict:
+    decoder.eval()
+    grid = decoder.kwargs["grid"]
+    reference = mean_target(train_set, grid, n_reference, batch_size, variant)
+    recon, mean_err, maps = [], [], []
+    for start in range(0, len(holdout_set), batch_size):
+        F, G, images01 = load_batch(holdout_set, np.arange(start, min(start + batch_size, len(holdout_set))))
+        out = decoder(decoder_input(F, G, p, variant))
+        target = make_target(images01, grid, variant)
+        recon.append(((target - out[:, 1:]) ** 2).mean((1, 2, 3)))
+        mean_err.append(((target - reference) ** 2).mean((1, 2, 3)))
+        maps.append(confidence(out[:, 0], variant))
+    recon_err = torch.cat(recon).mean().item()
+    mean_image_err = torch.cat(mean_err).mean().item()
+    C = torch.cat(maps)
+    return {"p": float(p), "n_holdout": int(C.shape[0]), "n_reference": int(min(n_reference, len(train_set))),
+            "recon_err": recon_err, "mean_image_err": mean_image_err,
+            "recon_skill": 1.0 - recon_err / mean_image_err if mean_image_err > 0 else float("nan"),
+            "conf_area": C.mean().item(), "conf_image_std": C.std(0).mean().item() if C.shape[0] > 1 else 0.0}
