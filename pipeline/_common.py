@@ -39,3 +39,28 @@ def run_stage(main: Callable[[], None]) -> None:
     seconds = time.perf_counter() - start
     record_time(stage_name(), seconds)
     print(f"[{stage_name()}] done in {seconds:.1f} s", file=sys.stderr)
+
+
+def explainer_stage_parser(description: str | None):
+    """Arguments shared by the stages that explain with every method of a backbone (sanity, timing)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--backbone", required=True)
+    ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--manifest", default="data/manifest.csv")
+    ap.add_argument("--targets", default="models/targets", type=Path, help="folder of <backbone>/model.{pt,onnx}")
+    ap.add_argument("--scan-models", default="models/scan", type=Path, help="folder of <backbone>/default/decoder.pt")
+    return ap
+
+
+def load_target_engine(args, params: dict):
+    """(model, forward engine, main SCAN decoder path) for args.backbone, as explainer_stage_parser names them."""
+    from scanbench.backbones import load_target
+    from scanbench.engine import ForwardEngine
+
+    ev = params["evaluate"]
+    model = load_target(args.backbone, args.targets / args.backbone / "model.pt")
+    engine = ForwardEngine(model, ev["engine"], args.targets / args.backbone / "model.onnx", batch_size=ev["batch_size"])
+    return model, engine, args.scan_models / args.backbone / "default" / "decoder.pt"

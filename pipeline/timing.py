@@ -1,18 +1,16 @@
 """Stage `timing`: per-image explanation time of every method for one backbone (Table V)."""
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import run_stage  # noqa: E402
+from _common import explainer_stage_parser, load_target_engine, run_stage  # noqa: E402
 
-from scanbench.backbones import get_backbone, load_target  # noqa: E402
+from scanbench.backbones import get_backbone  # noqa: E402
 from scanbench.config import data_root, load_params, set_threads  # noqa: E402
 from scanbench.data import load_images, load_manifest, seeded_subset  # noqa: E402
-from scanbench.engine import ForwardEngine  # noqa: E402
 from scanbench.explainers.base import methods_for  # noqa: E402
 from scanbench.io import write_json  # noqa: E402
 from scanbench.timing import device_description, time_explainer, timing_summary  # noqa: E402
@@ -21,13 +19,7 @@ MIN_SAMPLES = 32   # SPEC §6: median and spread over at least 32 samples
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--backbone", required=True)
-    ap.add_argument("--out", required=True, type=Path)
-    ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--manifest", default="data/manifest.csv")
-    ap.add_argument("--targets", default="models/targets", type=Path, help="folder of <backbone>/model.{pt,onnx}")
-    ap.add_argument("--scan-models", default="models/scan", type=Path, help="folder of <backbone>/default/decoder.pt")
+    ap = explainer_stage_parser(__doc__)
     args = ap.parse_args()
     from scanbench.explainers.factory import explainer_from_params
 
@@ -41,11 +33,8 @@ def main() -> None:
     manifest = load_manifest(args.manifest)
     idx = seeded_subset(manifest, "val", tp["n_images"], params["seed"])
     images = load_images(data_root(params), manifest["path"].to_numpy()[idx], spec.input_size)
-    model = load_target(args.backbone, args.targets / args.backbone / "model.pt")
-    engine = ForwardEngine(model, params["evaluate"]["engine"], args.targets / args.backbone / "model.onnx",
-                           batch_size=params["evaluate"]["batch_size"])
+    model, engine, decoder = load_target_engine(args, params)
     classes = engine(images).argmax(1)
-    decoder = args.scan_models / args.backbone / "default" / "decoder.pt"
     batch1, batched = {}, {}
     for method in methods_for(spec.family, tp["methods"]):
         explainer = explainer_from_params(method, model, spec, params, engine=engine,
