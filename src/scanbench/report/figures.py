@@ -88,6 +88,11 @@ def plot_map_grid(images: np.ndarray | None, columns: Mapping[str, np.ndarray], 
                 ax.set_title(lab, fontsize=8)
         if row_labels is not None:
             axes[i, 0].set_ylabel(row_labels[i], fontsize=7)
+    return _finish_grid(fig, axes, path, title)
+
+
+def _finish_grid(fig, axes, path: str | Path, title: str = "") -> Path:
+    """Image grids: no ticks or grid lines, an optional title, saved atomically."""
     for ax in axes.ravel():
         ax.set_xticks([])
         ax.set_yticks([])
@@ -116,13 +121,7 @@ def plot_scan_reconstruction(images: np.ndarray | None, recon: np.ndarray, confi
                 ax.imshow(img)
             if i == 0:
                 ax.set_title(cols[j], fontsize=8)
-    for ax in axes.ravel():
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.grid(False)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    return _save(fig, path)
+    return _finish_grid(fig, axes, path, title)
 
 
 # ---------------------------------------------------------------------------------------------- curves
