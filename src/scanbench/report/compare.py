@@ -30,6 +30,10 @@ DEFAULT_TOLERANCES: dict[str, float] = {
     "scan_training/*/final_loss": 0.02,
     "scan_training/*/val_confidence_area": 0.02,
     "scan_training/*/target_area": 1e-6,
+    "scan_training/*/val_recon_err": 0.02,
+    "scan_training/*/val_mean_image_err": 0.02,
+    "scan_training/*/val_recon_skill": 0.05,
+    "scan_training/*/val_conf_image_std": 0.02,
 }
 
 
