@@ -26,7 +26,8 @@ def mean_target(fs: FeatureSet, grid: int, n: int, batch_size: int = 32, variant
     n = min(n, len(fs))
     total = None
     for start in range(0, n, batch_size):
-        _, _, images01 = load_batch(fs, np.arange(start, min(start + batch_size, n)))
+        # only the images: F and G of the reference images are never needed
+        images01 = torch.from_numpy(np.asarray(fs.images[start:min(start + batch_size, n)], dtype=np.float32) / 255.0)
         s = make_target(images01, grid, variant).sum(0)
         total = s if total is None else total + s
     return total / max(n, 1)

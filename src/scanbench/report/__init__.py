@@ -161,21 +161,15 @@ def restrict_to_params(res: Results, params: Mapping[str, Any]) -> Results:
         family = res.family(backbone)
         return None if family not in baselines else {"scan", *baselines[family]}
 
-    res.targets = {b: v for b, v in res.targets.items() if b in keep}
-    layers = {_setting_name(x) for x in params.get("scan", {}).get("layers", [])} or None
-    res.train_scan = {b: {layer: v for layer, v in per.items() if layers is None or layer in layers}
-                      for b, per in res.train_scan.items() if b in keep}
-    res.curves = {b: {layer: v for layer, v in per.items() if layers is None or layer in layers}
-                  for b, per in res.curves.items() if b in keep}
-    evaluate = {}
-    for b, per in res.evaluate.items():
-        if b in keep:
-            allowed = methods_of(b)
-            evaluate[b] = {m: v for m, v in per.items() if allowed is None or m in allowed}
-    res.evaluate = evaluate
-    res.sanity = {b: v for b, v in res.sanity.items() if b in keep}
-    res.timing = {b: v for b, v in res.timing.items() if b in keep}
-    res.diagnostics = {b: v for b, v in res.diagnostics.items() if b in keep}
+    for part in ("targets", "sanity", "timing", "diagnostics"):           # B -> json
+        setattr(res, part, {b: v for b, v in getattr(res, part).items() if b in keep})
+    layers = {_setting_name(x) for x in params.get("scan", {}).get("layers", [])}
+    for part in ("train_scan", "curves"):                                   # B -> layer -> ...
+        setattr(res, part, {b: {lay: v for lay, v in per.items() if not layers or lay in layers}
+                            for b, per in getattr(res, part).items() if b in keep})
+    allowed = {b: methods_of(b) for b in res.evaluate if b in keep}
+    res.evaluate = {b: {m: v for m, v in res.evaluate[b].items() if allowed[b] is None or m in allowed[b]}
+                    for b in allowed}
     ablation_params = params.get("ablation", {})
     for kind, per_kind in list(res.ablation.items()):
         listed = ablation_params.get(ABLATION_PARAM.get(kind, kind))
