@@ -58,9 +58,10 @@ def explainer_stage_parser(description: str | None):
 def load_target_engine(args, params: dict):
     """(model, forward engine, main SCAN decoder path) for args.backbone, as explainer_stage_parser names them."""
     from scanbench.backbones import load_target
-    from scanbench.engine import ForwardEngine
+    from scanbench.engine import target_engine
+    from scanbench.scan.train import main_decoder_path
 
     ev = params["evaluate"]
     model = load_target(args.backbone, args.targets / args.backbone / "model.pt")
-    engine = ForwardEngine(model, ev["engine"], args.targets / args.backbone / "model.onnx", batch_size=ev["batch_size"])
-    return model, engine, args.scan_models / args.backbone / "default" / "decoder.pt"
+    engine = target_engine(args.backbone, args.targets, ev["engine"], batch_size=ev["batch_size"], model=model)
+    return model, engine, main_decoder_path(args.backbone, args.scan_models)

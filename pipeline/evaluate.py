@@ -12,10 +12,10 @@ from _common import run_stage  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from scanbench.backbones import get_backbone, load_target  # noqa: E402
+from scanbench.backbones import get_backbone  # noqa: E402
 from scanbench.config import data_root, load_params, set_threads  # noqa: E402
 from scanbench.data import load_images, load_manifest  # noqa: E402
-from scanbench.engine import ForwardEngine  # noqa: E402
+from scanbench.engine import target_engine  # noqa: E402
 from scanbench.errors import ScanbenchError  # noqa: E402
 from scanbench.io import write_json  # noqa: E402
 from scanbench.metrics import evaluate_maps  # noqa: E402
@@ -52,9 +52,7 @@ def main() -> None:
     labels = manifest["label"].to_numpy()[z["indices"]]
     if not np.array_equal(labels, z["labels"]):
         raise ScanbenchError(f"labels in {args.maps} disagree with {args.manifest}: re-run the explain stage")
-    model = load_target(args.backbone, args.targets / args.backbone / "model.pt")
-    engine = ForwardEngine(model, ev["engine"], args.targets / args.backbone / "model.onnx",
-                           batch_size=ev["batch_size"])
+    engine = target_engine(args.backbone, args.targets, ev["engine"], batch_size=ev["batch_size"])
     images = load_images(data_root(params), manifest["path"].to_numpy()[z["indices"]], spec.input_size)
     maps = torch.from_numpy(z["maps"].astype(np.float32))
     if maps.shape != (len(images), spec.input_size, spec.input_size):

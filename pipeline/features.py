@@ -33,7 +33,11 @@ def main() -> None:
     model = load_target(spec.name, f"models/targets/{spec.name}/model.pt")
     out = Path(args.out or f"features/{spec.name}/{args.layer}")
     root = data_root(params)
-    for subset, idx in (("train", scan_train_indices(manifest, params)), ("holdout", holdout_indices(manifest, params))):
+    train_idx = scan_train_indices(manifest, params)
+    if args.layer not in params["scan"]["layers"]:
+        # only the layer ablation reads this layer, and its decoders train on the first ablation.n_train rows
+        train_idx = train_idx[: params["ablation"]["n_train"]]
+    for subset, idx in (("train", train_idx), ("holdout", holdout_indices(manifest, params))):
         rows = manifest.iloc[idx]
         path = extract_features(model, layer, root, rows["path"].tolist(), rows["label"].tolist(), spec.input_size,
                                 out / subset, batch_size=params["features"]["batch_size"], indices=idx.tolist(),

@@ -12,6 +12,7 @@ from scanbench.backbones import get_backbone  # noqa: E402
 from scanbench.config import data_root, load_params, set_threads  # noqa: E402
 from scanbench.data import load_images, load_manifest, seeded_subset  # noqa: E402
 from scanbench.explainers.base import methods_for  # noqa: E402
+from scanbench.errors import ScanbenchError  # noqa: E402
 from scanbench.io import write_json  # noqa: E402
 from scanbench.timing import device_description, time_explainer, timing_summary  # noqa: E402
 
@@ -39,8 +40,12 @@ def main() -> None:
     for method in methods_for(spec.family, tp["methods"]):
         explainer = explainer_from_params(method, model, spec, params, engine=engine,
                                           decoder_path=decoder if method == "scan" else None)
-        batch1[method] = time_explainer(explainer, images, classes, batch_size=1)
-        batched[method] = time_explainer(explainer, images, classes, batch_size=tp["batch_size"])
+        # LIME and RISE cost seconds per image: timing.n_images_per_method caps them (a rougher spread)
+        n = min(len(images), int((tp.get("n_images_per_method") or {}).get(method, len(images))))
+        if n < 1:
+            raise ScanbenchError(f"timing.n_images_per_method.{method} must be >= 1 (got {n})")
+        batch1[method] = time_explainer(explainer, images[:n], classes[:n], batch_size=1)
+        batched[method] = time_explainer(explainer, images[:n], classes[:n], batch_size=tp["batch_size"])
         print(f"{method}: {statistics.median(batch1[method]):.1f} ms/image at batch 1", flush=True)
     methods = timing_summary(batch1, batched)
     write_json(args.out, {"device": device_description(), "n_images": len(images), "methods": methods})

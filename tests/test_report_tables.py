@@ -141,6 +141,11 @@ def test_report_keeps_only_what_params_declare(tmp_path):
     assert set(results.ablation["components"][CNN]) == {"no_mask"}
     metrics = build_metrics(results, default_alpha=4)
     assert set(metrics["ablation_p"]) == {CNN} and set(metrics["ablation_p"][CNN]) == {"50", "95"}
+    # ablation.backbones narrows the ablations alone: the backbone keeps its other results
+    params["backbones"], params["families"] = [CNN, VIT], {"cnn": [CNN], "vit": [VIT]}
+    params["ablation"]["backbones"] = [VIT]
+    results = restrict_to_params(collect_results(res), params)
+    assert CNN in results.evaluate and all(CNN not in per for per in results.ablation.values())
 
 
 # ------------------------------------------------------------------------------------------------ Win%

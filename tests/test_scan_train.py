@@ -217,3 +217,7 @@ def test_decoder_generalisation_separates_an_informed_decoder_from_a_blind_one()
     assert good["recon_err"] < 1e-10 and good["recon_skill"] == pytest.approx(1.0)
     assert blind["recon_skill"] == pytest.approx(0.0, abs=1e-6)
     assert blind["conf_image_std"] == pytest.approx(0.0, abs=1e-7) and blind["conf_area"] == pytest.approx(0.5)
+    # the same measures on the training images (here the same set): equal to the held-out ones
+    assert good["train_recon_err"] == pytest.approx(good["recon_err"], abs=1e-10)
+    assert blind["train_conf_area"] == pytest.approx(blind["conf_area"])
+    assert good["train_conf_area"] == pytest.approx(good["conf_area"])

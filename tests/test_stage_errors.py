@@ -44,3 +44,13 @@ def test_unknown_layer(tmp_path):
     write_params(tmp_path, lambda p: None)
     res = run([str(REPO / "pipeline" / "features.py"), "--backbone", "effnet_lite0", "--layer", "net.nope"], tmp_path)
     assert res.returncode == 2 and "has no layer 'net.nope'" in res.stderr.strip().splitlines()[-1]
+
+
+def test_ablate_setting_matches_kind(tmp_path):
+    """P sweeps ablation.percentiles in one run; the trained kinds need their one setting."""
+    write_params(tmp_path, lambda p: None)
+    for extra in (["--kind", "p", "--setting", "95"], ["--kind", "alpha"]):
+        res = run([str(REPO / "pipeline" / "ablate.py"), "--backbone", "effnet_lite0", *extra,
+                   "--out-dir", str(tmp_path / "out")], tmp_path)
+        assert res.returncode == 2 and "ablation.percentiles" in res.stderr.strip().splitlines()[-1]
+        assert not (tmp_path / "out").exists()

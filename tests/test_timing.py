@@ -57,6 +57,7 @@ def test_timing_summary():
     assert out["gradcam"]["ms_per_image"] == 3.0 and out["gradcam"]["ms_iqr"] == [2.0, 4.0]
     assert out["gradcam"]["ms_per_image_batched"] == pytest.approx(0.6)
     assert out["gradcam"]["ratio_to_gradcam"] == 1.0
+    assert out["gradcam"]["n_images"] == 5 and out["rise"]["n_images"] == 3
     assert out["rise"]["ratio_to_gradcam"] == pytest.approx(10.0 / 3.0)
     assert timing_summary({"rise": [1.0]}, {})["rise"]["ratio_to_gradcam"] is None
 

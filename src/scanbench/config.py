@@ -42,6 +42,9 @@ def validate_params(params: dict[str, Any]) -> None:
             raise ScanbenchError(f"ablation.alphas must all be > 0 (got {a!r})")
     if "backbones" in params:
         validate_backbones(params)
+        extra = set(params.get("ablation", {}).get("backbones", [])) - set(params["backbones"])
+        if extra:
+            raise ScanbenchError(f"ablation.backbones lists {', '.join(sorted(extra))}, not in backbones")
 
 
 def validate_backbones(params: dict[str, Any]) -> None:

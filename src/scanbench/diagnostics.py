@@ -6,7 +6,10 @@ blob on every image. On held-out images at the inference percentile this measure
   - mean_image_err:  MSE of the best image-independent guess, the mean target of the training images;
   - recon_skill:     1 - recon_err / mean_image_err (> 0: the features told the decoder something);
   - conf_image_std:  std over images of the confidence at each pixel, averaged over pixels (0: the map
-                     ignores the image).
+                     ignores the image);
+  - train_conf_area, train_recon_err: the same area and MSE on the first training images (same P, eval
+                     mode). An area as far below 1/(1+alpha) on the training images as on held-out ones says
+                     the shortfall is the loss's balance at this reconstruction error, not overfitting.
 Kept out of scanbench.scan on purpose: the decoders' stages do not depend on this file.
 """
 from __future__ import annotations
@@ -34,23 +37,33 @@ def mean_target(fs: FeatureSet, grid: int, n: int, batch_size: int = 32, variant
 
 
 @torch.no_grad()
-def decoder_generalisation(decoder: nn.Module, train_set: FeatureSet, holdout_set: FeatureSet, p: float,
-                           variant: str = "full", n_reference: int = 200, batch_size: int = 32) -> dict:
-    decoder.eval()
+def _decode(decoder: nn.Module, fs: FeatureSet, n: int, p: float, variant: str, reference: torch.Tensor,
+            batch_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-image reconstruction MSE, per-image MSE of the reference (mean) target, and confidence maps
+    for the first n images of a feature set."""
     grid = decoder.kwargs["grid"]
-    reference = mean_target(train_set, grid, n_reference, batch_size, variant)
     recon, mean_err, maps = [], [], []
-    for start in range(0, len(holdout_set), batch_size):
-        F, G, images01 = load_batch(holdout_set, np.arange(start, min(start + batch_size, len(holdout_set))))
+    for start in range(0, n, batch_size):
+        F, G, images01 = load_batch(fs, np.arange(start, min(start + batch_size, n)))
         out = decoder(decoder_input(F, G, p, variant))
         target = make_target(images01, grid, variant)
         recon.append(((target - out[:, 1:]) ** 2).mean((1, 2, 3)))
         mean_err.append(((target - reference) ** 2).mean((1, 2, 3)))
         maps.append(confidence(out[:, 0], variant))
-    recon_err = torch.cat(recon).mean().item()
-    mean_image_err = torch.cat(mean_err).mean().item()
-    C = torch.cat(maps)
-    return {"p": float(p), "n_holdout": int(C.shape[0]), "n_reference": int(min(n_reference, len(train_set))),
+    return torch.cat(recon), torch.cat(mean_err), torch.cat(maps)
+
+
+@torch.no_grad()
+def decoder_generalisation(decoder: nn.Module, train_set: FeatureSet, holdout_set: FeatureSet, p: float,
+                           variant: str = "full", n_reference: int = 200, batch_size: int = 32) -> dict:
+    decoder.eval()
+    n_ref = min(n_reference, len(train_set))
+    reference = mean_target(train_set, decoder.kwargs["grid"], n_ref, batch_size, variant)
+    recon, mean_err, C = _decode(decoder, holdout_set, len(holdout_set), p, variant, reference, batch_size)
+    train_recon, _, train_C = _decode(decoder, train_set, n_ref, p, variant, reference, batch_size)
+    recon_err, mean_image_err = recon.mean().item(), mean_err.mean().item()
+    return {"p": float(p), "n_holdout": int(C.shape[0]), "n_reference": int(n_ref),
             "recon_err": recon_err, "mean_image_err": mean_image_err,
             "recon_skill": 1.0 - recon_err / mean_image_err if mean_image_err > 0 else float("nan"),
-            "conf_area": C.mean().item(), "conf_image_std": C.std(0).mean().item() if C.shape[0] > 1 else 0.0}
+            "conf_area": C.mean().item(), "conf_image_std": C.std(0).mean().item() if C.shape[0] > 1 else 0.0,
+            "train_conf_area": train_C.mean().item(), "train_recon_err": train_recon.mean().item()}

@@ -73,3 +73,17 @@ class ForwardEngine:
 
     def probs(self, x01: torch.Tensor) -> torch.Tensor:
         return self(x01).softmax(1)
+
+
+def target_engine(backbone: str, folder: str | Path, kind: str, batch_size: int = 64,
+                  model: nn.Module | None = None) -> ForwardEngine:
+    """Forward engine for the saved target `<folder>/<backbone>/model.{pt,onnx}`. The PyTorch model is built only
+    when the torch engine needs it and none is given: ONNX-only stages skip ~6 s of model building (timm import)."""
+    if kind not in ENGINES:
+        raise ScanbenchError(f"unknown engine {kind!r}; set evaluate.engine to one of {', '.join(ENGINES)}")
+    folder = Path(folder) / backbone
+    if kind == "torch" and model is None:
+        from .backbones import load_target
+
+        model = load_target(backbone, folder / "model.pt")
+    return ForwardEngine(model, kind, folder / "model.onnx", batch_size=batch_size)

@@ -37,14 +37,14 @@ def time_explainer(explainer, images01: torch.Tensor, classes: torch.Tensor, bat
 
 def timing_summary(batch1_ms: Mapping[str, list[float]], batched_ms: Mapping[str, list[float]],
                    reference: str = "gradcam") -> dict[str, dict]:
-    """{method: {ms_per_image, ms_iqr, ms_per_image_batched, ratio_to_gradcam}}; the ratio is to the
+    """{method: {ms_per_image, ms_iqr, n_images, ms_per_image_batched, ratio_to_gradcam}}; the ratio is to the
     reference's batch-1 median (None when the reference was not timed)."""
     ref = float(np.median(batch1_ms[reference])) if reference in batch1_ms else None
     out = {}
     for m, times in batch1_ms.items():
         med = float(np.median(times))
         q1, q3 = np.percentile(times, [25, 75])
-        out[m] = {"ms_per_image": med, "ms_iqr": [float(q1), float(q3)],
+        out[m] = {"ms_per_image": med, "ms_iqr": [float(q1), float(q3)], "n_images": len(times),
                   "ms_per_image_batched": float(np.median(batched_ms[m])) if m in batched_ms else None,
                   "ratio_to_gradcam": med / ref if ref else None}
     return out

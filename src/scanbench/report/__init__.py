@@ -135,12 +135,17 @@ def collect_results(results_dir: str | Path = "results", stage_times: str | Path
     return res
 
 
-def _setting_name(value: Any) -> str:
-    """A params list entry as the ablation stage names its output (95 and 95.0 -> "95")."""
+def setting_name(value: Any) -> str:
+    """A params list entry as the ablation stage names its output (95 and 95.0 -> "95", as DVC renders it)."""
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     return str(value)
 
+
+# diagnostics/B.json key -> scan_training.json key (held-out unless named train_)
+DIAGNOSTIC_KEYS = {"recon_err": "val_recon_err", "mean_image_err": "val_mean_image_err",
+                   "recon_skill": "val_recon_skill", "conf_image_std": "val_conf_image_std",
+                   "train_conf_area": "train_confidence_area", "train_recon_err": "train_recon_err"}
 
 ABLATION_PARAM = {"alpha": "alphas", "layer": "layers", "p": "percentiles", "components": "components"}
 
@@ -163,7 +168,7 @@ def restrict_to_params(res: Results, params: Mapping[str, Any]) -> Results:
 
     for part in ("targets", "sanity", "timing", "diagnostics"):           # B -> json
         setattr(res, part, {b: v for b, v in getattr(res, part).items() if b in keep})
-    layers = {_setting_name(x) for x in params.get("scan", {}).get("layers", [])}
+    layers = {setting_name(x) for x in params.get("scan", {}).get("layers", [])}
     for part in ("train_scan", "curves"):                                   # B -> layer -> ...
         setattr(res, part, {b: {lay: v for lay, v in per.items() if not layers or lay in layers}
                             for b, per in getattr(res, part).items() if b in keep})
@@ -171,11 +176,12 @@ def restrict_to_params(res: Results, params: Mapping[str, Any]) -> Results:
     res.evaluate = {b: {m: v for m, v in res.evaluate[b].items() if allowed[b] is None or m in allowed[b]}
                     for b in allowed}
     ablation_params = params.get("ablation", {})
+    ablated = keep & set(ablation_params.get("backbones", keep))
     for kind, per_kind in list(res.ablation.items()):
         listed = ablation_params.get(ABLATION_PARAM.get(kind, kind))
-        settings = None if listed is None else {_setting_name(x) for x in listed}
+        settings = None if listed is None else {setting_name(x) for x in listed}
         res.ablation[kind] = {b: {s: v for s, v in per.items() if settings is None or s in settings}
-                              for b, per in per_kind.items() if b in keep}
+                              for b, per in per_kind.items() if b in ablated}
     return res
 
 
@@ -261,8 +267,7 @@ def scan_training_metrics(results: Results, default_alpha: float | None = None) 
                    "target_area": _num(s.get("target_area"))}
             diag = results.diagnostics.get(backbone, {})
             if diag.get("layer", "default") == layer:   # held-out generalisation (scanbench.diagnostics)
-                rec.update({f"val_{k}": _num(diag.get(k)) for k in
-                            ("recon_err", "mean_image_err", "recon_skill", "conf_image_std") if k in diag})
+                rec.update({name: _num(diag.get(k)) for k, name in DIAGNOSTIC_KEYS.items() if k in diag})
             out.append(rec)
     return out
 

@@ -34,6 +34,8 @@ DEFAULT_TOLERANCES: dict[str, float] = {
     "scan_training/*/val_mean_image_err": 0.02,
     "scan_training/*/val_recon_skill": 0.05,
     "scan_training/*/val_conf_image_std": 0.02,
+    "scan_training/*/train_confidence_area": 0.02,
+    "scan_training/*/train_recon_err": 0.02,
 }
 
 

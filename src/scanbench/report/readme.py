@@ -167,7 +167,10 @@ def render_readme(params: Mapping[str, Any], results: Results, metrics: Mapping[
                         f"{_fmt(rec.get('val_mean_image_err'), 4)} for the mean training image (skill "
                         f"{_fmt(rec.get('val_recon_skill'), 3)}: > 0 means the masked features inform the "
                         f"reconstruction), confidence std across images {_fmt(rec.get('val_conf_image_std'), 3)}"
-                        if rec.get("val_recon_err") is not None else ""))
+                        if rec.get("val_recon_err") is not None else "")
+                     + (f"; on its first training images: area {_fmt(rec['train_confidence_area'], 3)}, "
+                        f"reconstruction MSE {_fmt(rec.get('train_recon_err'), 4)}"
+                        if rec.get("train_confidence_area") is not None else ""))
     lines.append("")
     if results.stage_times:
         lines += ["### Stage wall times", "", "| stage | seconds |", "|---|---|"]

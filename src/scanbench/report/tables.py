@@ -373,13 +373,15 @@ def table5(results: Results, metrics: Mapping[str, Any], paper: PaperValues, dat
                          "paper_ms_per_image": _r((rec or {}).get("ms_per_image")),
                          "ms_iqr": f"[{iqr[0]:.2f}, {iqr[1]:.2f}]" if iqr else None,
                          "ms_per_image_batched": _r(t.get("ms_per_image_batched")),
-                         "ratio_to_gradcam": _r(t.get("ratio_to_gradcam"))})
+                         "ratio_to_gradcam": _r(t.get("ratio_to_gradcam")),
+                         "n_images": t.get("n_images", data.get("n_images"))})
     for rec in paper.table("V").to_dict("records"):
         if rec["row_order"] not in used:
             rows.append({"backbone": "paper", "method": rec["row"], "paper_row": rec["paper_row"],
                          "paper_ref": _paper_ref(rec, "V"), "paper_ms_per_image": _r(rec["ms_per_image"])})
     df = _finish(rows, ["backbone", "method", "paper_row", "paper_ref"],
-                 ["ms_per_image", "paper_ms_per_image", "ms_iqr", "ms_per_image_batched", "ratio_to_gradcam"],
+                 ["ms_per_image", "paper_ms_per_image", "ms_iqr", "ms_per_image_batched", "ratio_to_gradcam",
+                  "n_images"],
                  bool(results.timing), "no timing results: run the `timing` stage")
     notes.append("Timings are machine-dependent: the paper's are on an Nvidia A5000 GPU (64 samples); ours on "
                  "the device named above. Compare ratios, not milliseconds.")

@@ -169,3 +169,8 @@ def load_decoder(path: str | Path, expected_backbone: str,
     decoder.load_state_dict(ckpt["state_dict"])
     meta = {k: v for k, v in ckpt.items() if k != "state_dict"}
     return decoder.eval(), meta
+
+
+def main_decoder_path(backbone: str, folder: str | Path = "models/scan") -> Path:
+    """Where `train_scan` saves a backbone's main decoder (layer alias "default"), as dvc.yaml names it."""
+    return Path(folder) / backbone / "default" / "decoder.pt"
