@@ -37,20 +37,19 @@ def mean_target(fs: FeatureSet, grid: int, n: int, batch_size: int = 32, variant
 
 
 @torch.no_grad()
-def _decode(decoder: nn.Module, fs: FeatureSet, n: int, p: float, variant: str, reference: torch.Tensor,
+def _decode(decoder: nn.Module, fs: FeatureSet, n: int, p: float, variant: str,
             batch_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-image reconstruction MSE, per-image MSE of the reference (mean) target, and confidence maps
-    for the first n images of a feature set."""
+    """Per-image reconstruction MSE, reconstruction targets and confidence maps for the first n images."""
     grid = decoder.kwargs["grid"]
-    recon, mean_err, maps = [], [], []
+    recon, targets, maps = [], [], []
     for start in range(0, n, batch_size):
         F, G, images01 = load_batch(fs, np.arange(start, min(start + batch_size, n)))
         out = decoder(decoder_input(F, G, p, variant))
         target = make_target(images01, grid, variant)
         recon.append(((target - out[:, 1:]) ** 2).mean((1, 2, 3)))
-        mean_err.append(((target - reference) ** 2).mean((1, 2, 3)))
+        targets.append(target)
         maps.append(confidence(out[:, 0], variant))
-    return torch.cat(recon), torch.cat(mean_err), torch.cat(maps)
+    return torch.cat(recon), torch.cat(targets), torch.cat(maps)
 
 
 @torch.no_grad()
@@ -58,10 +57,12 @@ def decoder_generalisation(decoder: nn.Module, train_set: FeatureSet, holdout_se
                            variant: str = "full", n_reference: int = 200, batch_size: int = 32) -> dict:
     decoder.eval()
     n_ref = min(n_reference, len(train_set))
-    reference = mean_target(train_set, decoder.kwargs["grid"], n_ref, batch_size, variant)
-    recon, mean_err, C = _decode(decoder, holdout_set, len(holdout_set), p, variant, reference, batch_size)
-    train_recon, _, train_C = _decode(decoder, train_set, n_ref, p, variant, reference, batch_size)
-    recon_err, mean_image_err = recon.mean().item(), mean_err.mean().item()
+    # one pass over the reference training images: their area and error, and their mean target (the reference)
+    train_recon, train_targets, train_C = _decode(decoder, train_set, n_ref, p, variant, batch_size)
+    reference = train_targets.mean(0)
+    recon, targets, C = _decode(decoder, holdout_set, len(holdout_set), p, variant, batch_size)
+    recon_err = recon.mean().item()
+    mean_image_err = ((targets - reference) ** 2).mean((1, 2, 3)).mean().item()
     return {"p": float(p), "n_holdout": int(C.shape[0]), "n_reference": int(n_ref),
             "recon_err": recon_err, "mean_image_err": mean_image_err,
             "recon_skill": 1.0 - recon_err / mean_image_err if mean_image_err > 0 else float("nan"),
