@@ -1,7 +1,8 @@
-"""Stage `ablate_*` (Tables VI-IX). alpha / layer / components: one setting of one backbone, its decoder trained
-on `ablation.n_train` feature images; P: every `ablation.percentiles` entry in one run, all re-using the main
-decoder (one process, one model load: the sweep is inference only). Each setting is explained and evaluated on
-the first `ablation.n_images` evaluation images and written as <out-dir>/<setting>.json plus example maps .npz."""
+"""Stage `ablate_*` (Tables VI-IX), one run per backbone and kind sweeping that kind's settings (one process,
+one model and image load). alpha / layer / components: each setting's decoder trained on `ablation.n_train`
+feature images (`--setting` runs one setting alone); P: every `ablation.percentiles` entry, all re-using the main
+decoder. Each setting is explained and evaluated on the first `ablation.n_images` evaluation images and written
+as <out-dir>/<setting>.json plus example maps .npz."""
 from __future__ import annotations
 
 import argparse
@@ -23,7 +24,7 @@ from scanbench.errors import ScanbenchError  # noqa: E402
 from scanbench.features import load_features  # noqa: E402
 from scanbench.io import atomic_path, write_json  # noqa: E402
 from scanbench.metrics import evaluate_maps  # noqa: E402
-from scanbench.report import setting_name  # noqa: E402
+from scanbench.report import ABLATION_PARAM, setting_name  # noqa: E402
 from scanbench.scan.explainer import SCANExplainer  # noqa: E402
 from scanbench.scan.train import main_decoder_path, save_decoder, train_decoder  # noqa: E402
 
@@ -35,15 +36,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--backbone", required=True)
     ap.add_argument("--kind", required=True, choices=KINDS)
-    ap.add_argument("--setting", help="the one setting to run (alpha, layer, components); "
-                                      "P runs every ablation.percentiles entry")
+    ap.add_argument("--setting", help="run this one setting (alpha, layer, components) instead of every "
+                                      "ablation.<alphas|layers|components> entry; P always sweeps")
     ap.add_argument("--out-dir", required=True, type=Path, help="<setting>.json and <setting>.npz go here")
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--manifest", default="data/manifest.csv")
     args = ap.parse_args()
-    if (args.kind == "p") == (args.setting is not None):
-        raise ScanbenchError("give --setting for the alpha, layer and components ablations, and none for P "
-                             "(it sweeps ablation.percentiles)")
+    if args.kind == "p" and args.setting is not None:
+        raise ScanbenchError("the P ablation takes no --setting: it sweeps ablation.percentiles")
     params = load_params(args.params)
     set_threads()
     seed_everything(params["seed"])
@@ -88,22 +88,24 @@ def main() -> None:
             run_setting(setting_name(value), main_decoder_path(spec.name), float(params["scan"]["alpha"]),
                         "default", "full", p, {})
         return
-    alpha, layer, variant = base_alpha, "default", "full"
-    if args.kind == "alpha":
-        alpha = float(args.setting)
-    elif args.kind == "layer":
-        layer = args.setting
-        spec.resolve_layer(layer)
-    else:
-        variant = args.setting
-    feats = Path(f"features/{spec.name}/{layer}")
-    decoder, _, summary = train_decoder(load_features(feats / "train"), load_features(feats / "holdout"),
-                                        spec, params, alpha, variant=variant, epochs=abl["epochs"],
-                                        n_train=abl["n_train"], seed=params["seed"])
-    with tempfile.TemporaryDirectory() as tmp:
-        decoder_path = Path(tmp) / "decoder.pt"
-        save_decoder(decoder_path, decoder, summary)
-        run_setting(args.setting, decoder_path, alpha, layer, variant, p_infer, summary)
+    for value in [args.setting] if args.setting is not None else abl[ABLATION_PARAM[args.kind]]:
+        setting = setting_name(value)
+        alpha, layer, variant = base_alpha, "default", "full"
+        if args.kind == "alpha":
+            alpha = float(value)
+        elif args.kind == "layer":
+            layer = setting
+            spec.resolve_layer(layer)
+        else:
+            variant = setting
+        feats = Path(f"features/{spec.name}/{layer}")
+        decoder, _, summary = train_decoder(load_features(feats / "train"), load_features(feats / "holdout"),
+                                            spec, params, alpha, variant=variant, epochs=abl["epochs"],
+                                            n_train=abl["n_train"], seed=params["seed"])
+        with tempfile.TemporaryDirectory() as tmp:
+            decoder_path = Path(tmp) / "decoder.pt"
+            save_decoder(decoder_path, decoder, summary)
+            run_setting(setting, decoder_path, alpha, layer, variant, p_infer, summary)
 
 
 if __name__ == "__main__":

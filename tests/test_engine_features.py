@@ -55,3 +55,15 @@ def test_feature_store(tmp_path, data_root, tiny_vit):
     assert not (tmp_path / "feats.partial").exists()
     with pytest.raises(ScanbenchError, match="no feature set"):
         load_features(tmp_path / "nothing")
+
+
+def test_feature_layers_follow_the_params():
+    """Main layers always; the layer ablation's layers only where that backbone is ablated; no repeats."""
+    from scanbench.features import feature_layers
+
+    params = {"scan": {"layers": ["default"]},
+              "ablation": {"backbones": ["vit_tiny_convstem"], "layers": ["default", "alt1", "alt2"]}}
+    assert feature_layers("vit_tiny_convstem", params) == ["default", "alt1", "alt2"]
+    assert feature_layers("effnet_lite0", params) == ["default"]
+    params["scan"]["layers"] = ["alt2"]
+    assert feature_layers("vit_tiny_convstem", params) == ["alt2", "default", "alt1"]

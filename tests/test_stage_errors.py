@@ -46,11 +46,10 @@ def test_unknown_layer(tmp_path):
     assert res.returncode == 2 and "has no layer 'net.nope'" in res.stderr.strip().splitlines()[-1]
 
 
-def test_ablate_setting_matches_kind(tmp_path):
-    """P sweeps ablation.percentiles in one run; the trained kinds need their one setting."""
+def test_ablate_p_takes_no_setting(tmp_path):
+    """P sweeps ablation.percentiles in one run; a --setting for it is refused before any work."""
     write_params(tmp_path, lambda p: None)
-    for extra in (["--kind", "p", "--setting", "95"], ["--kind", "alpha"]):
-        res = run([str(REPO / "pipeline" / "ablate.py"), "--backbone", "effnet_lite0", *extra,
-                   "--out-dir", str(tmp_path / "out")], tmp_path)
-        assert res.returncode == 2 and "ablation.percentiles" in res.stderr.strip().splitlines()[-1]
-        assert not (tmp_path / "out").exists()
+    res = run([str(REPO / "pipeline" / "ablate.py"), "--backbone", "effnet_lite0", "--kind", "p", "--setting", "95",
+               "--out-dir", str(tmp_path / "out")], tmp_path)
+    assert res.returncode == 2 and "ablation.percentiles" in res.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "out").exists()

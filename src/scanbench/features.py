@@ -73,6 +73,15 @@ def extract_features(model: torch.nn.Module, layer: str, root: Path, rel_paths: 
     return out_dir
 
 
+def feature_layers(backbone: str, params: dict) -> list[str]:
+    """The layer aliases whose features the pipeline needs for `backbone`: `scan.layers` (the main decoders),
+    then `ablation.layers` if the backbone is in `ablation.backbones` (the layer ablation); no repeats."""
+    layers = list(params["scan"]["layers"])
+    if backbone in params["ablation"]["backbones"]:
+        layers += [layer for layer in params["ablation"]["layers"] if layer not in layers]
+    return layers
+
+
 def load_features(path: str | Path) -> FeatureSet:
     path = Path(path)
     if not (path / "meta.json").exists():

@@ -107,7 +107,7 @@ def train_decoder(train_set: FeatureSet, holdout_set: FeatureSet | None, spec, p
         sums = dict.fromkeys(CURVE_KEYS, 0.0)
         order = torch.randperm(n, generator=gen).numpy()
         bar = tqdm(range(0, n, bs), desc=f"scan {spec.name} epoch {epoch + 1}/{epochs}", unit="batch",
-                   disable=not progress, leave=False)
+                   disable=not progress, leave=False, mininterval=10)
         for start in bar:
             F, G, images01 = load_batch(train_set, order[start:start + bs])
             p = sample_percentiles(F.shape[0], p_low, p_high, generator=gen)
@@ -120,7 +120,9 @@ def train_decoder(train_set: FeatureSet, holdout_set: FeatureSet | None, spec, p
             opt.step()
             for k in CURVE_KEYS:
                 sums[k] += terms[k].item() * F.shape[0]
-            bar.set_postfix(loss=f"{terms['loss'].item():.4f}", area=f"{terms['conf_area'].item():.3f}")
+            # refresh=False: the bar redraws at its mininterval, not every step (logs stayed MBs otherwise)
+            bar.set_postfix(loss=f"{terms['loss'].item():.4f}", area=f"{terms['conf_area'].item():.3f}",
+                            refresh=False)
         curves.append({"epoch": epoch + 1, **{k: v / n for k, v in sums.items()},
                        "seconds": time.perf_counter() - t0})
     train_seconds = time.perf_counter() - t0
