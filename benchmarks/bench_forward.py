@@ -25,7 +25,7 @@ from scanbench.config import data_root, load_params, set_threads
 from scanbench.data import eval_indices, load_images, load_manifest
 from scanbench.engine import ForwardEngine
 from scanbench.explainers.base import methods_for
-from scanbench.scan.train import main_decoder_path
+from scanbench.scan.train import scan_decoder_path
 from scanbench.explainers.factory import explainer_from_params
 from scanbench.io import write_json, write_text
 from scanbench.metrics.perturbation import perturbation_correct, removal_counts, removal_rank
@@ -123,7 +123,7 @@ def main() -> None:
     classes = onnx.predict(images)
     for method in methods_for(spec.family, params["timing"]["methods"]):
         explainer = explainer_from_params(method, model, spec, params, engine=onnx,
-                                          decoder_path=main_decoder_path(spec.name))
+                                          decoder_path=scan_decoder_path(spec.name))
         explain_ms[method] = statistics.median(time_explainer(explainer, images[:8], classes[:8], 1))
     gradcam = explain_ms.get("gradcam")
 

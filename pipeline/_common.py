@@ -59,9 +59,9 @@ def load_target_engine(args, params: dict):
     """(model, forward engine, main SCAN decoder path) for args.backbone, as explainer_stage_parser names them."""
     from scanbench.backbones import load_target
     from scanbench.engine import target_engine
-    from scanbench.scan.train import main_decoder_path
+    from scanbench.scan.train import scan_decoder_path
 
     ev = params["evaluate"]
     model = load_target(args.backbone, args.targets / args.backbone / "model.pt")
     engine = target_engine(args.backbone, args.targets, ev["engine"], batch_size=ev["batch_size"], model=model)
-    return model, engine, main_decoder_path(args.backbone, args.scan_models)
+    return model, engine, scan_decoder_path(args.backbone, args.scan_models)

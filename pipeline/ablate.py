@@ -26,7 +26,7 @@ from scanbench.io import atomic_path, write_json  # noqa: E402
 from scanbench.metrics import evaluate_maps  # noqa: E402
 from scanbench.report import ABLATION_PARAM, setting_name  # noqa: E402
 from scanbench.scan.explainer import SCANExplainer  # noqa: E402
-from scanbench.scan.train import main_decoder_path, save_decoder, train_decoder  # noqa: E402
+from scanbench.scan.train import scan_decoder_path, save_decoder, train_decoder  # noqa: E402
 
 KINDS = ("alpha", "layer", "components", "p")
 N_EXAMPLE_MAPS = 4
@@ -85,7 +85,7 @@ def main() -> None:
     if args.kind == "p":   # the main decoder: trained with scan.alpha on the default layer
         for value in abl["percentiles"]:
             p = check_percentile(float(value), "ablation.percentiles")
-            run_setting(setting_name(value), main_decoder_path(spec.name), float(params["scan"]["alpha"]),
+            run_setting(setting_name(value), scan_decoder_path(spec.name), float(params["scan"]["alpha"]),
                         "default", "full", p, {})
         return
     for value in [args.setting] if args.setting is not None else abl[ABLATION_PARAM[args.kind]]:

@@ -16,7 +16,7 @@ from scanbench.config import check_percentile, load_params, set_threads  # noqa:
 from scanbench.diagnostics import decoder_generalisation  # noqa: E402
 from scanbench.features import load_features  # noqa: E402
 from scanbench.io import write_json  # noqa: E402
-from scanbench.scan.train import load_decoder  # noqa: E402
+from scanbench.scan.train import load_decoder, scan_decoder_path  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> None:
     p = check_percentile(params["scan"]["p_infer"], "scan.p_infer")
     feat_dir = Path("features") / args.backbone / args.layer
     train_set, holdout_set = load_features(feat_dir / "train"), load_features(feat_dir / "holdout")
-    decoder, meta = load_decoder(Path("models/scan") / args.backbone / args.layer / "decoder.pt", spec.name,
+    decoder, meta = load_decoder(scan_decoder_path(args.backbone, layer=args.layer), spec.name,
                                  expected_layer=layer_path)
     set_threads()
     result = decoder_generalisation(decoder, train_set, holdout_set, p, variant=meta.get("variant", "full"))

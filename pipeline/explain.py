@@ -27,7 +27,7 @@ from scanbench.errors import ScanbenchError  # noqa: E402
 from scanbench.explainers.base import check_method  # noqa: E402
 from scanbench.explainers.factory import explainer_from_params  # noqa: E402
 from scanbench.io import atomic_path  # noqa: E402
-from scanbench.scan.train import main_decoder_path  # noqa: E402
+from scanbench.scan.train import scan_decoder_path  # noqa: E402
 
 N_RECON = 8
 FORWARD_ONLY = ("lime", "rise")   # these only need logits: served by the forward engine (ONNX by default)
@@ -49,7 +49,7 @@ def main() -> None:
     spec = get_backbone(args.backbone)
     check_method(args.method, spec.family)   # fail before loading anything
 
-    decoder = main_decoder_path(args.backbone, args.decoders)
+    decoder = scan_decoder_path(args.backbone, args.decoders)
     if args.method == "scan" and not decoder.exists():
         raise ScanbenchError(f"SCAN decoder {decoder} not found: run `dvc repro train_scan` first")
     manifest = load_manifest(args.manifest)

@@ -25,7 +25,7 @@ def data_root() -> Path:
 @pytest.fixture(scope="session")
 def tiny_vit():
     """(model, spec): a 2-block timm ViT (width 32, 8x8 tokens at 32 px... via the conv stem), 10 classes."""
-    from scanbench.backbones import get_backbone, TargetModel
+    from scanbench.backbones import get_backbone
     from dataclasses import replace
 
     base = get_backbone("vit_tiny_convstem")
@@ -41,8 +41,7 @@ def tiny_vit():
 def tiny_cnn():
     """(model, spec): a small timm CNN (resnet10t-like) at 32 px with a 4x4 last grid... random init."""
     import timm
-    from dataclasses import replace
-    from scanbench.backbones import BackboneSpec, TargetModel
+    from scanbench.backbones import BackboneSpec
 
     def factory(spec, pretrained=False, **kw):
         return timm.create_model("resnet10t", num_classes=10, pretrained=False)

@@ -1,6 +1,5 @@
 """Bad params give one clear error naming the param; profiles load; the data root resolves."""
 import copy
-import os
 
 import pytest
 import yaml

@@ -173,6 +173,7 @@ def load_decoder(path: str | Path, expected_backbone: str,
     return decoder.eval(), meta
 
 
-def main_decoder_path(backbone: str, folder: str | Path = "models/scan") -> Path:
-    """Where `train_scan` saves a backbone's main decoder (layer alias "default"), as dvc.yaml names it."""
-    return Path(folder) / backbone / "default" / "decoder.pt"
+def scan_decoder_path(backbone: str, folder: str | Path = "models/scan", layer: str = "default") -> Path:
+    """Where `train_scan` saves a backbone's decoder for a layer alias (the main one: "default"), as dvc.yaml
+    names it."""
+    return Path(folder) / backbone / layer / "decoder.pt"
