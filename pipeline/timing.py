@@ -1,7 +1,6 @@
 """Stage `timing`: per-image explanation time of every method for one backbone (Table V)."""
 from __future__ import annotations
 
-import statistics
 import sys
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from scanbench.data import load_images, load_manifest, seeded_subset  # noqa: E4
 from scanbench.explainers.base import methods_for  # noqa: E402
 from scanbench.errors import ScanbenchError  # noqa: E402
 from scanbench.io import write_json  # noqa: E402
-from scanbench.timing import device_description, time_explainer, timing_summary  # noqa: E402
+from scanbench.timing import device_description, time_explainers, timing_summary  # noqa: E402
 
 MIN_SAMPLES = 32   # SPEC §6: median and spread over at least 32 samples
 
@@ -36,17 +35,17 @@ def main() -> None:
     images = load_images(data_root(params), manifest["path"].to_numpy()[idx], spec.input_size)
     model, engine, decoder = load_target_engine(args, params)
     classes = engine(images).argmax(1)
-    batch1, batched = {}, {}
+    explainers, caps = {}, {}
     for method in methods_for(spec.family, tp["methods"]):
-        explainer = explainer_from_params(method, model, spec, params, engine=engine,
-                                          decoder_path=decoder if method == "scan" else None)
+        explainers[method] = explainer_from_params(method, model, spec, params, engine=engine,
+                                                   decoder_path=decoder if method == "scan" else None)
         # LIME and RISE cost seconds per image: timing.n_images_per_method caps them (a rougher spread)
-        n = min(len(images), int((tp.get("n_images_per_method") or {}).get(method, len(images))))
-        if n < 1:
-            raise ScanbenchError(f"timing.n_images_per_method.{method} must be >= 1 (got {n})")
-        batch1[method] = time_explainer(explainer, images[:n], classes[:n], batch_size=1)
-        batched[method] = time_explainer(explainer, images[:n], classes[:n], batch_size=tp["batch_size"])
-        print(f"{method}: {statistics.median(batch1[method]):.1f} ms/image at batch 1", flush=True)
+        caps[method] = min(len(images), int((tp.get("n_images_per_method") or {}).get(method, len(images))))
+        if caps[method] < 1:
+            raise ScanbenchError(f"timing.n_images_per_method.{method} must be >= 1 (got {caps[method]})")
+    # interleaved: image k of every method, then image k + 1, so that drift on the shared box hits all alike
+    batch1 = time_explainers(explainers, images, classes, batch_size=1, n_images=caps)
+    batched = time_explainers(explainers, images, classes, batch_size=tp["batch_size"], n_images=caps)
     methods = timing_summary(batch1, batched)
     write_json(args.out, {"device": device_description(), "n_images": len(images), "methods": methods})
     for m, r in methods.items():

@@ -5,7 +5,7 @@ import torch
 import scanbench.timing as timing
 from scanbench.errors import ScanbenchError
 from scanbench.explainers.base import make_explainer
-from scanbench.timing import device_description, time_explainer, timing_summary
+from scanbench.timing import device_description, time_explainer, time_explainers, timing_summary
 
 
 class Counting:
@@ -68,3 +68,22 @@ def test_real_explainer_runs(tiny_cnn):
     images = torch.rand(3, 3, spec.input_size, spec.input_size)
     assert len(time_explainer(ex, images, torch.zeros(3), batch_size=2)) == 2
     assert "torch" in device_description()
+
+
+def test_time_explainers_interleaves_and_caps():
+    """Batch k of every method runs before batch k + 1 of any; a capped method stops at its cap."""
+    calls = []
+
+    class Logged:
+        def __init__(self, name):
+            self.name = name
+
+        def explain(self, x, c):
+            calls.append((self.name, x.shape[0]))
+
+    images = torch.zeros(5, 3, 8, 8)
+    ms = time_explainers({"a": Logged("a"), "b": Logged("b")}, images, torch.zeros(5), batch_size=2,
+                         n_images={"b": 3})
+    assert [len(ms["a"]), len(ms["b"])] == [3, 2]
+    # warm-ups first, then a0 b0 a1 b1 a2 (b's second batch is its one remaining image)
+    assert calls == [("a", 2), ("b", 2), ("a", 2), ("b", 2), ("a", 2), ("b", 1), ("a", 1)]

@@ -21,17 +21,33 @@ def time_explainer(explainer, images01: torch.Tensor, classes: torch.Tensor, bat
     """Explain `images01` in consecutive batches of `batch_size`; returns, per batch, the wall time per
     image in ms (batch time / batch size; with batch_size 1, one entry per image). One untimed warm-up
     call on the first batch first fills caches, allocators and lazy initialisation."""
+    return time_explainers({"_": explainer}, images01, classes, batch_size, warmup=warmup)["_"]
+
+
+def time_explainers(explainers: Mapping[str, object], images01: torch.Tensor, classes: torch.Tensor,
+                    batch_size: int = 1, n_images: Mapping[str, int] | None = None,
+                    warmup: bool = True) -> dict[str, list[float]]:
+    """`time_explainer` for several methods, interleaved: batch k of every method, then batch k + 1, ...
+    so that all methods see the same machine (a shared box drifts over minutes; timing one method's images
+    in a block and then the next's let that drift into their ratios). `n_images[m]` caps method m to the
+    first images (default: all). Returns {method: ms per image of each of its batches}."""
     if batch_size < 1:
         raise ScanbenchError(f"timing.batch_size must be >= 1 (got {batch_size})")
     classes = torch.as_tensor(classes, dtype=torch.long).view(-1)
+    limit = {m: min(images01.shape[0], int((n_images or {}).get(m, images01.shape[0]))) for m in explainers}
     if warmup:
-        explainer.explain(images01[:batch_size], classes[:batch_size])
-    out = []
-    for i in range(0, images01.shape[0], batch_size):
-        x, c = images01[i:i + batch_size], classes[i:i + batch_size]
-        start = time.perf_counter()
-        explainer.explain(x, c)
-        out.append((time.perf_counter() - start) * 1000.0 / x.shape[0])
+        for m, explainer in explainers.items():
+            explainer.explain(images01[:min(batch_size, limit[m])], classes[:min(batch_size, limit[m])])
+    out: dict[str, list[float]] = {m: [] for m in explainers}
+    for i in range(0, max(limit.values(), default=0), batch_size):
+        for m, explainer in explainers.items():
+            if i >= limit[m]:
+                continue
+            end = min(i + batch_size, limit[m])
+            x, c = images01[i:end], classes[i:end]
+            start = time.perf_counter()
+            explainer.explain(x, c)
+            out[m].append((time.perf_counter() - start) * 1000.0 / x.shape[0])
     return out
 
 
