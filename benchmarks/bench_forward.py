@@ -29,7 +29,7 @@ from scanbench.scan.train import scan_decoder_path
 from scanbench.explainers.factory import explainer_from_params
 from scanbench.io import write_json, write_text
 from scanbench.metrics.perturbation import perturbation_correct, removal_counts, removal_rank
-from scanbench.timing import time_explainer
+from scanbench.timing import time_explainers
 
 
 def forward_ms(fn, x: torch.Tensor, batch: int, repeats: int = 3) -> float:
@@ -66,7 +66,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--backbone", default="effnet_lite0")
     ap.add_argument("--n-images", type=int, default=16)
-    ap.add_argument("--repeats", type=int, default=3, help="rounds of ours vs the engine limit (median)")
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="rounds of ours, the engine limit and the eager loop (medians)")
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--out", default="reports/benchmarks")
     args = ap.parse_args()
@@ -103,10 +104,11 @@ def main() -> None:
     counts = removal_counts(fractions, spec.input_size ** 2)
     image_steps = len(images) * (1 + 2 * sum(1 for k in counts if k > 0))
     perturbation_correct(onnx, images[:2], maps[:2], labels[:2], fractions)  # warm-up
-    # Ours against the engine's limit on the same number of forward passes, at the same batch size,
-    # alternated so that both see the same load on a shared machine; medians of `repeats` rounds.
+    # Ours against the engine's limit on the same number of forward passes, at the same batch size, and
+    # against the eager loop: the three alternated in each round so that all see the same load on a shared
+    # machine; medians of `repeats` rounds.
     same_work = images.repeat(-(-image_steps // len(images)), 1, 1, 1)[:image_steps]
-    ours_times, limit_times = [], []
+    ours_times, limit_times, loop_times = [], [], []
     for _ in range(args.repeats):
         start = time.perf_counter()
         ours = perturbation_correct(onnx, images, maps, labels, fractions)
@@ -114,17 +116,18 @@ def main() -> None:
         start = time.perf_counter()
         engines[fastest](same_work)
         limit_times.append(time.perf_counter() - start)
-    ours_s, limit_s = statistics.median(ours_times), statistics.median(limit_times)
-    loop_correct, loop_s = eager_loop(model, images, maps, labels, fractions)
+        loop_correct, seconds = eager_loop(model, images, maps, labels, fractions)
+        loop_times.append(seconds)
+    ours_s, limit_s, loop_s = (statistics.median(t) for t in (ours_times, limit_times, loop_times))
     loop_passes = 2 * len(images) * len(fractions)   # the loop runs every step of both orders, step 0 twice
     agree = bool(np.array_equal(ours.pos, loop_correct[0]) and np.array_equal(ours.neg, loop_correct[1]))
 
-    explain_ms = {}
     classes = onnx.predict(images)
-    for method in methods_for(spec.family, params["timing"]["methods"]):
-        explainer = explainer_from_params(method, model, spec, params, engine=onnx,
-                                          decoder_path=scan_decoder_path(spec.name))
-        explain_ms[method] = statistics.median(time_explainer(explainer, images[:8], classes[:8], 1))
+    explainers = {method: explainer_from_params(method, model, spec, params, engine=onnx,
+                                                decoder_path=scan_decoder_path(spec.name))
+                  for method in methods_for(spec.family, params["timing"]["methods"])}
+    # interleaved as in the timing stage, so that drift on a shared machine hits every method alike
+    explain_ms = {m: statistics.median(t) for m, t in time_explainers(explainers, images[:8], classes[:8], 1).items()}
     gradcam = explain_ms.get("gradcam")
 
     ours_ips = image_steps / ours_s

@@ -71,7 +71,8 @@ def test_real_explainer_runs(tiny_cnn):
 
 
 def test_time_explainers_interleaves_and_caps():
-    """Batch k of every method runs before batch k + 1 of any; a capped method stops at its cap."""
+    """Batch k of every method runs before batch k + 1 of any, the order rotating by one method per batch;
+    a capped method stops at its cap."""
     calls = []
 
     class Logged:
@@ -85,5 +86,5 @@ def test_time_explainers_interleaves_and_caps():
     ms = time_explainers({"a": Logged("a"), "b": Logged("b")}, images, torch.zeros(5), batch_size=2,
                          n_images={"b": 3})
     assert [len(ms["a"]), len(ms["b"])] == [3, 2]
-    # warm-ups first, then a0 b0 a1 b1 a2 (b's second batch is its one remaining image)
-    assert calls == [("a", 2), ("b", 2), ("a", 2), ("b", 2), ("a", 2), ("b", 1), ("a", 1)]
+    # warm-ups first, then a0 b0, b1 a1 (b's second batch is its one remaining image), a2
+    assert calls == [("a", 2), ("b", 2), ("a", 2), ("b", 2), ("b", 1), ("a", 2), ("a", 1)]

@@ -29,8 +29,10 @@ def time_explainers(explainers: Mapping[str, object], images01: torch.Tensor, cl
                     warmup: bool = True) -> dict[str, list[float]]:
     """`time_explainer` for several methods, interleaved: batch k of every method, then batch k + 1, ...
     so that all methods see the same machine (a shared box drifts over minutes; timing one method's images
-    in a block and then the next's let that drift into their ratios). `n_images[m]` caps method m to the
-    first images (default: all). Returns {method: ms per image of each of its batches}."""
+    in a block and then the next's let that drift into their ratios). The order rotates by one method per
+    batch, so that no method always follows the same one (ONNX Runtime's threads spin for a while after a
+    run, and caches hold the previous method's data). `n_images[m]` caps method m to the first images
+    (default: all). Returns {method: ms per image of each of its batches}."""
     if batch_size < 1:
         raise ScanbenchError(f"timing.batch_size must be >= 1 (got {batch_size})")
     classes = torch.as_tensor(classes, dtype=torch.long).view(-1)
@@ -39,8 +41,10 @@ def time_explainers(explainers: Mapping[str, object], images01: torch.Tensor, cl
         for m, explainer in explainers.items():
             explainer.explain(images01[:min(batch_size, limit[m])], classes[:min(batch_size, limit[m])])
     out: dict[str, list[float]] = {m: [] for m in explainers}
-    for i in range(0, max(limit.values(), default=0), batch_size):
-        for m, explainer in explainers.items():
+    names = list(explainers)
+    for k, i in enumerate(range(0, max(limit.values(), default=0), batch_size)):
+        for m in names[k % len(names):] + names[:k % len(names)]:
+            explainer = explainers[m]
             if i >= limit[m]:
                 continue
             end = min(i + batch_size, limit[m])
