@@ -28,14 +28,13 @@ from scanbench.report import ABLATION_PARAM, setting_name  # noqa: E402
 from scanbench.scan.explainer import SCANExplainer  # noqa: E402
 from scanbench.scan.train import scan_decoder_path, save_decoder, train_decoder  # noqa: E402
 
-KINDS = ("alpha", "layer", "components", "p")
 N_EXAMPLE_MAPS = 4
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--backbone", required=True)
-    ap.add_argument("--kind", required=True, choices=KINDS)
+    ap.add_argument("--kind", required=True, choices=list(ABLATION_PARAM))
     ap.add_argument("--setting", help="run this one setting (alpha, layer, components) instead of every "
                                       "ablation.<alphas|layers|components> entry; P always sweeps")
     ap.add_argument("--out-dir", required=True, type=Path, help="<setting>.json and <setting>.npz go here")

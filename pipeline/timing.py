@@ -35,14 +35,14 @@ def main() -> None:
     images = load_images(data_root(params), manifest["path"].to_numpy()[idx], spec.input_size)
     model, engine, decoder = load_target_engine(args, params)
     classes = engine(images).argmax(1)
-    explainers, caps = {}, {}
-    for method in methods_for(spec.family, tp["methods"]):
-        explainers[method] = explainer_from_params(method, model, spec, params, engine=engine,
-                                                   decoder_path=decoder if method == "scan" else None)
-        # LIME and RISE cost seconds per image: timing.n_images_per_method caps them (a rougher spread)
-        caps[method] = min(len(images), int((tp.get("n_images_per_method") or {}).get(method, len(images))))
-        if caps[method] < 1:
-            raise ScanbenchError(f"timing.n_images_per_method.{method} must be >= 1 (got {caps[method]})")
+    # LIME and RISE cost seconds per image: timing.n_images_per_method caps them (a rougher spread)
+    caps = {m: int(n) for m, n in (tp.get("n_images_per_method") or {}).items()}
+    for m, n in caps.items():
+        if n < 1:
+            raise ScanbenchError(f"timing.n_images_per_method.{m} must be >= 1 (got {n})")
+    explainers = {method: explainer_from_params(method, model, spec, params, engine=engine,
+                                                decoder_path=decoder if method == "scan" else None)
+                  for method in methods_for(spec.family, tp["methods"])}
     # interleaved: image k of every method, then image k + 1, so that drift on the shared box hits all alike
     batch1 = time_explainers(explainers, images, classes, batch_size=1, n_images=caps)
     batched = time_explainers(explainers, images, classes, batch_size=tp["batch_size"], n_images=caps)

@@ -44,13 +44,12 @@ def time_explainers(explainers: Mapping[str, object], images01: torch.Tensor, cl
     names = list(explainers)
     for k, i in enumerate(range(0, max(limit.values(), default=0), batch_size)):
         for m in names[k % len(names):] + names[:k % len(names)]:
-            explainer = explainers[m]
             if i >= limit[m]:
                 continue
             end = min(i + batch_size, limit[m])
             x, c = images01[i:end], classes[i:end]
             start = time.perf_counter()
-            explainer.explain(x, c)
+            explainers[m].explain(x, c)
             out[m].append((time.perf_counter() - start) * 1000.0 / x.shape[0])
     return out
 
