@@ -1,4 +1,8 @@
-"""Shared plumbing for stage scripts: run main(), turn bad input into a one-line error, log wall time."""
+"""Shared plumbing for stage scripts: run main(), turn bad input into a one-line error, log run facts.
+
+Run facts (wall time, throughput, seconds per image) differ from run to run, so they never enter a DVC output:
+they go to logs/run_facts.json, and the stage-time table to reports/stage_times.md (git-tracked, not hashed).
+"""
 from __future__ import annotations
 
 import json
@@ -6,12 +10,13 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from scanbench.errors import ScanbenchError
 
-# Wall time of each stage run, for the report (not a DVC output: timings differ from run to run).
-STAGE_TIMES = Path("logs/stage_times.json")
+RUN_FACTS = Path("logs/run_facts.json")
+STAGE_TABLE = Path("reports/stage_times.md")
+_facts: dict[str, Any] = {}
 
 
 def stage_name() -> str:
@@ -20,13 +25,28 @@ def stage_name() -> str:
     return "@".join([script, "-".join(values)]) if values else script
 
 
-def record_time(name: str, seconds: float) -> None:
-    STAGE_TIMES.parent.mkdir(parents=True, exist_ok=True)
-    times = json.loads(STAGE_TIMES.read_text()) if STAGE_TIMES.exists() else {}
-    times[name] = round(seconds, 1)
-    tmp = STAGE_TIMES.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(times, indent=1, sort_keys=True))
-    tmp.replace(STAGE_TIMES)
+def log_fact(**facts: Any) -> None:
+    """Record run facts of this stage run (logged at its end, beside its wall time)."""
+    _facts.update(facts)
+
+
+def _replace(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def record_run(name: str, seconds: float) -> None:
+    runs = json.loads(RUN_FACTS.read_text()) if RUN_FACTS.exists() else {}
+    runs[name] = {"seconds": round(seconds, 1), **_facts}
+    _replace(RUN_FACTS, json.dumps(runs, indent=1, sort_keys=True) + "\n")
+    rows = [f"| {n} | {r['seconds']:.1f} |" for n, r in sorted(runs.items())]
+    total = sum(r["seconds"] for r in runs.values())
+    _replace(STAGE_TABLE, "# Stage wall times of the last run in this checkout\n\n"
+             "Seconds per stage run (`logs/run_facts.json`), written by each stage as it ends: a run fact, not a "
+             "DVC output. Start-up (imports) is included; DVC's own bookkeeping is not.\n\n"
+             "| stage | seconds |\n|---|---|\n" + "\n".join(rows) + f"\n| **total** | {total:.1f} |\n")
 
 
 def run_stage(main: Callable[[], None]) -> None:
@@ -37,31 +57,5 @@ def run_stage(main: Callable[[], None]) -> None:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     seconds = time.perf_counter() - start
-    record_time(stage_name(), seconds)
+    record_run(stage_name(), seconds)
     print(f"[{stage_name()}] done in {seconds:.1f} s", file=sys.stderr)
-
-
-def explainer_stage_parser(description: str | None):
-    """Arguments shared by the stages that explain with every method of a backbone (sanity, timing)."""
-    import argparse
-
-    ap = argparse.ArgumentParser(description=description)
-    ap.add_argument("--backbone", required=True)
-    ap.add_argument("--out", required=True, type=Path)
-    ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--manifest", default="data/manifest.csv")
-    ap.add_argument("--targets", default="models/targets", type=Path, help="folder of <backbone>/model.{pt,onnx}")
-    ap.add_argument("--scan-models", default="models/scan", type=Path, help="folder of <backbone>/default/decoder.pt")
-    return ap
-
-
-def load_target_engine(args, params: dict):
-    """(model, forward engine, main SCAN decoder path) for args.backbone, as explainer_stage_parser names them."""
-    from scanbench.backbones import load_target
-    from scanbench.engine import target_engine
-    from scanbench.scan.train import scan_decoder_path
-
-    ev = params["evaluate"]
-    model = load_target(args.backbone, args.targets / args.backbone / "model.pt")
-    engine = target_engine(args.backbone, args.targets, ev["engine"], batch_size=ev["batch_size"], model=model)
-    return model, engine, scan_decoder_path(args.backbone, args.scan_models)

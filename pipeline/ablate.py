@@ -17,14 +17,14 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from scanbench.backbones import get_backbone, load_target  # noqa: E402
-from scanbench.config import check_percentile, data_root, load_params, seed_everything, set_threads  # noqa: E402
+from scanbench.config import (ABLATION_PARAM, check_percentile, data_root, load_params, seed_everything,  # noqa: E402
+                              set_threads, setting_name)
 from scanbench.data import eval_indices, load_images, load_manifest  # noqa: E402
 from scanbench.engine import target_engine  # noqa: E402
 from scanbench.errors import ScanbenchError  # noqa: E402
 from scanbench.features import load_features  # noqa: E402
-from scanbench.io import atomic_path, write_json  # noqa: E402
+from scanbench.io import save_npz, write_json  # noqa: E402
 from scanbench.metrics import evaluate_maps  # noqa: E402
-from scanbench.report import ABLATION_PARAM, setting_name  # noqa: E402
 from scanbench.scan.explainer import SCANExplainer  # noqa: E402
 from scanbench.scan.train import scan_decoder_path, save_decoder, train_decoder  # noqa: E402
 
@@ -71,11 +71,9 @@ def main() -> None:
                "auc_d_ci": fair["auc_d_ci"],
                "full": {k: result["variants"]["full"][k] for k in ("pos_auc", "neg_auc", "auc_d")},
                "drop": result["drop"], "inc": result["inc"],
-               "val_confidence_area": summary.get("val_confidence_area"), "target_area": summary.get("target_area"),
-               "train_seconds": summary.get("train_seconds")}
-        with atomic_path(args.out_dir / f"{setting}.npz", suffix=".npz") as tmp_npz:
-            np.savez_compressed(tmp_npz, maps=maps[:N_EXAMPLE_MAPS].numpy().astype(np.float16),
-                                indices=idx[:N_EXAMPLE_MAPS])
+               "val_confidence_area": summary.get("val_confidence_area"), "target_area": summary.get("target_area")}
+        save_npz(args.out_dir / f"{setting}.npz", maps=maps[:N_EXAMPLE_MAPS].numpy().astype(np.float16),
+                 indices=idx[:N_EXAMPLE_MAPS])
         write_json(args.out_dir / f"{setting}.json", out)
         print(f"{spec.name} {args.kind}={setting}: AUC-D {fair['auc_d']:.2f} (neg {fair['neg_auc']:.2f}, "
               f"pos {fair['pos_auc']:.2f}) on {len(idx)} images")

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import run_stage  # noqa: E402
+from _common import log_fact, run_stage  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -62,8 +62,10 @@ def main() -> None:
                            grid=spec.grid, fractions=ev["fractions"], n_resamples=ev["bootstrap"],
                            seed=params["seed"],
                            calibration_maps=ev["calibration_maps"] if args.method == "random" else None)
+    tp = result.pop("throughput")   # a run fact, not part of the (hashed) result
+    log_fact(**tp)
     write_json(args.out, {"backbone": args.backbone, "method": args.method, "family": spec.family, **result})
-    fair, tp = result["variants"]["fair"], result["throughput"]
+    fair = result["variants"]["fair"]
     print(f"{args.backbone}/{args.method}: AUC-D {fair['auc_d']:.2f} (neg {fair['neg_auc']:.2f}, pos "
           f"{fair['pos_auc']:.2f}), drop {result['drop']:.1f}%, inc {result['inc']:.1f}% on {len(images)} images")
     print(f"throughput ({ev['engine']}): perturbation {tp['perturbation_img_steps_per_s']:.1f} image-steps/s, "

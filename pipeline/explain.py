@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import run_stage  # noqa: E402
+from _common import log_fact, run_stage  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -26,7 +26,7 @@ from scanbench.engine import ForwardEngine  # noqa: E402
 from scanbench.errors import ScanbenchError  # noqa: E402
 from scanbench.explainers.base import check_method  # noqa: E402
 from scanbench.explainers.factory import explainer_from_params  # noqa: E402
-from scanbench.io import atomic_path  # noqa: E402
+from scanbench.io import save_npz  # noqa: E402
 from scanbench.scan.train import scan_decoder_path  # noqa: E402
 
 N_RECON = 8
@@ -75,15 +75,14 @@ def main() -> None:
     maps_t = torch.cat(maps)
 
     out = {"maps": maps_t.numpy().astype(np.float16), "indices": idx.astype(np.int64),
-           "labels": labels.astype(np.int64), "classes": classes.numpy().astype(np.int64),
-           "seconds_per_image": np.float64(seconds / max(len(images), 1))}
+           "labels": labels.astype(np.int64), "classes": classes.numpy().astype(np.int64)}
+    seconds_per_image = seconds / max(len(images), 1)   # a run fact: logged, not stored in the maps
+    log_fact(seconds_per_image=round(seconds_per_image, 4))
     if args.method == "scan":
         _, recon = explainer.explain_with_reconstruction(images[:N_RECON], classes[:N_RECON])
         out["recon"] = recon.numpy().astype(np.float16)
-    with atomic_path(args.out, suffix=".npz") as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, **out)
-    print(f"{args.backbone}/{args.method}: {len(images)} maps, {out['seconds_per_image']:.3f} s/image -> {args.out}")
+    save_npz(args.out, **out)
+    print(f"{args.backbone}/{args.method}: {len(images)} maps, {seconds_per_image:.3f} s/image -> {args.out}")
 
 
 if __name__ == "__main__":

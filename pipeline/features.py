@@ -17,7 +17,8 @@ import torch  # noqa: E402
 from scanbench.backbones import get_backbone, load_target  # noqa: E402
 from scanbench.config import data_root, load_params, seed_everything  # noqa: E402
 from scanbench.data import holdout_indices, load_manifest, scan_train_indices  # noqa: E402
-from scanbench.features import extract_features, feature_layers  # noqa: E402
+from scanbench.feature_extraction import extract_features  # noqa: E402
+from scanbench.features import feature_layers  # noqa: E402
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import run_stage  # noqa: E402
 
-from scanbench.config import data_root, load_params  # noqa: E402
+from scanbench.config import configured_data_root, data_root, load_params  # noqa: E402
 from scanbench.data import build_manifest  # noqa: E402
 from scanbench.io import atomic_path, write_json  # noqa: E402
 
@@ -17,16 +17,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--out", default="data/manifest.csv")
-    ap.add_argument("--report", default="results/prepare.json")
+    ap.add_argument("--report", default=None, help="default: results/<profile>/prepare.json")
     args = ap.parse_args()
     params = load_params(args.params)
+    report_path = args.report or f"results/{params.get('profile', 'default')}/prepare.json"
     root = data_root(params)
     manifest, report = build_manifest(root, params["data"]["splits"],
                                       limit_per_class=params["data"].get("limit_per_class"))
     with atomic_path(args.out, suffix=".csv") as tmp:
         manifest.to_csv(tmp, index=False)
     counts = manifest.groupby("split").size().to_dict()
-    write_json(args.report, {"data_root": str(root), "n_images": report.n_images, "per_split": counts,
+    # the root as configured (relative to the repo), not resolved: the same data in another checkout, same bytes
+    write_json(report_path, {"data_root": configured_data_root(params), "n_images": report.n_images, "per_split": counts,
                              "n_classes": int(manifest["label"].nunique()), "n_converted_to_rgb": report.n_converted,
                              "unreadable": [{"path": p, "error": e} for p, e in report.unreadable]})
     print(f"indexed {report.n_images} images ({counts}), converted {report.n_converted} to RGB, "

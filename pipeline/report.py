@@ -1,9 +1,9 @@
-"""Stage `report`: metric JSONs, Tables I-IX (CSV + Markdown), figures (PNG) and reports/README.md.
+"""Stage `report`: metric JSONs, Tables I-IV and VI-IX (CSV + Markdown), figures (PNG) and reports/README.md.
 
-    python pipeline/report.py [--params params.yaml] [--results results] [--maps maps] [--out reports]
+    python pipeline/report.py [--params params.yaml] [--results results/<profile>] [--maps maps] [--out reports]
 
-Reads whatever the earlier stages left under results/ and maps/; a stage that did not run leaves empty
-cells (and a note row), never invented numbers.
+Reads exactly the files of one run that the params name (scanbench.report.result_files); a missing one is a
+one-line error naming the stage to run. Table V (timing) is written by the `timing` stage.
 """
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ from _common import run_stage  # noqa: E402
 from scanbench.config import load_params  # noqa: E402
 from scanbench.errors import ScanbenchError  # noqa: E402
 from scanbench.io import write_text  # noqa: E402
-from scanbench.report import build_metrics, collect_results, restrict_to_params, write_metrics  # noqa: E402
-from scanbench.report.tables import ablation_alpha, build_tables, load_paper_values, write_table  # noqa: E402
+from scanbench.report.metrics import build_metrics, write_metrics  # noqa: E402
+from scanbench.report.results import load_results  # noqa: E402
+from scanbench.report.tables import build_tables, write_table  # noqa: E402
 
 
 def make_image_loader(params: dict, manifest_path: Path):
@@ -43,39 +44,35 @@ def make_image_loader(params: dict, manifest_path: Path):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--results", default="results")
+    ap.add_argument("--results", default=None, help="this run's results folder (default: results/<profile>)")
     ap.add_argument("--maps", default="maps")
     ap.add_argument("--manifest", default="data/manifest.csv")
     ap.add_argument("--out", default="reports")
-    ap.add_argument("--stage-times", default="logs/stage_times.json",
-                    help="wall times logged by the stage scripts (pipeline/_common.py)")
     ap.add_argument("--no-figures", action="store_true", help="skip the figures (tables and metrics only)")
     args = ap.parse_args()
 
     params = load_params(args.params)
+    results_dir = Path(args.results or f"results/{params['profile']}")
     out = Path(args.out)
     for sub in ("metrics", "tables", "figures"):  # DVC outputs must exist even when a part is empty
         (out / sub).mkdir(parents=True, exist_ok=True)
-    results = restrict_to_params(collect_results(args.results, stage_times=args.stage_times), params)
-    paper = load_paper_values()
-    metrics = build_metrics(results, default_alpha=params.get("scan", {}).get("alpha"))
+    results = load_results(results_dir, params)
+    metrics = build_metrics(results, scan_alpha=params.get("scan", {}).get("alpha"))
     metric_files = write_metrics(metrics, out / "metrics")
-
-    tables = build_tables(results, metrics, paper, params)
-    table_files = {t.stem: write_table(t, out / "tables") for t in tables}
+    tables = build_tables(results, params)
+    for t in tables:
+        write_table(t, out / "tables")
 
     figures = []
     if not args.no_figures:
         from scanbench.report.figures import render_figures
 
-        loader = make_image_loader(params, Path(args.manifest))
-        figures = render_figures(results, args.maps, out / "figures", paper, loader, alpha=ablation_alpha(params),
-                                 results_dir=args.results)
+        figures = render_figures(results, tables, params, args.maps, results_dir, out / "figures",
+                                 make_image_loader(params, Path(args.manifest)))
 
     from scanbench.report.readme import render_readme
 
-    write_text(out / "README.md", render_readme(params, results, metrics, tables, figures, out,
-                                                metric_files, table_files))
+    write_text(out / "README.md", render_readme(params, metrics, tables, figures, out, results_dir))
     print(f"report: {len(metric_files)} metric files, {len(tables)} tables, {len(figures)} figures -> {out}/")
 
 

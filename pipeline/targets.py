@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from scanbench.backbones import get_backbone, load_target, save_target  # noqa: E402
+from scanbench.backbones import get_backbone, load_target, save_target, validate_backbone_params  # noqa: E402
 from scanbench.config import data_root, load_params, seed_everything  # noqa: E402
 from scanbench.data import class_table, load_images, load_manifest, seeded_subset  # noqa: E402
 from scanbench.engine import ForwardEngine, export_onnx  # noqa: E402
@@ -39,6 +39,7 @@ def main() -> None:
     ap.add_argument("--results", default="results/targets")
     args = ap.parse_args()
     params = load_params(args.params)
+    validate_backbone_params(params)
     seed_everything(params["seed"])
     spec = get_backbone(args.backbone)
     manifest = load_manifest(args.manifest)
@@ -63,8 +64,7 @@ def main() -> None:
                            labels[val_idx], tcfg)
         with atomic_path(Path(args.results) / f"{spec.name}_curves.csv", suffix=".csv") as tmp:
             pd.DataFrame(curves).to_csv(tmp, index=False)
-        extra = {"epochs": cfg["epochs"], "train_seconds": curves[-1]["seconds"] if curves else 0.0,
-                 "n_train": int(len(train_idx))}
+        extra = {"epochs": cfg["epochs"], "n_train": int(len(train_idx))}
     else:
         build_kwargs = {}
         model = spec.build(class_indices=classes["imagenet_index"].tolist(), pretrained=True)

@@ -4,7 +4,10 @@ import copy
 import pytest
 import yaml
 
-from scanbench.config import REPO_ROOT, data_root, load_params, validate_params
+from scanbench.backbones import validate_backbone_params
+from scanbench.config import REPO_ROOT, data_root, load_params
+from scanbench.config import validate_params as validate_scalar_params
+from scanbench.explainers.base import validate_method_params
 from scanbench.errors import ScanbenchError
 from scanbench.profile import use_profile
 
@@ -13,7 +16,15 @@ DEFAULT = yaml.safe_load((REPO_ROOT / "profiles" / "default.yaml").read_text())
 
 @pytest.mark.parametrize("name", ["smoke", "default", "paper"])
 def test_profiles_validate(name):
-    load_params(REPO_ROOT / "profiles" / f"{name}.yaml")
+    validate_params(load_params(REPO_ROOT / "profiles" / f"{name}.yaml"))
+
+
+def validate_params(params):
+    """What the stages check between them: scalars (every stage), backbones (targets), methods (explain)."""
+    validate_backbone_params(params)
+    validate_scalar_params(params)
+    validate_method_params(params)
+    return params
 
 
 @pytest.mark.parametrize("mutate, match", [

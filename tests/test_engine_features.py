@@ -6,7 +6,8 @@ import torch
 from scanbench.data import build_manifest
 from scanbench.engine import ForwardEngine, export_onnx
 from scanbench.errors import ScanbenchError
-from scanbench.features import extract_features, load_features
+from scanbench.feature_extraction import extract_features
+from scanbench.features import load_features
 from scanbench.hooks import features_and_grads
 
 

@@ -114,7 +114,8 @@ def test_batch_equals_single(tiny_vit, images, method):
     ex = make_explainer(method, model, spec)
     batched = ex._explain(images, CLASSES)
     single = torch.cat([ex._explain(images[i:i + 1], CLASSES[i:i + 1]) for i in range(3)])
-    assert torch.allclose(batched, single, rtol=1e-5, atol=0)
+    # float32 across kernels (batched vs single, AVX2 vs AVX-512): an atol at the maps' own scale, never 0
+    assert torch.allclose(batched, single, rtol=1e-5, atol=1e-5 * float(single.abs().max()))
     # After min-max the (random-init, nearly uniform) maps amplify float noise: a looser bound.
     batched = ex.explain(images, CLASSES)
     single = torch.cat([ex.explain(images[i:i + 1], CLASSES[i:i + 1]) for i in range(3)])

@@ -81,7 +81,8 @@ def test_drift_beyond_tolerance_fails_and_is_shown(tmp_path, ref, capsys):
     code, out = _run(ref, cur, capsys)
     assert code == 1
     lines = out.splitlines()
-    assert lines[0] == "| metric | reference | current | delta | tolerance | ok |"
+    assert "| metric | reference | current | delta | tolerance | ok |" in lines
+    assert lines[0].startswith("reference: ") and lines[1].startswith("this run : ")
     assert "| explanations/effnet_lite0/methods/lime/pos_auc | 10 | 9.25 | -0.75 | 0.5 | **NO** (drift) |" in out
     assert "scan_training/effnet_lite0/default/val_confidence_area | 0.21 | 0.25 | +0.04 | 0.02 | **NO** (drift)" in out
     # a wider tolerance for that method's metrics, and for the decoder, lets it pass
@@ -133,3 +134,57 @@ def test_flatten_and_tolerance_precedence():
     assert tolerance_for("scan_training/effnet_lite0/default/final_loss", DEFAULT_TOLERANCES) == 0.02
     rows = compare_trees({"a": float("nan")}, {"a": float("nan")}, DEFAULT_TOLERANCES)
     assert rows[0].ok
+
+
+def test_reference_file_states_the_tolerances(tmp_path, ref, capsys):
+    cur = _variant(tmp_path, "drift", lambda t: t["explanations"]["effnet_lite0"]["methods"]["lime"].update(
+        pos_auc=10.0 - 0.75))
+    assert _run(ref, cur, capsys)[0] == 1                       # default 0.5
+    (ref / "reference.yaml").write_text("tolerances:\n  '*': 1.0\n  '*/n_images': 0\n")
+    assert _run(ref, cur, capsys)[0] == 0                       # the reference's own 1.0
+    assert _run(ref, cur, capsys, "--abs-tol", "0.5")[0] == 1   # the command line still wins
+    (ref / "reference.yaml").write_text("tolerances:\n  '*': -1\n")
+    code, out = _run(ref, cur, capsys)
+    assert code == 2 and "reference.yaml" in out
+
+
+def test_update_reference_copies_metrics_and_records_the_machine(tmp_path, ref, capsys):
+    import yaml
+
+    (ref / "reference.yaml").write_text("made_by: hand\ntolerances:\n  '*': 1.0\n")
+    new = _variant(tmp_path, "new", lambda t: t["targets"]["effnet_lite0"].update(val_top1=90.0))
+    code, _ = _run(ref, new, capsys, "--update-reference")
+    assert code == 0
+    assert json.loads((ref / "targets.json").read_text())["effnet_lite0"]["val_top1"] == 90.0
+    meta = yaml.safe_load((ref / "reference.yaml").read_text())
+    assert meta["made_by"] == "hand" and meta["tolerances"] == {"*": 1.0}
+    assert {"cpu", "isa_flags", "isa_pins", "versions"} <= set(meta["machine"])
+
+
+COMMITTED = REPO / "reports" / "reference" / "smoke"
+OTHER_CPU = REPO / "reports" / "reference" / "cross-machine"
+
+
+def _copy_reference(tmp_path: Path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(COMMITTED, tmp_path / "current"))
+
+
+def test_committed_reference_catches_a_five_point_change(tmp_path, capsys):
+    """CI's own check: the committed smoke reference against itself passes, and moving one AUC by 5 fails."""
+    cur = _copy_reference(tmp_path)
+    assert _run(COMMITTED, cur, capsys)[0] == 0
+    expl = json.loads((cur / "explanations.json").read_text())
+    backbone = next(iter(expl))
+    expl[backbone]["methods"]["gradcam"]["auc_d"] += 5.0
+    (cur / "explanations.json").write_text(json.dumps(expl))
+    code, out = _run(COMMITTED, cur, capsys)
+    assert code == 1 and f"explanations/{backbone}/methods/gradcam/auc_d" in out and "**NO** (drift)" in out
+
+
+@pytest.mark.parametrize("other", sorted(p.name for p in OTHER_CPU.iterdir() if p.is_dir()) if OTHER_CPU.is_dir() else [])
+def test_committed_reference_holds_across_cpus(other, capsys):
+    """Smoke metrics of another CPU (reports/reference/cross-machine/*, see its README) pass the committed check."""
+    code, out = _run(COMMITTED, OTHER_CPU / other, capsys)
+    assert code == 0, out

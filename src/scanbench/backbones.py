@@ -295,3 +295,25 @@ def load_target(name: str, path: str | Path) -> TargetModel:
     model = spec.build(class_indices=class_indices, pretrained=False, **ckpt.get("build_kwargs", {}))
     model.load_state_dict(state)
     return model.eval()
+
+
+def validate_backbone_params(params: dict) -> None:
+    """Every backbone is registered and `families` lists the same backbones by their registry family."""
+    families = params.get("families", {})
+    for name in params.get("backbones", []):
+        spec = get_backbone(name)  # unknown name -> clear error
+        if name not in families.get(spec.family, []):
+            raise ScanbenchError(f"backbone {name} is a {spec.family}: list it under families.{spec.family}")
+    for family, names in families.items():
+        for name in names:
+            if name not in params.get("backbones", []):
+                raise ScanbenchError(f"families.{family} lists {name}, which is not in backbones")
+            if get_backbone(name).family != family:
+                raise ScanbenchError(f"families.{family} lists {name}, a {get_backbone(name).family} backbone")
+
+
+def attention_modules(model: nn.Module) -> list[nn.Module]:
+    """timm Attention modules of a ViT, in block order."""
+    from timm.layers.attention import Attention
+
+    return [m for m in model.modules() if isinstance(m, Attention)]

@@ -1,4 +1,9 @@
-"""params.yaml -> a plain dict, plus the few derived values every stage needs."""
+"""params.yaml -> a plain dict, plus the few derived values every stage needs.
+
+No registry import here: every stage reads params, so this module stays a small dependency of all of them.
+Names of backbones and methods are checked where the registries are (backbones.validate_backbone_params,
+explainers.base.validate_method_params), by the stages that use them and by `python -m scanbench.profile`.
+"""
 from __future__ import annotations
 
 import os
@@ -41,38 +46,31 @@ def validate_params(params: dict[str, Any]) -> None:
         if a <= 0:
             raise ScanbenchError(f"ablation.alphas must all be > 0 (got {a!r})")
     if "backbones" in params:
-        validate_backbones(params)
         extra = set(params.get("ablation", {}).get("backbones", [])) - set(params["backbones"])
         if extra:
             raise ScanbenchError(f"ablation.backbones lists {', '.join(sorted(extra))}, not in backbones")
 
 
-def validate_backbones(params: dict[str, Any]) -> None:
-    """Every backbone is registered, `families` lists the same backbones by their registry family,
-    and each family's methods apply to it."""
-    from .backbones import get_backbone
-    from .explainers.base import check_method
+# ablation kind -> the ablation.* list of its settings
+ABLATION_PARAM = {"alpha": "alphas", "layer": "layers", "p": "percentiles", "components": "components"}
 
-    families = params.get("families", {})
-    for name in params["backbones"]:
-        spec = get_backbone(name)  # unknown name -> clear error
-        if name not in families.get(spec.family, []):
-            raise ScanbenchError(f"backbone {name} is a {spec.family}: list it under families.{spec.family}")
-    for family, names in families.items():
-        for name in names:
-            if name not in params["backbones"]:
-                raise ScanbenchError(f"families.{family} lists {name}, which is not in backbones")
-            if get_backbone(name).family != family:
-                raise ScanbenchError(f"families.{family} lists {name}, a {get_backbone(name).family} backbone")
-    for family, methods in params.get("explain", {}).get("baselines", {}).items():
-        for m in methods:
-            check_method(m, family)
+
+def setting_name(value: Any) -> str:
+    """A params list entry as the ablation stage names its output (95 and 95.0 -> "95", as DVC renders it)."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value)
 
 
 def check_percentile(p: Any, name: str = "P") -> float:
     if not isinstance(p, (int, float)) or not 0 <= p <= 100:
         raise ScanbenchError(f"{name} must be a percentile in [0, 100] (got {p!r})")
     return float(p)
+
+
+def configured_data_root(params: dict[str, Any]) -> str:
+    """The data root as configured ($SCANBENCH_DATA_ROOT, else data.root), unresolved."""
+    return os.environ.get(DATA_ROOT_ENV) or str(params.get("data", {}).get("root") or "")
 
 
 def data_root(params: dict[str, Any]) -> Path:

@@ -23,7 +23,7 @@ def export_onnx(model: nn.Module, path: str | Path, input_size: int, opset: int 
 
     model = model.eval()
     dummy = torch.rand(2, 3, input_size, input_size)
-    from .hooks import attention_modules
+    from .backbones import attention_modules
     for m in attention_modules(model):
         m.fused_attn = False  # plain matmul/softmax exports cleanly on every opset
     with atomic_path(path, suffix=".onnx") as tmp:

@@ -7,7 +7,7 @@ from typing import Iterator
 import torch
 import torch.nn as nn
 
-from .backbones import get_module
+from .backbones import attention_modules, get_module
 
 
 def _first_tensor(out):
@@ -45,11 +45,6 @@ def features_and_grads(model: nn.Module, layer: str, x01: torch.Tensor,
     return logits.detach(), feats.detach(), grad.detach()
 
 
-def attention_modules(model: nn.Module) -> list[nn.Module]:
-    """timm Attention modules of a ViT, in block order."""
-    from timm.layers.attention import Attention
-
-    return [m for m in model.modules() if isinstance(m, Attention)]
 
 
 class AttentionRecorder:

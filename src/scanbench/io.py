@@ -1,13 +1,16 @@
-"""Atomic output helpers: write to a temp file in the same folder, then rename.
+"""Atomic, deterministic output helpers: write to a temp file in the same folder, then rename.
 
-An interrupted stage therefore never leaves a half-written file that DVC could cache.
+An interrupted stage therefore never leaves a half-written file that DVC could cache. Equal contents give
+equal bytes (no temp name, clock or machine fact inside an archive), so DVC hashes depend on the data only.
 """
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -64,11 +67,36 @@ def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
         np.save(tmp, array)
 
 
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
 def save_torch(path: str | os.PathLike, obj: Any) -> None:
+    """torch.save through memory: saved to a file, the zip's folder name is that file's (random temp) stem."""
     import torch
 
-    with atomic_path(path, suffix=".pt") as tmp:
-        torch.save(obj, tmp)
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    write_bytes(path, buf.getvalue())
+
+
+# np.savez stamps each member with the current time; a fixed stamp keeps equal arrays equal in bytes.
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+def save_npz(path: str | os.PathLike, compressed: bool = True, **arrays: np.ndarray) -> None:
+    """np.savez(_compressed) with fixed member timestamps; loads with np.load as usual."""
+    buf = io.BytesIO()
+    method = zipfile.ZIP_DEFLATED if compressed else zipfile.ZIP_STORED
+    with zipfile.ZipFile(buf, "w", compression=method) as zf:
+        for name, value in arrays.items():
+            member = io.BytesIO()
+            np.lib.format.write_array(member, np.asanyarray(value), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_EPOCH)
+            info.compress_type = method
+            zf.writestr(info, member.getvalue())
+    write_bytes(path, buf.getvalue())
 
 
 def load_torch(path: str | os.PathLike) -> Any:

@@ -117,3 +117,10 @@ def make_explainer(name: str, model: nn.Module, spec: BackboneSpec, **params: An
     if name not in _REGISTRY:
         raise ScanbenchError(f"method {name!r} is declared but not implemented")
     return _REGISTRY[name](model, spec, **params)
+
+
+def validate_method_params(params: dict) -> None:
+    """Each family's baselines (explain.baselines) are registered methods that apply to that family."""
+    for family, methods in params.get("explain", {}).get("baselines", {}).items():
+        for m in methods:
+            check_method(m, family)

@@ -33,10 +33,11 @@ def evaluate_maps(forward, images01: torch.Tensor, maps: torch.Tensor, labels: t
                   classes: torch.Tensor, grid: int, fractions: Sequence[float], n_resamples: int, seed: int,
                   calibration_maps: int | None = None, max_chunk_bytes: int = MAX_CHUNK_BYTES) -> dict:
     """Both perturbation variants ("fair": maps pooled to the backbone grid; "full"), Drop/Inc on the
-    maps as given, optional random-map calibration, and throughput.
+    maps as given, and optional random-map calibration; `throughput` (a run fact: keep it out of outputs) counts
+    an image-step as one point of one curve (N x S x 2 orders per variant).
 
     Labels score the perturbation test; `classes` (the explained class, i.e. the prediction) is the c
-    of Drop/Inc. Throughput counts an image-step as one point of one curve (N x S x 2 orders per variant).
+    of Drop/Inc.
     """
     fractions = [float(f) for f in fractions]
     maps = torch.as_tensor(maps).float()

@@ -5,13 +5,17 @@ its tolerance (absolute, in the metric's own units); any other value must be equ
 side only fails. timing.json is left out: milliseconds depend on the machine.
 
 Tolerances: the most specific matching pattern wins (fnmatch patterns on the flattened path; a pattern
-matches its prefixes too, so `scan_training` covers every key below it). Defaults in DEFAULT_TOLERANCES.
+matches its prefixes too, so `scan_training` covers every key below it). A reference folder states its own in
+`reference.yaml` beside the metrics, with the machine it was made on and why each tolerance is what it is;
+DEFAULT_TOLERANCES apply where it has none.
 """
 from __future__ import annotations
 
 import fnmatch
 import json
 import math
+import os
+import platform
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -154,9 +158,55 @@ def markdown_table(rows: list[Row], show_all: bool = False) -> str:
     return "\n".join(lines) + f"\n\n{summary}"
 
 
-def parse_tolerances(items: list[str], default: float | None = None) -> dict[str, float]:
-    """DEFAULT_TOLERANCES updated by --abs-tol (the '*' default) and --tol PATTERN=VALUE overrides."""
-    tols = dict(DEFAULT_TOLERANCES)
+REFERENCE_FILE = "reference.yaml"
+
+
+def read_reference_file(reference_dir: str | Path) -> dict[str, Any]:
+    """reference.yaml of a reference folder ({} when absent): machine facts and tolerances."""
+    import yaml
+
+    path = Path(reference_dir) / REFERENCE_FILE
+    if not path.exists():
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ScanbenchError(f"{path} is not valid YAML ({err})") from err
+    tols = data.get("tolerances", {})
+    if not isinstance(tols, Mapping) or not all(_is_num(v) and v >= 0 for v in tols.values()):
+        raise ScanbenchError(f"{path}: tolerances must map patterns to numbers >= 0")
+    return data
+
+
+def machine_facts() -> dict[str, Any]:
+    """What a metric's last bits can depend on: CPU, its vector extensions, the ISA pins, library versions."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    cpu, flags = platform.machine(), []
+    try:
+        with open("/proc/cpuinfo") as fh:
+            text = fh.read()
+        cpu = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")), cpu)
+        line = next((ln for ln in text.splitlines() if ln.startswith("flags")), "")
+        flags = sorted(f for f in line.split(":", 1)[-1].split() if f.startswith(("avx", "fma", "amx", "sse4")))
+    except OSError:
+        pass
+    versions = {}
+    for pkg in ("torch", "onnxruntime", "numpy", "timm", "grad-cam", "scikit-image"):
+        try:
+            versions[pkg] = version(pkg)
+        except PackageNotFoundError:
+            versions[pkg] = None
+    pins = {k: os.environ.get(k) for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")}
+    return {"cpu": cpu, "cores": os.cpu_count(), "isa_flags": flags, "isa_pins": pins,
+            "python": platform.python_version(), "versions": versions}
+
+
+def parse_tolerances(items: list[str], default: float | None = None,
+                     base: Mapping[str, float] | None = None) -> dict[str, float]:
+    """`base` (DEFAULT_TOLERANCES, or a reference's own) updated by --abs-tol (the '*' default) and
+    --tol PATTERN=VALUE overrides."""
+    tols = {**DEFAULT_TOLERANCES, **(base or {})}
     if default is not None:
         tols["*"] = float(default)
     for item in items:

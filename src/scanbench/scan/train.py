@@ -6,7 +6,6 @@ minimises Eq. 10 with Adam. Everything random (init, shuffling, P) is drawn from
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +100,6 @@ def train_decoder(train_set: FeatureSet, holdout_set: FeatureSet | None, spec, p
     gen = torch.Generator().manual_seed(seed)
 
     curves: list[dict] = []
-    t0 = time.perf_counter()
     for epoch in range(epochs):
         decoder.train()
         sums = dict.fromkeys(CURVE_KEYS, 0.0)
@@ -123,9 +121,8 @@ def train_decoder(train_set: FeatureSet, holdout_set: FeatureSet | None, spec, p
             # refresh=False: the bar redraws at its mininterval, not every step (logs stayed MBs otherwise)
             bar.set_postfix(loss=f"{terms['loss'].item():.4f}", area=f"{terms['conf_area'].item():.3f}",
                             refresh=False)
-        curves.append({"epoch": epoch + 1, **{k: v / n for k, v in sums.items()},
-                       "seconds": time.perf_counter() - t0})
-    train_seconds = time.perf_counter() - t0
+        # no wall time in curves or summary: they are DVC outputs and must depend on the inputs only
+        curves.append({"epoch": epoch + 1, **{k: v / n for k, v in sums.items()}})
     decoder.eval()
 
     p_infer = float(scan.get("p_infer", 95))
@@ -134,7 +131,7 @@ def train_decoder(train_set: FeatureSet, holdout_set: FeatureSet | None, spec, p
     summary = {"backbone": spec.name, "alpha": float(alpha), "layer": spec.layer_alias(layer), "layer_path": layer,
                "variant": variant,
                "final_loss": curves[-1]["loss"], "val_confidence_area": val_area,
-               "target_area": 1.0 / (1.0 + effective_alpha(alpha, variant)), "train_seconds": train_seconds,
+               "target_area": 1.0 / (1.0 + effective_alpha(alpha, variant)), 
                "n_train": n, "epochs": epochs, "widths": list(decoder.kwargs["widths"])}
     return decoder, curves, summary
 

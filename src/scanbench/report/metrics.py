@@ -1,0 +1,88 @@
+"""reports/metrics/*.json (DVC metrics, compared with a committed reference in CI by compare.py) from the
+long results table. Their keys, nesting and rounding are a contract: change them only with the reference."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Mapping
+
+import pandas as pd
+
+from ..config import ABLATION_PARAM
+from ..io import write_json
+from .results import setting_sort_key, sort_methods
+
+AUC_KEYS = ("pos_auc", "neg_auc", "auc_d")
+SANITY_SETTINGS = ("original", "random_weights", "random_label")
+# diagnostics/B.json key -> scan_training.json key (held-out unless named train_)
+DIAGNOSTIC_KEYS = {"recon_err": "val_recon_err", "mean_image_err": "val_mean_image_err",
+                   "recon_skill": "val_recon_skill", "conf_image_std": "val_conf_image_std",
+                   "train_conf_area": "train_confidence_area", "train_recon_err": "train_recon_err"}
+
+
+def _num(v: Any, ndigits: int = 4) -> float | None:
+    """A number rounded for the metric files; missing / NaN is None (never a made-up number)."""
+    return None if v is None or math.isnan(v) else round(float(v), ndigits)
+
+
+def _count(v: Any) -> int | None:
+    return None if v is None or math.isnan(v) else int(v)
+
+
+def build_metrics(results: pd.DataFrame, scan_alpha: float | None = None) -> dict[str, Any]:
+    """All metric files by stem. scan_alpha stands in for a decoder summary that does not record its alpha."""
+    points = results[results["x"].isna()]
+    value = points.set_index(["part", "backbone", "method", "setting", "variant", "metric"])["value"].to_dict()
+    family = dict(zip(results["backbone"], results["family"]))
+
+    def get(part: str, b: str, metric: str, method: str = "", setting: str = "", variant: str = "") -> Any:
+        return value.get((part, b, method, setting, variant, metric))
+
+    def keys(part: str, col: str, **where: str) -> dict[str, list[str]]:
+        """backbone (sorted) -> the distinct values of `col` in `part` (filtered by `where`)."""
+        sel = points[points["part"] == part]
+        for k, v in where.items():
+            sel = sel[sel[k] == v]
+        return {b: list(dict.fromkeys(g[col])) for b, g in sorted(sel.groupby("backbone"))}
+
+    explanations = {}
+    for b, methods in keys("evaluate", "method").items():
+        n_images = [n for n in (get("evaluate", b, "n_images", m) for m in methods) if n is not None]
+        explanations[b] = {"family": family[b], "n_images": _count(max(n_images, default=None)), "methods": {
+            m: {**{k: _num(get("evaluate", b, k, m, variant="fair")) for k in AUC_KEYS},
+                **{k: _num(get("evaluate", b, k, m)) for k in ("drop", "inc", "win")}}
+            for m in sort_methods(methods)}}
+    metrics: dict[str, Any] = {
+        "explanations": explanations,
+        "sanity": {b: {m: {s: _num(get("sanity", b, "auc_d", m, s)) for s in SANITY_SETTINGS}
+                       for m in sort_methods(methods)} for b, methods in keys("sanity", "method").items()},
+        "scan_training": [],
+        "targets": {b: {"family": family[b], "val_top1": _num(get("targets", b, "val_top1")),
+                        "n_val": _count(get("targets", b, "n_val"))} for b in keys("targets", "metric")},
+        "calibration": {b: {k: _num(get("evaluate", b, k, "random", variant="calibration")) for k in AUC_KEYS}
+                        for b in keys("evaluate", "metric", method="random", variant="calibration")},
+    }
+    for b, layers in keys("train_scan", "setting").items():
+        for layer in sorted(layers):
+            alpha = get("train_scan", b, "alpha", setting=layer)
+            rec = {"backbone": b, "alpha": _num(scan_alpha if alpha is None else alpha), "layer": layer,
+                   "final_loss": _num(get("train_scan", b, "final_loss", setting=layer), 6),
+                   **{k: _num(get("train_scan", b, k, setting=layer))
+                      for k in ("val_confidence_area", "target_area")}}
+            for k, name in DIAGNOSTIC_KEYS.items():   # held-out generalisation (scanbench.diagnostics)
+                if get("diagnostics", b, k, setting=layer) is not None:
+                    rec[name] = _num(get("diagnostics", b, k, setting=layer))
+            metrics["scan_training"].append(rec)
+    for kind in ABLATION_PARAM:
+        part = f"ablation_{kind}"
+        metrics[part] = {b: {s: {k: _num(get(part, b, k, "scan", s)) for k in AUC_KEYS}
+                             for s in sorted(settings, key=setting_sort_key)}
+                         for b, settings in keys(part, "setting").items()}
+    return metrics
+
+
+def write_metrics(metrics: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
+    paths = [Path(out_dir) / f"{stem}.json" for stem in metrics]
+    for path, obj in zip(paths, metrics.values()):
+        write_json(path, obj)
+    return paths
