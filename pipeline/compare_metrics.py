@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     tolerances = parse_tolerances(args.tol, args.abs_tol, base=meta.get("tolerances"))
     rows = compare_dirs(args.reference, args.current, tolerances)
     ref_machine, here = meta.get("machine", {}), machine_facts()
-    for name, m in (("reference", ref_machine), ("this run ", here)):
+    for name, m in (("reference   ", ref_machine), ("this machine", here)):
         pins = ", ".join(f"{k}={v}" for k, v in (m.get("isa_pins") or {}).items() if v) or "none"
         print(f"{name}: {m.get('cpu', 'unknown CPU')}, {'avx512f' if 'avx512f' in m.get('isa_flags', []) else 'no avx512f'}"
               f", ISA pins: {pins}, torch {(m.get('versions') or {}).get('torch')}")

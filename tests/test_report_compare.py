@@ -82,7 +82,7 @@ def test_drift_beyond_tolerance_fails_and_is_shown(tmp_path, ref, capsys):
     assert code == 1
     lines = out.splitlines()
     assert "| metric | reference | current | delta | tolerance | ok |" in lines
-    assert lines[0].startswith("reference: ") and lines[1].startswith("this run : ")
+    assert lines[0].startswith("reference   : ") and lines[1].startswith("this machine: ")
     assert "| explanations/effnet_lite0/methods/lime/pos_auc | 10 | 9.25 | -0.75 | 0.5 | **NO** (drift) |" in out
     assert "scan_training/effnet_lite0/default/val_confidence_area | 0.21 | 0.25 | +0.04 | 0.02 | **NO** (drift)" in out
     # a wider tolerance for that method's metrics, and for the decoder, lets it pass
