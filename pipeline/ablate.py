@@ -13,19 +13,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import run_stage  # noqa: E402
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+from _scan_eval import ScanScorer  # noqa: E402
 
-from scanbench.backbones import get_backbone, load_target  # noqa: E402
-from scanbench.config import (ABLATION_PARAM, check_percentile, data_root, load_params, seed_everything,  # noqa: E402
+from scanbench.config import (ABLATION_PARAM, check_percentile, load_params, seed_everything,  # noqa: E402
                               set_threads, setting_name)
-from scanbench.data import eval_indices, load_images, load_manifest  # noqa: E402
-from scanbench.engine import target_engine  # noqa: E402
 from scanbench.errors import ScanbenchError  # noqa: E402
 from scanbench.features import load_features  # noqa: E402
 from scanbench.io import save_npz, write_json  # noqa: E402
-from scanbench.metrics import evaluate_maps  # noqa: E402
-from scanbench.scan.explainer import SCANExplainer  # noqa: E402
 from scanbench.scan.train import scan_decoder_path, save_decoder, train_decoder  # noqa: E402
 
 N_EXAMPLE_MAPS = 4
@@ -46,37 +40,25 @@ def main() -> None:
     params = load_params(args.params)
     set_threads()
     seed_everything(params["seed"])
-    abl, ev = params["ablation"], params["evaluate"]
-    spec = get_backbone(args.backbone)
-    model = load_target(spec.name, f"models/targets/{spec.name}/model.pt")
-    manifest = load_manifest(args.manifest)
-    idx = eval_indices(manifest, params)[: abl["n_images"]]
-    images = load_images(data_root(params), manifest["path"].to_numpy()[idx], spec.input_size)
-    labels = torch.from_numpy(manifest["label"].to_numpy()[idx])
-    with torch.no_grad():
-        classes = model(images).argmax(1)
-    engine = target_engine(spec.name, "models/targets", ev["engine"], batch_size=ev["batch_size"], model=model)
+    abl = params["ablation"]
+    scorer = ScanScorer(args.backbone, params, args.manifest, abl["n_images"])
+    spec = scorer.spec
 
     def run_setting(setting: str, decoder_path: Path, alpha: float, layer: str, variant: str, p: float,
                     summary: dict) -> None:
-        explainer = SCANExplainer(model, spec, decoder_path=str(decoder_path), p=p,
-                                  batch_size=params["explain"]["batch_size"], seed=params["seed"])
-        maps = explainer.explain(images, classes)
-        result = evaluate_maps(engine, images, maps, labels, classes, grid=spec.grid, fractions=ev["fractions"],
-                               n_resamples=ev["bootstrap"], seed=params["seed"])
+        maps, result = scorer.score(decoder_path, p)
         fair = result["variants"]["fair"]
         out = {"backbone": spec.name, "kind": args.kind, "setting": setting, "alpha": alpha, "layer": layer,
-               "variant": variant, "p": p, "n_images": int(len(idx)),
+               "variant": variant, "p": p, "n_images": int(len(scorer.indices)),
                "pos_auc": fair["pos_auc"], "neg_auc": fair["neg_auc"], "auc_d": fair["auc_d"],
                "auc_d_ci": fair["auc_d_ci"],
                "full": {k: result["variants"]["full"][k] for k in ("pos_auc", "neg_auc", "auc_d")},
                "drop": result["drop"], "inc": result["inc"],
                "val_confidence_area": summary.get("val_confidence_area"), "target_area": summary.get("target_area")}
-        save_npz(args.out_dir / f"{setting}.npz", maps=maps[:N_EXAMPLE_MAPS].numpy().astype(np.float16),
-                 indices=idx[:N_EXAMPLE_MAPS])
+        save_npz(args.out_dir / f"{setting}.npz", **scorer.example_maps(maps, N_EXAMPLE_MAPS))
         write_json(args.out_dir / f"{setting}.json", out)
         print(f"{spec.name} {args.kind}={setting}: AUC-D {fair['auc_d']:.2f} (neg {fair['neg_auc']:.2f}, "
-              f"pos {fair['pos_auc']:.2f}) on {len(idx)} images")
+              f"pos {fair['pos_auc']:.2f}) on {len(scorer.indices)} images")
 
     base_alpha, p_infer = float(abl["base_alpha"]), float(params["scan"]["p_infer"])
     if args.kind == "p":   # the main decoder: trained with scan.alpha on the default layer

@@ -18,7 +18,7 @@ from scanbench.backbones import get_backbone, load_target  # noqa: E402
 from scanbench.config import data_root, load_params, seed_everything  # noqa: E402
 from scanbench.data import holdout_indices, load_manifest, scan_train_indices  # noqa: E402
 from scanbench.feature_extraction import extract_features  # noqa: E402
-from scanbench.features import feature_layers  # noqa: E402
+from scanbench.features import feature_layers, training_rows  # noqa: E402
 
 
 def main() -> None:
@@ -45,13 +45,14 @@ def main() -> None:
         train_idx = scan_train_indices(manifest, params)
         if alias not in params["scan"]["layers"]:
             # only the layer ablation reads this layer, and its decoders train on the first ablation.n_train rows
-            train_idx = train_idx[: params["ablation"]["n_train"]]
+            train_idx = train_idx[training_rows(len(train_idx), params["ablation"]["n_train"], params["seed"])]
         for subset, idx in (("train", train_idx), ("holdout", holdout_idx)):
             rows = manifest.iloc[idx]
             path = extract_features(model, layer, root, rows["path"].tolist(), rows["label"].tolist(),
                                     spec.input_size, out / alias / subset,
                                     batch_size=params["features"]["batch_size"], indices=idx.tolist(),
-                                    extra_meta={"backbone": spec.name, "layer_alias": alias, "subset": subset})
+                                    extra_meta={"backbone": spec.name, "layer_alias": alias, "subset": subset},
+                                    out_size=params["scan"].get("out_size"), grid=spec.grid)
             print(f"{spec.name} {layer} {subset}: {len(idx)} images -> {path}")
 
 if __name__ == "__main__":

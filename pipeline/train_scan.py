@@ -1,11 +1,11 @@
 """Stage train_scan: train one SCAN decoder on cached features (SPEC section 3).
 
-    python pipeline/train_scan.py --backbone B --layer L [--alpha A] [--variant V] [--epochs E]
+    python pipeline/train_scan.py --backbone B --layer L [--alpha A] [--variant V] [--steps S]
                                   [--n-train N] [--features DIR] [--params params.yaml] --out DIR
                                   [--results DIR2]
 
 Reads features/B/L/{train,holdout} (or --features DIR/{train,holdout}); writes DIR/decoder.pt, and
-summary.json and curves.csv (one row per epoch) into DIR2 (default: DIR). Defaults come from params.yaml's
+summary.json and curves.csv (one row per pass over the images) into DIR2 (default: DIR). Defaults come from params.yaml's
 scan section.
 """
 from __future__ import annotations
@@ -35,7 +35,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--layer", required=True, help="layer alias (default|alt1|alt2) or module path")
     ap.add_argument("--alpha", type=float, default=None, help="default: params scan.alpha")
     ap.add_argument("--variant", default="full", choices=VARIANTS)
-    ap.add_argument("--epochs", type=int, default=None, help="default: params scan.epochs")
+    ap.add_argument("--steps", type=int, default=None, help="optimiser steps (default: params scan.steps)")
     ap.add_argument("--n-train", type=int, default=None, help="default: every image in the train feature set")
     ap.add_argument("--features", type=Path, default=None, help="folder holding train/ and holdout/ "
                     "(default: features/<backbone>/<layer>)")
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     set_threads()
     start = time.perf_counter()
     decoder, curves, summary = train_decoder(train_set, holdout_set, spec, params, alpha, variant=args.variant,
-                                             epochs=args.epochs, n_train=args.n_train,
+                                             steps=args.steps, n_train=args.n_train,
                                              seed=int(params.get("seed", 0)), progress=not args.no_progress)
     train_seconds = time.perf_counter() - start
     log_fact(train_seconds=round(train_seconds, 1))

@@ -35,6 +35,19 @@ def test_mask_matches_numpy(shape, p):
     np.testing.assert_array_equal(got, F * numpy_mask(G, p))
 
 
+@pytest.mark.parametrize("p", [0, 50, 70, 95, 100])
+def test_sparse_gradients_take_the_top_k_path_and_match_numpy(p):
+    """~5% positive entries (a CNN's last conv layer): ranked by top-k instead of a full sort, same mask."""
+    G = make_grads((5, 40, 7, 7), seed=4)
+    G[0] -= 1.65
+    G[2] -= 1.5                           # sparse with ties (make_grads rounded it to halves)
+    G[4] = np.round(G[4] - 1.65, 1)
+    assert 8 * max((G[i] > 0).sum() for i in range(5)) < G[0].size
+    F = np.random.default_rng(2).standard_normal(G.shape) + 3.0
+    got = gradient_mask(torch.from_numpy(F), torch.from_numpy(G), p).numpy()
+    np.testing.assert_array_equal(got, F * numpy_mask(G, p))
+
+
 def test_mask_edges_and_per_sample_p():
     G = make_grads((5, 4, 5, 5), seed=3)
     F = np.ones_like(G)

@@ -20,7 +20,7 @@ from scanbench.scan.train import load_decoder, save_decoder, train_decoder
 
 REPO = Path(__file__).resolve().parents[1]
 PARAMS = {"seed": 0, "scan": {"alpha": 4, "p_infer": 95, "p_train_low": 70, "p_train_high": 100, "lr": 3e-3,
-                              "epochs": 4, "batch_size": 4, "lambda_c": 0.1,
+                              "steps": 8, "batch_size": 4, "lambda_c": 0.1,
                               "widths": {"cnn": [16, 12, 8, 8, 8, 8], "vit": [8, 8, 8, 8]},
                               "vit_blocks": 1, "vit_heads": 2}}
 
@@ -68,7 +68,8 @@ def test_training_decreases_loss_and_is_deterministic(tiny_cnn, cnn_features):
     assert summary["target_area"] == pytest.approx(0.2)
     assert 0 <= summary["val_confidence_area"] <= 1
     assert summary["layer_path"] == spec.scan_layer and summary["layer"] == "default"
-    assert summary["n_train"] == 8 and summary["epochs"] == 4 and summary["widths"] == [16, 12, 8, 8, 8, 8]
+    assert summary["n_train"] == 8 and summary["steps"] == 8 and summary["epochs"] == 4
+    assert summary["widths"] == [16, 12, 8, 8] and summary["out_size"] == 16   # 8 px per cell of the 2 x 2 grid
     for key in ("loss_c", "loss_r", "conf_area", "recon_err", "recon_err_weighted"):
         assert np.isfinite(curves[-1][key])
 
@@ -164,15 +165,15 @@ def test_stage_cli(tiny_cnn, cnn_features, tmp_path, monkeypatch, capsys):
     module_spec.loader.exec_module(stage)
     monkeypatch.setattr(stage, "set_threads", lambda *a: None)   # keep the test session's one thread
     out = tmp_path / "out"
-    stage.main(["--backbone", spec.name, "--layer", "default", "--epochs", "2", "--n-train", "4",
+    stage.main(["--backbone", spec.name, "--layer", "default", "--steps", "3", "--n-train", "4",
                 "--features", str(base), "--params", str(tmp_path / "params.yaml"), "--out", str(out),
                 "--no-progress", "--results", str(tmp_path / "res")])
     summary = yaml.safe_load((tmp_path / "res" / "summary.json").read_text())
     assert {"backbone", "alpha", "layer", "variant", "final_loss", "val_confidence_area", "target_area",
-            "n_train", "epochs", "widths"} <= set(summary)
-    assert summary["alpha"] == 4 and summary["n_train"] == 4
+            "n_train", "steps", "epochs", "out_size", "widths"} <= set(summary)
+    assert summary["alpha"] == 4 and summary["n_train"] == 4 and summary["steps"] == 3
     curves = pd.read_csv(tmp_path / "res" / "curves.csv")
-    assert len(curves) == 2
+    assert list(curves["step"]) == [1, 2, 3] and list(curves["epoch"]) == [1, 2, 3]   # 4 images = 1 batch of 4
     # wall times are run facts (logs/run_facts.json), never inside a DVC output
     assert "train_seconds" not in summary and "seconds" not in curves.columns
     load_decoder(out / "decoder.pt", spec.name, spec.scan_layer)
@@ -225,3 +226,31 @@ def test_decoder_generalisation_separates_an_informed_decoder_from_a_blind_one()
     assert good["train_recon_err"] == pytest.approx(good["recon_err"], abs=1e-10)
     assert blind["train_conf_area"] == pytest.approx(blind["conf_area"])
     assert good["train_conf_area"] == pytest.approx(good["conf_area"])
+
+
+def test_training_rows_are_a_nested_seeded_subset_of_every_class():
+    from scanbench.errors import ScanbenchError
+    from scanbench.features import training_rows
+    a, b = training_rows(9469, 1000, seed=0), training_rows(9469, 2000, seed=0)
+    assert len(a) == 1000 and set(a) <= set(b) and np.all(np.diff(a) > 0)
+    assert a.max() > 9000 and not np.array_equal(a, np.arange(1000))   # not the first (one-class) rows
+    assert np.array_equal(training_rows(9469, None, 0), np.arange(9469))
+    assert np.array_equal(training_rows(50, 80, 0), np.arange(50))
+    assert not np.array_equal(training_rows(9469, 1000, seed=1), a)
+    with pytest.raises(ScanbenchError, match="at least 1"):
+        training_rows(10, 0, 0)
+
+
+def test_step_count_and_learning_rate_schedule():
+    from scanbench.errors import ScanbenchError
+    from scanbench.scan.train import _lr_at, _steps
+    assert _steps({"steps": 100}, None, None, n=50, bs=8) == 100
+    assert _steps({"steps": 100}, 2, None, n=50, bs=8) == 14          # epochs given: 2 passes of 7 batches
+    assert _steps({}, None, 5, n=50, bs=8) == 5
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ScanbenchError, match="scan.steps"):
+            _steps({"steps": bad}, None, None, n=50, bs=8)
+    assert _lr_at(0, 1000, 1e-3, "constant") == _lr_at(999, 1000, 1e-3, "constant") == 1e-3
+    lrs = [_lr_at(s, 1000, 1e-3, "cosine") for s in range(1000)]
+    assert lrs[0] < lrs[19] == pytest.approx(1e-3) and lrs[-1] < 1e-5      # 2% warm-up, then decay to ~0
+    assert all(x >= y for x, y in zip(lrs[20:], lrs[21:]))

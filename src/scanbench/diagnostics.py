@@ -7,8 +7,8 @@ blob on every image. On held-out images at the inference percentile this measure
   - recon_skill:     1 - recon_err / mean_image_err (> 0: the features told the decoder something);
   - conf_image_std:  std over images of the confidence at each pixel, averaged over pixels (0: the map
                      ignores the image);
-  - train_conf_area, train_recon_err: the same area and MSE on the first training images (same P, eval
-                     mode). An area as far below 1/(1+alpha) on the training images as on held-out ones says
+  - train_conf_area, train_recon_err: the same area and MSE on n_reference training images (a seeded subset
+                     of every class: the store is sorted by class; same P, eval mode). An area as far below 1/(1+alpha) on the training images as on held-out ones says
                      the shortfall is the loss's balance at this reconstruction error, not overfitting.
 Kept out of scanbench.scan on purpose: the decoders' stages do not depend on this file.
 """
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .features import FeatureSet
+from .features import FeatureSet, training_rows
 from .scan.loss import confidence, make_target
 from .scan.train import decoder_input, load_batch
 
@@ -37,13 +37,13 @@ def mean_target(fs: FeatureSet, grid: int, n: int, batch_size: int = 32, variant
 
 
 @torch.no_grad()
-def _decode(decoder: nn.Module, fs: FeatureSet, n: int, p: float, variant: str,
+def _decode(decoder: nn.Module, fs: FeatureSet, rows: np.ndarray, p: float, variant: str,
             batch_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-image reconstruction MSE, reconstruction targets and confidence maps for the first n images."""
+    """Per-image reconstruction MSE, reconstruction targets and confidence maps for the given rows."""
     grid = decoder.kwargs["grid"]
     recon, targets, maps = [], [], []
-    for start in range(0, n, batch_size):
-        F, G, images01 = load_batch(fs, np.arange(start, min(start + batch_size, n)))
+    for start in range(0, len(rows), batch_size):
+        F, G, images01 = load_batch(fs, rows[start:start + batch_size])
         out = decoder(decoder_input(F, G, p, variant))
         target = make_target(images01, grid, variant)
         recon.append(((target - out[:, 1:]) ** 2).mean((1, 2, 3)))
@@ -56,11 +56,12 @@ def _decode(decoder: nn.Module, fs: FeatureSet, n: int, p: float, variant: str,
 def decoder_generalisation(decoder: nn.Module, train_set: FeatureSet, holdout_set: FeatureSet, p: float,
                            variant: str = "full", n_reference: int = 200, batch_size: int = 32) -> dict:
     decoder.eval()
-    n_ref = min(n_reference, len(train_set))
+    ref_rows = training_rows(len(train_set), n_reference, seed=0)
+    n_ref = len(ref_rows)
     # one pass over the reference training images: their area and error, and their mean target (the reference)
-    train_recon, train_targets, train_C = _decode(decoder, train_set, n_ref, p, variant, batch_size)
+    train_recon, train_targets, train_C = _decode(decoder, train_set, ref_rows, p, variant, batch_size)
     reference = train_targets.mean(0)
-    recon, targets, C = _decode(decoder, holdout_set, len(holdout_set), p, variant, batch_size)
+    recon, targets, C = _decode(decoder, holdout_set, np.arange(len(holdout_set)), p, variant, batch_size)
     recon_err = recon.mean().item()
     mean_image_err = ((targets - reference) ** 2).mean((1, 2, 3)).mean().item()
     return {"p": float(p), "n_holdout": int(C.shape[0]), "n_reference": int(n_ref),

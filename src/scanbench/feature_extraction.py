@@ -11,23 +11,28 @@ from typing import Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as Fn
 from tqdm import tqdm
 
 from .data import load_images, to_uint8
+from .features import feature_grid, reconstruction_size
 from .hooks import features_and_grads
 
 
 def extract_features(model: torch.nn.Module, layer: str, root: Path, rel_paths: Sequence[str],
                      labels: Sequence[int], size: int, out_dir: Path, batch_size: int = 32,
-                     extra_meta: dict | None = None, indices: Sequence[int] | None = None) -> Path:
+                     extra_meta: dict | None = None, indices: Sequence[int] | None = None,
+                     out_size: int | None = None, grid: int | None = None) -> Path:
+    """Features, gradients and images (area-pooled to the reconstruction size: `out_size`, i.e. scan.out_size,
+    or the default for the layer's feature grid) of `rel_paths`; `grid` is the fallback token grid of a ViT."""
     out_dir = Path(out_dir)
     tmp = out_dir.with_name(out_dir.name + ".partial")
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     n = len(rel_paths)
-    F_mm = G_mm = None
-    img_mm = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.uint8, shape=(n, 3, size, size))
+    F_mm = G_mm = img_mm = None
+    recon = size
     classes = np.zeros(n, dtype=np.int64)
     for start in tqdm(range(0, n, batch_size), desc=f"features {layer}", unit="batch"):
         x = load_images(root, rel_paths[start:start + batch_size], size)
@@ -36,15 +41,19 @@ def extract_features(model: torch.nn.Module, layer: str, root: Path, rel_paths: 
             shape = (n, *F.shape[1:])
             F_mm = np.lib.format.open_memmap(tmp / "F.npy", mode="w+", dtype=np.float16, shape=shape)
             G_mm = np.lib.format.open_memmap(tmp / "G.npy", mode="w+", dtype=np.float16, shape=shape)
+            recon = reconstruction_size(size, feature_grid(shape[1:], "cnn" if F.ndim == 4 else "vit", grid), out_size)
+            img_mm = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.uint8,
+                                               shape=(n, 3, recon, recon))
         end = start + x.shape[0]
         F_mm[start:end] = F.numpy().astype(np.float16)
         G_mm[start:end] = G.numpy().astype(np.float16)
-        img_mm[start:end] = to_uint8(x)
+        img_mm[start:end] = to_uint8(x if recon == size else Fn.adaptive_avg_pool2d(x, recon))
         classes[start:end] = logits.argmax(1).numpy()
     for mm in (F_mm, G_mm, img_mm):
         mm.flush()
     del F_mm, G_mm, img_mm
-    meta = {"layer": layer, "n": n, "image_size": size, "labels": [int(v) for v in labels],
+    meta = {"layer": layer, "n": n, "image_size": size, "reconstruction_size": recon,
+            "labels": [int(v) for v in labels],
             "classes": classes.tolist(), "indices": [int(i) for i in (indices if indices is not None else range(n))],
             "accuracy": float(np.mean(classes == np.asarray(labels))) if n else 0.0}
     meta.update(extra_meta or {})

@@ -182,6 +182,24 @@ def plot_p_sweep(table: pd.DataFrame, paper_curves: Mapping[str, pd.DataFrame], 
     return _save(fig, path)
 
 
+def plot_scaling(table: pd.DataFrame, path: str | Path) -> Path:
+    """Table X as curves: held-out reconstruction skill, confidence area and AUC-D against the decoder's
+    training-set size, one line per backbone (AUC-D's intervals are in the table)."""
+    sns.set_theme(style="whitegrid", context="paper")
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+    for color, (b, rows) in zip(sns.color_palette("deep", 8), table.groupby("backbone", sort=True)):
+        n = pd.to_numeric(rows["setting"], errors="coerce")
+        for ax, key in zip(axes, ("recon_skill", "conf_area", "auc_d")):
+            y = pd.to_numeric(rows.get(key), errors="coerce")
+            ax.plot(n, y, "-o", color=color, label=b, markersize=4)
+    for ax, name in zip(axes, ("held-out reconstruction skill", "held-out confidence area (P = 95)",
+                               "AUC-D (%)")):
+        ax.set(xlabel="decoder training images", xscale="log")
+        ax.set_title(name, fontsize=9)
+    axes[0].legend(fontsize=7)
+    return _save(fig, path)
+
+
 # ---------------------------------------------------------------------------------------------- one run
 
 def _load_npz(path: Path) -> dict[str, np.ndarray]:
@@ -266,6 +284,10 @@ def render_figures(results: pd.DataFrame, tables: Sequence[Table], params: Mappi
             title = f"{b}: SCAN maps per {kind} setting" + (f" (cf. the paper's Fig. {fig_no})" if fig_no else "")
             figs.append(Figure(plot_map_grid(load(idx, side), columns, out_dir / f"ablation_{kind}_maps_{b}.png",
                                              title=title), title))
+    scaling = by_number.get("X")
+    if scaling is not None and len(scaling.df):
+        figs.append(Figure(plot_scaling(scaling.df, out_dir / "scaling.png"),
+                           "SCAN against its decoder's training-set size (Table X): where it heads as data grows"))
     return figs
 
 

@@ -60,9 +60,14 @@ def deviations(params: Mapping[str, Any]) -> list[str]:
     if rise and any(rise.get(k) != v for k, v in PAPER_RISE.items()):
         out.append(f"RISE with N = {rise.get('n_masks')} masks on a {rise.get('s')}x{rise.get('s')} grid, "
                    f"p1 = {rise.get('p1')} (paper profile: N = 4000, s = 8, p1 = 0.5).")
-    if scan.get("epochs") is not None:
-        out.append(f"SCAN decoders trained for {scan['epochs']} epoch(s) on "
-                   f"{params.get('features', {}).get('n_train')} training images (the paper: 5 epochs on ImageNet).")
+    if scan.get("steps") is not None:
+        n_train = params.get("features", {}).get("n_train")
+        out.append(f"SCAN decoders trained for {scan['steps']} steps of {scan.get('batch_size')} images on "
+                   f"{'every' if n_train is None else n_train} training image(s) (the paper: 5 epochs on ImageNet).")
+    if scan.get("out_size") != 224:
+        out.append("SCAN reconstructs (and its confidence map lives) at 8 px per feature cell, the bandwidth of its "
+                   "blurred target, not at the input size; the map is upsampled bilinearly; the upsampling stages "
+                   "are conv + bilinear x2, not transposed convolutions (docs/DECISIONS.md).")
     out += [
         "Confidence (Eq. 4) is divided by 2 after adding 1, so that it lies in [0, 1] as the paper states.",
         "Where the authors' code differs from the paper we follow the paper's equations: 0.15 (not 1.5) in "
@@ -91,7 +96,8 @@ def _settings(params: Mapping[str, Any]) -> list[str]:
     return [
         f"SCAN: alpha = {scan.get('alpha')}, inference P = {scan.get('p_infer')}, training P ~ "
         f"U[{scan.get('p_train_low')}, {scan.get('p_train_high')}), Adam lr {scan.get('lr')}, "
-        f"{scan.get('epochs')} epoch(s), batch {scan.get('batch_size')}, lambda = {scan.get('lambda_c')}, "
+        f"{scan.get('lr_schedule')} schedule, {scan.get('steps')} steps, batch {scan.get('batch_size')}, "
+        f"lambda = {scan.get('lambda_c')}, reconstruction size {scan.get('out_size') or '8 px per feature cell'}, "
         f"layers {scan.get('layers')}",
         f"decoder widths: CNN {scan.get('widths', {}).get('cnn')}, ViT {scan.get('widths', {}).get('vit')} "
         f"({scan.get('vit_blocks')} transformer blocks, {scan.get('vit_heads')} heads)",
@@ -115,7 +121,7 @@ def _decoder_line(rec: Mapping[str, Any]) -> str:
                  f"features inform the reconstruction), confidence std across images "
                  f"{fmt(rec.get('val_conf_image_std'))}")
     if rec.get("train_confidence_area") is not None:
-        line += (f"; on its first training images: area {fmt(rec['train_confidence_area'])}, reconstruction MSE "
+        line += (f"; on training images: area {fmt(rec['train_confidence_area'])}, reconstruction MSE "
                  f"{fmt(rec.get('train_recon_err'))}")
     return line
 

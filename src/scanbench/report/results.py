@@ -4,7 +4,8 @@ The report reads exactly the files the params name (`result_files`) from one run
 results/<profile>/; nothing else in the folder is looked at, and a missing file is an error naming the stage
 that writes it. Every number becomes one row of:
 
-    part      the stage output: targets, train_scan, diagnostics, evaluate, sanity, ablation_<kind> (timing)
+    part      the stage output: targets, train_scan, diagnostics, scaling, evaluate, sanity, ablation_<kind>,
+              (timing)
     backbone, family, method, setting     what was measured ("" where not applicable)
     variant   the JSON object the number sat in ("fair" / "full" / "calibration" for evaluate; "" top level)
     metric    its key; x the abscissa for curve points (NaN otherwise); value; ci_lo / ci_hi its interval
@@ -93,6 +94,8 @@ def result_files(params: Mapping[str, Any]) -> list[ResultFile]:
             files += [ResultFile(f"train_scan/{b}/{layer}/summary.json", "train_scan", "train_scan", b, setting=layer),
                       ResultFile(f"train_scan/{b}/{layer}/curves.csv", "train_scan", "train_scan", b, setting=layer)]
         files.append(ResultFile(f"diagnostics/{b}.json", "diagnose_scan", "diagnostics", b))
+        if params.get("scaling"):
+            files.append(ResultFile(f"scaling/{b}.json", "scaling", "scaling", b, "scan"))
         for m in ["scan", *params.get("explain", {}).get("baselines", {}).get(fam, [])]:
             stage = "evaluate_scan" if m == "scan" else f"evaluate_{fam}"
             files.append(ResultFile(f"evaluate/{b}/{m}.json", stage, "evaluate", b, m))
@@ -161,6 +164,9 @@ def load_results(results_dir: str | Path, params: Mapping[str, Any]) -> pd.DataF
                      for xi, v in zip(x, data[c]) if _is_number(v)]
         elif f.part == "sanity":           # {setting: {auc_d, ...}}
             rows += [r for s, v in data.items() if isinstance(v, dict) for r in tidy(v, **{**keys, "setting": s})]
+        elif f.part == "scaling":          # one row per training-set size: the size is the setting
+            rows += [r for row in data.get("rows", [])
+                     for r in tidy({**row, "n_images": data.get("n_images")}, **{**keys, "setting": str(row["n_train"])})]
         elif f.part == "diagnostics":      # held-out checks of one decoder: its layer is the setting
             rows += tidy(data, **{**keys, "setting": data.get("layer", "default")})
         else:

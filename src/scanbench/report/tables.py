@@ -23,7 +23,7 @@ from ..errors import ScanbenchError
 from ..io import write_text
 from .results import CALIBRATION_METHODS, families_of, long_table, method_sort_key, setting_sort_key, tidy
 
-ROMAN = ("I", "II", "III", "IV", "V", "VI", "VII", "VIII", "IX")
+ROMAN = ("I", "II", "III", "IV", "V", "VI", "VII", "VIII", "IX", "X")
 AUCS = ("auc_d", "neg_auc", "pos_auc")   # the paper's column order
 PAPER_VALUES_PATH = Path(__file__).with_name("paper_values.yaml")
 PAPER_METRICS = ("auc_d", "neg_auc", "pos_auc", "drop", "inc", "win", "ms_per_image")
@@ -169,6 +169,14 @@ TABLES = (
               notes=("alpha1 = alpha 1 (no positive/negative distinction); no_mask = the decoder sees the "
                      "unmasked features F (train and inference); no_blur = unblurred target; sigmoid = sigmoid "
                      "instead of the stretched sine confidence. The paper ran this on ResNet50V2 only.",)),
+    TableSpec("X", "Table X (ours, no paper counterpart): SCAN against the number of images its decoder trains on "
+              "(scan.alpha, P = 95, the same steps for every size)", part="scaling", index=("setting",),
+              metrics=("auc_d",), paper=(),
+              extra=("recon_skill", "conf_area", "conf_image_std", "epochs", "steps", "n_images"),
+              notes=("setting = training images (a nested seeded subset of the training split; the largest is all "
+                     "of it). recon_skill = 1 - held-out reconstruction MSE / the mean training image's MSE; "
+                     "conf_area = mean held-out confidence at P = 95; AUC-D on the evaluation images.",
+                     "The main decoders train longer (scan.steps): see Tables I/II and scan_training.json.")),
 )
 TIMING_TABLE = TableSpec(
     "V", "Table V: explanation time per image (ms; batch 1 median and IQR, batched) and the ratio to Grad-CAM; "

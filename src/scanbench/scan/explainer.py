@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as Fn
 
 from ..config import check_percentile
 from ..errors import ScanbenchError
@@ -45,11 +46,13 @@ class SCANExplainer(Explainer):
 
     def explain_with_reconstruction(self, images01: torch.Tensor,
                                     classes: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Maps as `explain`, plus the decoder's reconstruction mapped from [-1, 1] to [0, 1]."""
+        """Maps as `explain`, plus the decoder's reconstruction mapped from [-1, 1] to [0, 1] (at the input size)."""
         classes = self.check_inputs(images01, classes)
         maps, recons = [], []
         for i in range(0, images01.shape[0], self.batch_size):
             C, rec = self._decode(images01[i:i + self.batch_size], classes[i:i + self.batch_size])
             maps.append(normalize_maps(upsample_maps(torch.nan_to_num(C.float()), images01.shape[-1])))
+            if rec.shape[-1] != images01.shape[-1]:   # reconstructed at scan.out_size: shown at the input's
+                rec = Fn.interpolate(rec.float(), size=images01.shape[-2:], mode="bilinear", align_corners=False)
             recons.append(((rec.float() + 1) / 2).clamp(0, 1))
         return torch.cat(maps), torch.cat(recons)

@@ -1,11 +1,12 @@
 """Train a SCAN decoder on a cached feature set (features.py), and save / load its checkpoint.
 
 The feature store holds, per image, F and G = d logit_c / d F (c = predicted class) as float16 and the
-uint8 image; training draws P per sample from [p_train_low, p_train_high), masks F (Eq. 1), decodes, and
+uint8 image at the reconstruction size; training draws P per sample from [p_train_low, p_train_high), masks F (Eq. 1), decodes, and
 minimises Eq. 10 with Adam. Everything random (init, shuffling, P) is drawn from `seed`.
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from ..errors import ScanbenchError
-from ..features import FeatureSet
+from ..features import FeatureSet, feature_grid, reconstruction_size, training_rows
 from ..io import load_torch, save_torch
 from .decoder import build_decoder, decoder_from_kwargs
 from .loss import check_variant, confidence, effective_alpha, make_target, scan_loss
@@ -63,23 +64,52 @@ def mean_confidence_area(decoder: nn.Module, fs: FeatureSet, p: float, variant: 
     return total / max(n, 1)
 
 
+def _steps(scan: dict, epochs: int | None, steps: int | None, n: int, bs: int) -> int:
+    """Optimiser steps: `steps`, else `epochs` passes over n images, else scan.steps (or scan.epochs)."""
+    per_epoch = -(-n // bs)
+    if steps is None and epochs is None:
+        steps, epochs = scan.get("steps"), scan.get("epochs")
+    if steps is not None:
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ScanbenchError(f"scan.steps must be an integer >= 1 (got {steps!r})")
+        return steps
+    if epochs is None:
+        raise ScanbenchError("params give neither scan.steps nor scan.epochs: set scan.steps")
+    if int(epochs) < 1:
+        raise ScanbenchError(f"epochs must be >= 1 (got {epochs})")
+    return int(epochs) * per_epoch
+
+
+def _lr_at(step: int, total: int, lr: float, schedule: str) -> float:
+    """Constant, or cosine decay from lr to 0 over the run (after a 2% linear warm-up)."""
+    if schedule == "constant":
+        return lr
+    warm = max(1, total // 50)
+    if step < warm:
+        return lr * (step + 1) / warm
+    return 0.5 * lr * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
+
+
 def train_decoder(train_set: FeatureSet, holdout_set: FeatureSet | None, spec, params: dict, alpha: float,
                   variant: str = "full", epochs: int | None = None, n_train: int | None = None, seed: int = 0,
-                  progress: bool = True) -> tuple[nn.Module, list[dict], dict]:
-    """Train a SCAN decoder; returns (decoder in eval mode, per-epoch curves, summary)."""
+                  progress: bool = True, steps: int | None = None) -> tuple[nn.Module, list[dict], dict]:
+    """Train a SCAN decoder; returns (decoder in eval mode, curves, summary).
+
+    Length: `steps` optimiser steps, or `epochs` passes over the n_train images, else params scan.steps.
+    Shuffled passes follow one another until the steps are done; curves get one row per pass (the last one
+    partial) with the mean of each loss term over that pass's steps."""
     scan = _scan_params(params)
     check_variant(variant)
     effective_alpha(alpha, variant)          # rejects alpha <= 0
-    epochs = int(scan["epochs"] if epochs is None else epochs)
-    if epochs < 1:
-        raise ScanbenchError(f"epochs must be >= 1 (got {epochs})")
-    n = len(train_set) if n_train is None else min(int(n_train), len(train_set))
-    if n < 1:
-        raise ScanbenchError(f"no training images (n_train={n_train}, feature set holds {len(train_set)})")
-    size = train_set.images.shape[-1]
-    if size != spec.input_size:
-        raise ScanbenchError(f"feature set images are {size} px but backbone {spec.name} takes "
-                             f"{spec.input_size} px: re-run the features stage")
+    if len(train_set) < 1:
+        raise ScanbenchError("the training feature set holds no images: re-run the features stage")
+    rows = training_rows(len(train_set), n_train, seed)     # a seeded subset, never the first (one-class) rows
+    n = len(rows)
+    bs = int(scan["batch_size"])
+    total_steps = _steps(scan, epochs, steps, n, bs)
+    schedule = str(scan.get("lr_schedule", "constant"))
+    if schedule not in ("constant", "cosine"):
+        raise ScanbenchError(f"scan.lr_schedule must be constant or cosine (got {schedule!r})")
     for fs, what in ((train_set, "train"), (holdout_set, "holdout")):
         owner = fs.meta.get("backbone") if fs is not None else None
         if owner is not None and owner != spec.name:
@@ -88,41 +118,59 @@ def train_decoder(train_set: FeatureSet, holdout_set: FeatureSet | None, spec, p
     if holdout_set is not None and _layer_of(holdout_set, spec, "holdout") != layer:
         raise ScanbenchError(f"train and holdout feature sets come from different layers "
                              f"({train_set.meta.get('layer')} vs {holdout_set.meta.get('layer')})")
-    bs = int(scan["batch_size"])
+    grid = feature_grid(train_set.F.shape[1:], spec.family, spec.grid)
+    size = train_set.images.shape[-1]
+    expected = reconstruction_size(spec.input_size, grid, scan.get("out_size"))
+    if size != expected:
+        raise ScanbenchError(f"feature set images are {size} px but SCAN reconstructs at {expected} px "
+                             f"(scan.out_size) for backbone {spec.name}: re-run the features stage")
+    if holdout_set is not None and holdout_set.images.shape[-1] != size:
+        raise ScanbenchError(f"holdout images are {holdout_set.images.shape[-1]} px, train images {size} px: "
+                             f"re-run the features stage")
     lambda_c = float(scan.get("lambda_c", 0.1))
     p_low, p_high = scan.get("p_train_low", 70), scan.get("p_train_high", 100)
+    lr = float(scan["lr"])
 
     with torch.random.fork_rng(devices=[]):   # seeded init without touching the caller's global RNG
         torch.manual_seed(seed)
-        decoder = build_decoder(spec, train_set.F.shape[1:], params)
-    grid = decoder.kwargs["grid"]
-    opt = torch.optim.Adam(decoder.parameters(), lr=float(scan["lr"]))
+        decoder = build_decoder(spec, train_set.F.shape[1:], params, out_size=size)
+    opt = torch.optim.Adam(decoder.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
 
     curves: list[dict] = []
-    for epoch in range(epochs):
-        decoder.train()
-        sums = dict.fromkeys(CURVE_KEYS, 0.0)
-        order = torch.randperm(n, generator=gen).numpy()
-        bar = tqdm(range(0, n, bs), desc=f"scan {spec.name} epoch {epoch + 1}/{epochs}", unit="batch",
-                   disable=not progress, leave=False, mininterval=10)
-        for start in bar:
+    decoder.train()
+    step, epoch = 0, 0
+    bar = tqdm(total=total_steps, desc=f"scan {spec.name}", unit="step", disable=not progress, leave=False,
+               mininterval=10)
+    while step < total_steps:
+        epoch += 1
+        sums, seen = dict.fromkeys(CURVE_KEYS, 0.0), 0
+        order = rows[torch.randperm(n, generator=gen).numpy()]
+        for start in range(0, n, bs):
+            if step >= total_steps:
+                break
             F, G, images01 = load_batch(train_set, order[start:start + bs])
             p = sample_percentiles(F.shape[0], p_low, p_high, generator=gen)
             out = decoder(decoder_input(F, G, p, variant))
             terms = scan_loss(out, make_target(images01, grid, variant), alpha, lambda_c, variant)
             if not torch.isfinite(terms["loss"]):
-                raise FloatingPointError(f"non-finite SCAN loss at epoch {epoch + 1}: {terms}")
+                raise FloatingPointError(f"non-finite SCAN loss at step {step + 1}: {terms}")
+            for group in opt.param_groups:
+                group["lr"] = _lr_at(step, total_steps, lr, schedule)
             opt.zero_grad(set_to_none=True)
             terms["loss"].backward()
             opt.step()
+            step += 1
+            seen += F.shape[0]
             for k in CURVE_KEYS:
                 sums[k] += terms[k].item() * F.shape[0]
+            bar.update(1)
             # refresh=False: the bar redraws at its mininterval, not every step (logs stayed MBs otherwise)
             bar.set_postfix(loss=f"{terms['loss'].item():.4f}", area=f"{terms['conf_area'].item():.3f}",
                             refresh=False)
         # no wall time in curves or summary: they are DVC outputs and must depend on the inputs only
-        curves.append({"epoch": epoch + 1, **{k: v / n for k, v in sums.items()}})
+        curves.append({"epoch": epoch, "step": step, **{k: v / max(seen, 1) for k, v in sums.items()}})
+    bar.close()
     decoder.eval()
 
     p_infer = float(scan.get("p_infer", 95))
@@ -131,8 +179,10 @@ def train_decoder(train_set: FeatureSet, holdout_set: FeatureSet | None, spec, p
     summary = {"backbone": spec.name, "alpha": float(alpha), "layer": spec.layer_alias(layer), "layer_path": layer,
                "variant": variant,
                "final_loss": curves[-1]["loss"], "val_confidence_area": val_area,
-               "target_area": 1.0 / (1.0 + effective_alpha(alpha, variant)), 
-               "n_train": n, "epochs": epochs, "widths": list(decoder.kwargs["widths"])}
+               "target_area": 1.0 / (1.0 + effective_alpha(alpha, variant)),
+               "n_train": n, "steps": total_steps, "image_steps": total_steps * bs,
+               "epochs": round(total_steps * bs / n, 2), "out_size": int(size),
+               "widths": list(decoder.kwargs["widths"])}
     return decoder, curves, summary
 
 
