@@ -1,5 +1,8 @@
 """Stage `evaluate`: perturbation AUCs (fair and full resolution), Drop/Inc, bootstrap intervals and,
-for the random method, the ten-random-maps calibration, for one backbone and method."""
+for the random method, the ten-random-maps calibration, for one backbone and method.
+
+Per-image values (for paired comparisons and Win% in the report): `per_image` holds `index` (manifest rows, the
+images' identity), `drop` and `inc`; `variants.<fair|full>.per_image_auc_d` each image's AUC-D, in that order."""
 from __future__ import annotations
 
 import argparse
@@ -64,6 +67,8 @@ def main() -> None:
                            calibration_maps=ev["calibration_maps"] if args.method == "random" else None)
     tp = result.pop("throughput")   # a run fact, not part of the (hashed) result
     log_fact(**tp)
+    # per_image.index: each image's manifest row, so that the report pairs methods image by image
+    result["per_image"] = {"index": z["indices"].astype(int).tolist(), **result["per_image"]}
     write_json(args.out, {"backbone": args.backbone, "method": args.method, "family": spec.family, **result})
     fair = result["variants"]["fair"]
     print(f"{args.backbone}/{args.method}: AUC-D {fair['auc_d']:.2f} (neg {fair['neg_auc']:.2f}, pos "

@@ -18,7 +18,7 @@ from scanbench.config import load_params  # noqa: E402
 from scanbench.errors import ScanbenchError  # noqa: E402
 from scanbench.io import write_text  # noqa: E402
 from scanbench.report.metrics import build_metrics, write_metrics  # noqa: E402
-from scanbench.report.results import load_results  # noqa: E402
+from scanbench.report.paired import load_results_with_pairs  # noqa: E402
 from scanbench.report.tables import build_tables, write_table  # noqa: E402
 
 
@@ -56,7 +56,7 @@ def main() -> None:
     out = Path(args.out)
     for sub in ("metrics", "tables", "figures"):  # DVC outputs must exist even when a part is empty
         (out / sub).mkdir(parents=True, exist_ok=True)
-    results = load_results(results_dir, params)
+    results = load_results_with_pairs(results_dir, params)   # + paired differences to SCAN / centre prior
     metrics = build_metrics(results, scan_alpha=params.get("scan", {}).get("alpha"))
     metric_files = write_metrics(metrics, out / "metrics")
     tables = build_tables(results, params)

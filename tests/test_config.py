@@ -60,3 +60,16 @@ def test_use_profile(tmp_path):
     assert (tmp_path / "params.yaml").read_text() == "profile: smoke\n"
     with pytest.raises(ScanbenchError, match="unknown profile"):
         use_profile("huge", tmp_path)
+
+
+@pytest.mark.parametrize("name", ["smoke", "default", "paper"])
+def test_profiles_run_the_centre_prior_beside_random(name):
+    """The centre prior is the second calibration row wherever the random map runs, with its sigma, and every
+    baseline has its explain.<method> section (the explain stages' params key)."""
+    params = load_params(REPO_ROOT / "profiles" / f"{name}.yaml")
+    ex = params["explain"]
+    for family, methods in ex["baselines"].items():
+        assert methods[methods.index("random") + 1] == "centre", (name, family)
+        assert all(m in ex for m in methods), (name, family, [m for m in methods if m not in ex])
+    assert params["timing"]["methods"][params["timing"]["methods"].index("random") + 1] == "centre"
+    assert ex["centre"] == {"sigma": 0.25}

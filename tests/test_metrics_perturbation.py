@@ -140,3 +140,9 @@ def test_evaluate_maps_record(cnn_case):
     assert out["variants"]["full"]["pos_auc"] == pytest.approx(auc(pos.mean(0) * 100, FRACTIONS))
     assert len(out["per_image"]["drop"]) == 6
     assert out["throughput"]["forward_img_per_s"] > 0
+    # per-image AUC-D of each variant, in image order, for the report's paired comparisons
+    full = out["variants"]["full"]["per_image_auc_d"]
+    assert full == pytest.approx((per_image_auc(neg, FRACTIONS) - per_image_auc(pos, FRACTIONS)).tolist(), abs=1e-9)
+    for v in out["variants"].values():
+        assert len(v["per_image_auc_d"]) == 6 and np.mean(v["per_image_auc_d"]) == pytest.approx(v["auc_d"], abs=1e-6)
+    assert "per_image_auc_d" not in out["calibration"]

@@ -188,3 +188,32 @@ def test_committed_reference_holds_across_cpus(other, capsys):
     """Smoke metrics of another CPU (reports/reference/cross-machine/*, see its README) pass the committed check."""
     code, out = _run(COMMITTED, OTHER_CPU / other, capsys)
     assert code == 0, out
+
+
+def test_interval_fields_get_the_auc_tolerance(tmp_path, capsys):
+    """explanations.json's [lo, hi] intervals (issue 13) flatten to .../<name>_ci95/0 and /1 and take the committed
+    reference's AUC-class tolerance (1.0), not the Drop tolerance: a 0.8 move passes, a 5-point move fails, and
+    a field or method the reference lacks (e.g. the centre prior before the reference is regenerated) fails."""
+    from scanbench.report.compare import read_reference_file
+
+    tols = parse_tolerances([], base=read_reference_file(COMMITTED)["tolerances"])
+    for field in ("auc_d_ci95", "auc_d_minus_scan_ci95", "auc_d_minus_centre_ci95"):
+        for end in ("0", "1"):
+            assert tolerance_for(f"explanations/effnet_lite0/methods/gradcam/{field}/{end}", tols) == 1.0
+    assert tolerance_for("explanations/effnet_lite0/methods/gradcam/drop", tols) == 0.05
+    assert tolerance_for("explanations/effnet_lite0/methods/gradcam/auc_d_ci95/0", DEFAULT_TOLERANCES) == 0.5
+
+    def with_intervals(shift: float):
+        def edit(t):
+            for m in t["explanations"]["effnet_lite0"]["methods"].values():
+                m["auc_d_minus_scan_ci95"] = [-4.0 + shift, 2.5]
+        return edit
+
+    ref = _variant(tmp_path, "ref", with_intervals(0.0))
+    (ref / "reference.yaml").write_text("tolerances:\n  '*': 1.0\n  '*_ci95': 1.0\n  '*/n_images': 0\n")
+    assert _run(ref, _variant(tmp_path, "small", with_intervals(0.8)), capsys)[0] == 0
+    code, out = _run(ref, _variant(tmp_path, "big", with_intervals(5.0)), capsys)
+    assert code == 1 and "methods/lime/auc_d_minus_scan_ci95/0 | -4 | 1 | +5 | 1 | **NO** (drift)" in out
+    code, out = _run(ref, _variant(tmp_path, "centre", lambda t: (with_intervals(0.0)(t), t["explanations"][
+        "effnet_lite0"]["methods"].update(centre={"auc_d": 27.5}))), capsys)
+    assert code == 1 and "| explanations/effnet_lite0/methods/centre/auc_d | - | 27.5 | - | - | **NO** (added) |" in out

@@ -15,7 +15,9 @@ import pytest
 import yaml
 
 from scanbench.errors import ScanbenchError
+from scanbench.metrics.bootstrap import bootstrap_ci, paired_bootstrap_ci
 from scanbench.report.metrics import build_metrics
+from scanbench.report.paired import load_paired, load_results_with_pairs
 from scanbench.report.results import load_results, result_files, win_rates
 from scanbench.report.tables import (TABLES, build_tables, fmt, load_paper, markdown, timing_table, write_table,
                                      write_timing_table)
@@ -28,22 +30,30 @@ VIT, CNN = "vit_tiny_convstem", "effnet_lite0"
 # Per-image Drop% for the CNN, chosen so Win% is easy by hand (4 images):
 #   image 0: scan best (10); random 5 would beat it   image 1: gradcam best (40)
 #   image 2: scan and gradcam tie at 0                image 3: layercam best (10)
+#   the centre prior (a calibration row, like random) never beats the best real method
 CNN_DROPS = {"scan": [10, 50, 0, 30], "gradcam": [20, 40, 0, 30], "layercam": [30, 60, 5, 10],
-             "lime": [50, 50, 50, 50], "random": [5, 95, 95, 95]}
-CNN_WIN = {"scan": 50.0, "gradcam": 50.0, "layercam": 25.0, "lime": 0.0, "random": 25.0}
+             "lime": [50, 50, 50, 50], "random": [5, 95, 95, 95], "centre": [15, 45, 10, 30]}
+CNN_WIN = {"scan": 50.0, "gradcam": 50.0, "layercam": 25.0, "lime": 0.0, "random": 25.0, "centre": 0.0}
 # (pos_auc, neg_auc) per method, fair variant
 AUCS = {CNN: {"scan": (6.1, 40.2), "gradcam": (8.0, 35.5), "layercam": (7.0, 39.0), "lime": (10.0, 30.0),
-              "random": (20.0, 20.5)},
+              "random": (20.0, 20.5), "centre": (12.0, 38.0)},
         VIT: {"scan": (15.0, 45.0), "raw_attention": (25.0, 40.0), "transformer_attribution": (18.0, 47.0),
-              "lime": (19.0, 42.0), "random": (30.0, 30.2)}}
+              "lime": (19.0, 42.0), "random": (30.0, 30.2), "centre": (20.0, 41.0)}}
+# Per-image AUC-D (fair) = the method's AUC-D + these offsets (mean 0) on the 4 evaluation images (manifest rows
+# EVAL_ROWS). The centre prior follows SCAN's pattern exactly, so their paired difference is a constant.
+OFFSETS = {"scan": [-3, 1, 4, -2], "centre": [-3, 1, 4, -2], "gradcam": [6, -6, 2, -2],
+           "layercam": [-1, 2, -3, 2], "lime": [0, 0, 0, 0], "random": [10, -10, 5, -5],
+           "raw_attention": [4, -4, 4, -4], "transformer_attribution": [-2, 2, -2, 2]}
+EVAL_ROWS = [11, 25, 31, 40]
 ABLATION_AUC_D = {"alpha": {"2": 30.0, "4": 34.0, "8": 31.0}, "p": {"0": 10.0, "50": 20.0, "95": 33.0},
                   "layer": {"default": 33.0, "alt1": 29.0, "alt2": 31.0},
                   "components": {"alpha1": 3.0, "no_mask": 20.0, "sigmoid": 30.0}}
 PARAMS = {
     "profile": "test", "data": {"root": "../shared/data/imagenette"}, "backbones": [CNN, VIT],
     "families": {"cnn": [CNN], "vit": [VIT]}, "scan": {"alpha": 4, "layers": ["default"]},
-    "explain": {"baselines": {"cnn": ["gradcam", "layercam", "lime", "random"],
-                              "vit": ["raw_attention", "transformer_attribution", "lime", "random"]}},
+    "seed": 0, "evaluate": {"bootstrap": 300},
+    "explain": {"baselines": {"cnn": ["gradcam", "layercam", "lime", "random", "centre"],
+                              "vit": ["raw_attention", "transformer_attribution", "lime", "random", "centre"]}},
     "sanity": {"methods": {"cnn": ["scan", "layercam"], "vit": ["scan"]}},
     "ablation": {"backbones": [CNN, VIT], "base_alpha": 4, "alphas": [8, 2, 4.0], "percentiles": [95, 0, 50],
                  "layers": ["default", "alt1", "alt2"], "components": ["alpha1", "no_mask", "sigmoid"]},
@@ -78,9 +88,12 @@ def _content(f, family: str) -> dict | str:
     if f.part == "evaluate":
         pos, neg = AUCS[b][m]
         drops = CNN_DROPS[m] if b == CNN else [float(10 * (k + 1)) for k in range(4)]
+        fair = _variant(pos, neg)
+        fair["per_image_auc_d"] = [fair["auc_d"] + o for o in OFFSETS[m]]
         return {"backbone": b, "method": m, "family": family, "n_images": 4, "fractions": FRACTIONS,
-                "variants": {"fair": _variant(pos, neg), "full": _variant(pos, neg, shift=1.0)},
-                "drop": float(np.mean(drops)), "inc": 25.0, "per_image": {"drop": drops, "inc": [0, 1, 0, 0]},
+                "variants": {"fair": fair, "full": _variant(pos, neg, shift=1.0)},
+                "drop": float(np.mean(drops)), "inc": 25.0,
+                "per_image": {"index": EVAL_ROWS, "drop": drops, "inc": [0, 1, 0, 0]},
                 "calibration": _variant(30.0, 30.1) if m == "random" else None}
     if f.part == "sanity":
         d = {"scan": (34.1, 0.3, 20.0), "layercam": (32.0, -0.2, 25.0)}[m]
@@ -117,7 +130,7 @@ def _row(df: pd.DataFrame, **keys) -> dict:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    results = load_results(make_results_tree(tmp_path_factory.mktemp("built")), PARAMS)
+    results = load_results_with_pairs(make_results_tree(tmp_path_factory.mktemp("built")), PARAMS)
     return results, build_metrics(results), {t.number: t for t in build_tables(results, PARAMS)}
 
 
@@ -192,10 +205,15 @@ def test_metric_json_structure(built):
     assert list(m["explanations"]) == [CNN, VIT]
     cnn = m["explanations"][CNN]
     assert list(cnn) == ["family", "n_images", "methods"] and cnn["family"] == "cnn" and cnn["n_images"] == 4
-    assert list(cnn["methods"]) == ["gradcam", "layercam", "lime", "scan", "random"]   # the paper's order
-    assert cnn["methods"]["scan"] == {"pos_auc": 6.1, "neg_auc": 40.2, "auc_d": 34.1, "drop": 22.5, "inc": 25.0,
-                                      "win": 50.0}
-    assert list(cnn["methods"]["scan"]) == ["pos_auc", "neg_auc", "auc_d", "drop", "inc", "win"]
+    # the paper's order, then the calibration rows: random map, centre prior
+    assert list(cnn["methods"]) == ["gradcam", "layercam", "lime", "scan", "random", "centre"]
+    # SCAN's per-image AUC-D are the centre prior's + 8.1 on every image: the paired interval is [8.1, 8.1]
+    assert cnn["methods"]["scan"] == {"pos_auc": 6.1, "neg_auc": 40.2, "auc_d": 34.1, "auc_d_ci95": [31.1, 37.1],
+                                      "auc_d_minus_scan_ci95": [0.0, 0.0], "auc_d_minus_centre_ci95": [8.1, 8.1],
+                                      "drop": 22.5, "inc": 25.0, "win": 50.0}
+    assert list(cnn["methods"]["scan"]) == ["pos_auc", "neg_auc", "auc_d", "auc_d_ci95", "auc_d_minus_scan_ci95",
+                                            "auc_d_minus_centre_ci95", "drop", "inc", "win"]
+    assert cnn["methods"]["centre"]["auc_d_minus_scan_ci95"] == [-8.1, -8.1]
     assert {k: v["win"] for k, v in cnn["methods"].items()} == CNN_WIN
     assert m["sanity"] == {CNN: {"layercam": {"original": 32.0, "random_weights": -0.2, "random_label": 25.0},
                                  "scan": {"original": 34.1, "random_weights": 0.3, "random_label": 20.0}},
@@ -218,6 +236,65 @@ def test_metric_json_structure(built):
     json.dumps(m)  # plain JSON types only
 
 
+def _per_image(b: str, m: str) -> np.ndarray:
+    pos, neg = AUCS[b][m]
+    return np.asarray([neg - pos + o for o in OFFSETS[m]])
+
+
+def test_paired_differences_match_the_paired_bootstrap(built):
+    """Every method against SCAN and the centre prior: mean difference and the paired bootstrap on the images,
+    with the evaluate stage's seed and resamples; the own interval stays the evaluate stage's auc_d_ci."""
+    results, m, _ = built
+    for b in (CNN, VIT):
+        methods = m["explanations"][b]["methods"]
+        for meth in AUCS[b]:
+            for ref in ("scan", "centre"):
+                row = _row(results, part="evaluate", backbone=b, method=meth, metric=f"auc_d_minus_{ref}")
+                diff = _per_image(b, meth) - _per_image(b, ref)
+                assert row["variant"] == "fair" and row["value"] == pytest.approx(diff.mean(), abs=1e-9)
+                ci = paired_bootstrap_ci(_per_image(b, meth), _per_image(b, ref), 300, seed=0)
+                assert (row["ci_lo"], row["ci_hi"]) == pytest.approx(tuple(ci), abs=1e-9)
+                assert methods[meth][f"auc_d_minus_{ref}_ci95"] == pytest.approx(list(ci), abs=1e-4)
+    # gradcam and SCAN differ image by image: a real interval around the mean difference, and it is the
+    # bootstrap of the per-image differences (same draws), not a sum of two separate intervals
+    gc = m["explanations"][CNN]["methods"]["gradcam"]["auc_d_minus_scan_ci95"]
+    assert gc[0] < 27.5 - 34.1 < gc[1]
+    assert gc == pytest.approx(list(bootstrap_ci(_per_image(CNN, "gradcam") - _per_image(CNN, "scan"), 300, 0)),
+                               abs=1e-4)
+    # a method against itself: 0 [0, 0]; lime (constant per image) minus scan mirrors scan's own spread
+    assert _row(results, part="evaluate", backbone=VIT, method="scan", metric="auc_d_minus_scan")["value"] == 0.0
+    assert m["explanations"][VIT]["methods"]["centre"]["auc_d_minus_centre_ci95"] == [0.0, 0.0]
+
+
+def test_paired_comparisons_need_the_same_images_and_per_image_values(tmp_path):
+    res = make_results_tree(tmp_path)
+    path = res / "evaluate" / CNN / "layercam.json"
+    data = json.loads(path.read_text())
+    _write(path, {**data, "per_image": {**data["per_image"], "index": [11, 25, 31, 41]}})
+    with pytest.raises(ScanbenchError, match=r"effnet_lite0: layercam and scan were evaluated on different "
+                                             r"images.*re-run `evaluate`"):
+        load_paired(res, PARAMS)
+    del data["variants"]["fair"]["per_image_auc_d"]
+    _write(path, data)
+    with pytest.raises(ScanbenchError, match=r"layercam\.json \(stage `evaluate_cnn`: re-run it\) has no per-image"):
+        load_paired(res, PARAMS)
+    data["variants"]["fair"]["per_image_auc_d"] = [40.0, 40.0, 40.0, 40.0]    # mean 40, file says 32
+    _write(path, data)
+    with pytest.raises(ScanbenchError, match=r"average to 40\.000000, not the file's auc_d 32\.000000"):
+        load_paired(res, PARAMS)
+    with pytest.raises(ScanbenchError, match=r"evaluate\.bootstrap and seed"):
+        load_paired(res, {k: v for k, v in PARAMS.items() if k != "evaluate"})
+
+
+def test_paired_fields_are_empty_without_their_reference(tmp_path):
+    """A run whose params name no centre prior has no difference to it: None, never a made-up number."""
+    params = {**PARAMS, "explain": {"baselines": {"cnn": ["gradcam", "random"], "vit": ["lime"]}}}
+    res = make_results_tree(tmp_path, params)
+    methods = build_metrics(load_results_with_pairs(res, params))["explanations"][CNN]["methods"]
+    assert methods["gradcam"]["auc_d_minus_centre_ci95"] is None
+    assert methods["gradcam"]["auc_d_minus_scan_ci95"] is not None and methods["scan"]["auc_d_ci95"] == [31.1, 37.1]
+
+
 # ------------------------------------------------------------------------------------------------ tables
 
 def test_table2_cnn_beside_resnet50v2(built):
@@ -232,7 +309,15 @@ def test_table2_cnn_beside_resnet50v2(built):
     assert gc["auc_d"] == pytest.approx(27.5) and gc["paper_auc_d"] is None
     assert "paper_drop" not in df.columns and "drop" in df.columns   # the paper prints no Drop% in Table II
     cols = list(df.columns)
-    assert cols[cols.index("auc_d") + 1: cols.index("auc_d") + 3] == ["auc_d_ci95", "paper_auc_d"]
+    assert cols[cols.index("auc_d") + 1: cols.index("auc_d") + 7] == [
+        "auc_d_ci95", "paper_auc_d", "auc_d_minus_scan", "auc_d_minus_scan_ci95", "auc_d_minus_centre",
+        "auc_d_minus_centre_ci95"]
+    assert scan["auc_d_minus_centre"] == pytest.approx(8.1) and scan["auc_d_minus_centre_ci95"] == "[8.10, 8.10]"
+    assert gc["auc_d_minus_scan"] == pytest.approx(-6.6) and gc["auc_d_minus_scan_ci95"].startswith("[-")
+    centre = _row(df, backbone=CNN, method="centre")   # the second calibration row, right after random
+    assert list(df.loc[df["backbone"] == CNN, "method"])[-2:] == ["random", "centre"]
+    assert centre["auc_d"] == pytest.approx(26.0) and centre["paper_auc_d"] is None
+    assert any("paired-bootstrap" in n for n in t["II"].notes)
     assert not (df["backbone"] == VIT).any()
     # paper rows no method of ours pairs with are listed as reference rows (XGradCAM, GradCAM++, RISE here)
     assert set(df.loc[df["backbone"] == "paper", "method"]) == {"xgradcam", "gradcam++", "rise"}
@@ -260,8 +345,10 @@ def test_table3_scan_vs_best_baseline(built):
     _, _, t = built
     df = t["III"].df
     ours = df[df["backbone"] == CNN]
-    assert list(ours["method"]) == ["scan", "layercam", "lime"]
+    assert list(ours["method"]) == ["scan", "layercam", "lime"]     # the centre prior is no candidate
     assert list(ours["role"]) == ["SCAN", "best baseline", "LIME"]
+    best = _row(df, backbone=CNN, method="layercam")               # SCAN vs the best baseline, paired
+    assert best["auc_d_minus_scan"] == pytest.approx(32.0 - 34.1) and best["auc_d_minus_scan_ci95"].startswith("[")
     assert _row(df, backbone=VIT, method="transformer_attribution")["paper_auc_d"] == pytest.approx(37.13)
     dino = df[(df["backbone"] == "paper") & df["paper_ref"].str.startswith("DINO")]
     assert set(dino["method"]) == {"transformer_attribution", "lime", "scan"}
@@ -405,6 +492,13 @@ def test_report_stage_end_to_end(tmp_path, monkeypatch):
     readme = (out / "README.md").read_text()
     assert "profile: `default`" in readme and "`results/default/`" in readme and "ties count" in readme
     assert "(tables/table1.md)" in readme and "](timing/README.md)" in readme and "EfficientNet-Lite0" in readme
+    # the headline: SCAN [interval], the centre prior, SCAN - centre prior and best - SCAN with paired intervals
+    row = next(line for line in readme.splitlines() if line.startswith(f"| {CNN} |"))
+    lo, hi = json.loads((out / "metrics" / "explanations.json").read_text())[CNN]["methods"]["layercam"][
+        "auc_d_minus_scan_ci95"]
+    assert row == (f"| {CNN} | cnn | 4 | 34.10 [31.10, 37.10] | 26.00 [23.00, 29.00] | 8.10 [8.10, 8.10] | "
+                   f"LayerCAM | 32.00 | -2.10 [{fmt(lo)}, {fmt(hi)}] | 0.1 |")
+    assert "centre-prior baseline" in readme and "sigma = 0.25" in readme
 
     (tmp_path / "results" / "default" / "diagnostics" / f"{VIT}.json").unlink()
     with pytest.raises(SystemExit) as exit_info:   # a one-line error, exit 2 (pipeline/_common.run_stage)

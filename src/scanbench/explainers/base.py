@@ -20,7 +20,7 @@ from ..errors import ScanbenchError
 
 CAM_FAMILY = ("gradcam++", "xgradcam", "layercam")
 ATTENTION_FAMILY = ("raw_attention", "rollout", "transformer_attribution", "ag_cam")
-BOTH = ("scan", "gradcam", "lime", "rise", "random")
+BOTH = ("scan", "gradcam", "lime", "rise", "random", "centre")
 # Which methods apply to which family, declared once.
 APPLIES: dict[str, tuple[str, ...]] = {
     "cnn": BOTH + CAM_FAMILY,

@@ -8,6 +8,7 @@ from typing import Any
 import torch.nn as nn
 
 from ..backbones import BackboneSpec
+from ..errors import ScanbenchError
 from .base import Explainer, make_explainer
 
 
@@ -23,6 +24,11 @@ def explainer_params(method: str, params: dict[str, Any], engine=None,
         r = ex["rise"]
         kwargs.update(n_masks=r["n_masks"], s=r["s"], p1=r["p1"], forward_batch_size=r["batch_size"],
                       engine=engine)
+    elif method == "centre":
+        if "sigma" not in (ex.get("centre") or {}):
+            raise ScanbenchError("params: explain.centre.sigma is missing (the centre prior's Gaussian sigma as a "
+                                 "fraction of the image side, e.g. 0.25)")
+        kwargs.update(sigma=ex["centre"]["sigma"])
     elif method == "scan":
         kwargs.update(decoder_path=decoder_path, p=params["scan"]["p_infer"])
     return kwargs

@@ -32,9 +32,10 @@ def forward_throughput(forward, images01: torch.Tensor) -> float:
 def evaluate_maps(forward, images01: torch.Tensor, maps: torch.Tensor, labels: torch.Tensor,
                   classes: torch.Tensor, grid: int, fractions: Sequence[float], n_resamples: int, seed: int,
                   calibration_maps: int | None = None, max_chunk_bytes: int = MAX_CHUNK_BYTES) -> dict:
-    """Both perturbation variants ("fair": maps pooled to the backbone grid; "full"), Drop/Inc on the
-    maps as given, and optional random-map calibration; `throughput` (a run fact: keep it out of outputs) counts
-    an image-step as one point of one curve (N x S x 2 orders per variant).
+    """Both perturbation variants ("fair": maps pooled to the backbone grid; "full"; each with its
+    `per_image_auc_d`, in image order, for paired comparisons), Drop/Inc on the maps as given, and optional
+    random-map calibration; `throughput` (a run fact: keep it out of outputs) counts an image-step
+    as one point of one curve (N x S x 2 orders per variant).
 
     Labels score the perturbation test; `classes` (the explained class, i.e. the prediction) is the c
     of Drop/Inc.
@@ -46,7 +47,7 @@ def evaluate_maps(forward, images01: torch.Tensor, maps: torch.Tensor, labels: t
         start = time.perf_counter()
         res = perturbation_correct(forward, images01, m, labels, fractions, max_chunk_bytes)
         seconds += time.perf_counter() - start
-        variants[name] = summarize(fractions, res.pos, res.neg, n_resamples, seed)
+        variants[name] = summarize(fractions, res.pos, res.neg, n_resamples, seed, per_image=True)
     drop, inc = drop_inc(forward, images01, maps, classes)
     calibration = None
     if calibration_maps:

@@ -20,6 +20,7 @@ from ..errors import ScanbenchError
 
 Forward = Callable[[torch.Tensor], torch.Tensor]   # [0, 1] images -> logits (e.g. a ForwardEngine)
 ORDERS = ("pos", "neg")
+PER_IMAGE_DECIMALS = 9   # per-image AUC-D as stored in results/evaluate/B/M.json
 
 
 def fair_resolution(maps: torch.Tensor, grid: int) -> torch.Tensor:
@@ -131,17 +132,21 @@ def per_image_auc(correct: np.ndarray, fractions: Sequence[float]) -> np.ndarray
 
 
 def summarize(fractions: Sequence[float], pos: np.ndarray, neg: np.ndarray, n_resamples: int,
-              seed: int) -> dict:
+              seed: int, per_image: bool = False) -> dict:
     """Curves, AUCs, AUC-D and their bootstrap intervals from per-image correctness (N x S, bool or
-    fractional): the `V` record of results/evaluate/B/M.json."""
+    fractional): the `V` record of results/evaluate/B/M.json. With `per_image`, also `per_image_auc_d` (each
+    image's AUC-D, in image order; their mean is `auc_d`), which the report pairs across methods."""
     from .bootstrap import bootstrap_ci
 
     pos_i, neg_i = per_image_auc(pos, fractions), per_image_auc(neg, fractions)
     ci = bootstrap_ci(np.stack([pos_i, neg_i, neg_i - pos_i], 1), n_resamples, seed)
     pos_auc, neg_auc = float(auc(curve(pos), fractions)), float(auc(curve(neg), fractions))
-    return {"pos_curve": curve(pos).tolist(), "neg_curve": curve(neg).tolist(),
-            "pos_auc": pos_auc, "neg_auc": neg_auc, "auc_d": neg_auc - pos_auc,
-            "pos_auc_ci": ci[0].tolist(), "neg_auc_ci": ci[1].tolist(), "auc_d_ci": ci[2].tolist()}
+    out = {"pos_curve": curve(pos).tolist(), "neg_curve": curve(neg).tolist(),
+           "pos_auc": pos_auc, "neg_auc": neg_auc, "auc_d": neg_auc - pos_auc,
+           "pos_auc_ci": ci[0].tolist(), "neg_auc_ci": ci[1].tolist(), "auc_d_ci": ci[2].tolist()}
+    if per_image:   # rounded: 0/100 curves give multiples of 100 * step / 2 up to float error (4.999999999999999)
+        out["per_image_auc_d"] = np.round(neg_i - pos_i, PER_IMAGE_DECIMALS).tolist()
+    return out
 
 
 def random_map_calibration(forward: Forward, images01: torch.Tensor, labels: torch.Tensor,

@@ -1,7 +1,9 @@
 """The `report` stage's library: one run's results folder (results/<profile>) -> metric JSONs, tables, figures
-and reports/README.md. No DVC and no torch here; matplotlib only in figures.py.
+and reports/README.md. No DVC here; torch only through paired.py (the metrics package it takes the paired
+bootstrap from imports torch); matplotlib only in figures.py.
 
     results = results.load_results("results/smoke", params)   # the files the params name, one long table
+    results = paired.load_results_with_pairs("results/smoke", params)   # + AUC-D minus SCAN's / centre prior's
     metrics = metrics.build_metrics(results)                   # {"explanations": {...}, "sanity": {...}, ...}
     tables = tables.build_tables(results, params)              # Tables I-IV, VI-IX beside the paper's values
 

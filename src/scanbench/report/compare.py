@@ -28,6 +28,7 @@ EXCLUDED_FILES = ("timing",)
 # and confidence areas are fractions, so they get a fraction-sized tolerance.
 DEFAULT_TOLERANCES: dict[str, float] = {
     "*": 0.5,
+    "*_ci95": 0.5,           # [lo, hi] bootstrap intervals of AUC-D and its paired differences: AUC-type percents
     "*/n_images": 0.0,
     "*/n_val": 0.0,
     "scan_training/*/alpha": 0.0,

@@ -25,7 +25,7 @@ import seaborn as sns  # noqa: E402
 from ..config import ABLATION_PARAM, setting_name  # noqa: E402
 from ..errors import ScanbenchError  # noqa: E402
 from ..io import save_figure  # noqa: E402
-from .results import METHOD_LABELS, families_of, setting_number, sort_methods  # noqa: E402
+from .results import CALIBRATION_METHODS, METHOD_LABELS, families_of, setting_number, sort_methods  # noqa: E402
 from .tables import Paper, Table, load_paper  # noqa: E402
 
 DPI = 110
@@ -99,8 +99,8 @@ def plot_perturbation_curves(evaluate: pd.DataFrame, path: str | Path, title: st
             curve = rows[rows["metric"] == f"{side}_curve"]
             auc = rows.loc[rows["metric"] == f"{side}_auc", "value"]
             label = METHOD_LABELS.get(m, m) + (f" ({auc.iat[0]:.1f})" if len(auc) else "")
-            ax.plot(curve["x"] * 100, curve["value"], "--" if m == "random" else "-", color=color, marker="o",
-                    markersize=3, label=label)
+            ax.plot(curve["x"] * 100, curve["value"], "--" if m in CALIBRATION_METHODS else "-", color=color,
+                    marker="o", markersize=3, label=label)
     for ax, name in zip(axes, ("positive (most relevant removed first; lower is better)",
                                "negative (least relevant removed first; higher is better)")):
         ax.set_xlabel("pixels removed (%)")

@@ -13,6 +13,10 @@ from ..io import write_json
 from .results import setting_sort_key, sort_methods
 
 AUC_KEYS = ("pos_auc", "neg_auc", "auc_d")
+# explanations.json: [lo, hi] 95% intervals (fair variant) of a method's AUC-D (bootstrap over images) and of its
+# AUC-D minus SCAN's / the centre prior's (paired bootstrap on the same images, report/paired.py)
+INTERVAL_KEYS = {"auc_d_ci95": "auc_d", "auc_d_minus_scan_ci95": "auc_d_minus_scan",
+                 "auc_d_minus_centre_ci95": "auc_d_minus_centre"}
 SANITY_SETTINGS = ("original", "random_weights", "random_label")
 # diagnostics/B.json key -> scan_training.json key (held-out unless named train_)
 DIAGNOSTIC_KEYS = {"recon_err": "val_recon_err", "mean_image_err": "val_mean_image_err",
@@ -25,6 +29,13 @@ def _num(v: Any, ndigits: int = 4) -> float | None:
     return None if v is None or math.isnan(v) else round(float(v), ndigits)
 
 
+def _interval(ci: Any) -> list[float] | None:
+    """A (lo, hi) pair rounded like the metrics; None when either end is missing."""
+    if ci is None or any(v is None or math.isnan(v) for v in ci):
+        return None
+    return [_num(ci[0]), _num(ci[1])]
+
+
 def _count(v: Any) -> int | None:
     return None if v is None or math.isnan(v) else int(v)
 
@@ -32,7 +43,9 @@ def _count(v: Any) -> int | None:
 def build_metrics(results: pd.DataFrame, scan_alpha: float | None = None) -> dict[str, Any]:
     """All metric files by stem. scan_alpha stands in for a decoder summary that does not record its alpha."""
     points = results[results["x"].isna()]
-    value = points.set_index(["part", "backbone", "method", "setting", "variant", "metric"])["value"].to_dict()
+    indexed = points.set_index(["part", "backbone", "method", "setting", "variant", "metric"])
+    value = indexed["value"].to_dict()
+    ci = dict(zip(indexed.index, zip(indexed["ci_lo"], indexed["ci_hi"])))
     family = dict(zip(results["backbone"], results["family"]))
 
     def get(part: str, b: str, metric: str, method: str = "", setting: str = "", variant: str = "") -> Any:
@@ -50,6 +63,7 @@ def build_metrics(results: pd.DataFrame, scan_alpha: float | None = None) -> dic
         n_images = [n for n in (get("evaluate", b, "n_images", m) for m in methods) if n is not None]
         explanations[b] = {"family": family[b], "n_images": _count(max(n_images, default=None)), "methods": {
             m: {**{k: _num(get("evaluate", b, k, m, variant="fair")) for k in AUC_KEYS},
+                **{k: _interval(ci.get(("evaluate", b, m, "", "fair", metric))) for k, metric in INTERVAL_KEYS.items()},
                 **{k: _num(get("evaluate", b, k, m)) for k in ("drop", "inc", "win")}}
             for m in sort_methods(methods)}}
     metrics: dict[str, Any] = {

@@ -18,9 +18,9 @@ PAPER_RISE = {"n_masks": 4000, "s": 8, "p1": 0.5}
 WIN_DEFINITION = (
     "**Win%** is not defined precisely in the paper. Here it is the share of evaluation images on which the "
     "method's Drop% is the lowest among the methods evaluated on that backbone; ties count as a win for each "
-    "tied method (so a backbone's Win% can sum to more than 100). The random map (calibration row) is not a "
-    "competitor: its Win% is the share of images on which it would tie or beat every real method, so it "
-    "takes no win away from them.")
+    "tied method (so a backbone's Win% can sum to more than 100). The calibration rows (random map, centre "
+    "prior) are not competitors: their Win% is the share of images on which they would tie or beat every real "
+    "method, so they take no win away from them.")
 
 
 def _rel(path: Path, base: Path) -> str:
@@ -60,6 +60,11 @@ def deviations(params: Mapping[str, Any]) -> list[str]:
     if rise and any(rise.get(k) != v for k, v in PAPER_RISE.items()):
         out.append(f"RISE with N = {rise.get('n_masks')} masks on a {rise.get('s')}x{rise.get('s')} grid, "
                    f"p1 = {rise.get('p1')} (paper profile: N = 4000, s = 8, p1 = 0.5).")
+    centre = explain.get("centre") or {}
+    if centre.get("sigma") is not None:
+        out.append(f"A centre-prior baseline (ours, not the paper's): one centred isotropic Gaussian map for every "
+                   f"image, sigma = {centre['sigma']} x the image side, a second calibration row beside the random "
+                   f"map.")
     if scan.get("steps") is not None:
         n_train = params.get("features", {}).get("n_train")
         out.append(f"SCAN decoders trained for {scan['steps']} steps of {scan.get('batch_size')} images on "
@@ -77,7 +82,9 @@ def deviations(params: Mapping[str, Any]) -> list[str]:
         "The SCAN sanity check (random weights) applies the decoder trained on the original model to the "
         "randomised model's features and gradients; it is not retrained.",
         "Evaluation uses a fixed seeded subset of the validation split (sizes above), and every AUC comes with "
-        "a 95% bootstrap interval over images; the paper reports point values.",
+        "a 95% bootstrap interval over images; the paper reports point values. Every method's AUC-D is also "
+        "compared with SCAN's and the centre prior's by a paired bootstrap on the same images (ours; the paper "
+        "has no such comparison).",
         "Timings (Table V, written by the `timing` stage) are from this machine and are not comparable in "
         "absolute terms with the paper's GPU timings; compare the ratios.",
     ]
@@ -126,6 +133,20 @@ def _decoder_line(rec: Mapping[str, Any]) -> str:
     return line
 
 
+def _with_interval(value: Any, ci: Any) -> str:
+    if value is None:
+        return "n/a"
+    return fmt(value) + (f" [{fmt(ci[0])}, {fmt(ci[1])}]" if ci else "")
+
+
+def _difference(methods: Mapping[str, Any], method: str | None, reference: str) -> str:
+    """AUC-D of `method` minus `reference`'s, with the paired interval explanations.json holds for it."""
+    a, r = methods.get(method or "", {}).get("auc_d"), methods.get(reference, {}).get("auc_d")
+    if a is None or r is None:
+        return "n/a"
+    return _with_interval(a - r, methods[method].get(f"auc_d_minus_{reference}_ci95"))
+
+
 def render_readme(params: Mapping[str, Any], metrics: Mapping[str, Any], tables: Sequence[Table],
                   figures: Sequence["Figure"], reports_dir: str | Path, results_dir: str | Path) -> str:
     """The README of reports_dir, whose metrics/ and tables/ hold the metric files and tables given."""
@@ -138,15 +159,23 @@ def render_readme(params: Mapping[str, Any], metrics: Mapping[str, Any], tables:
              "`python -m scanbench.profile <smoke|default|paper>`.", ""]
     if expl:
         lines += ["## Headline (fair resolution, percent)", "",
-                  "| backbone | family | images | SCAN AUC-D | best baseline | its AUC-D | random-map AUC-D |",
-                  "|---|---|---|---|---|---|---|"]
+                  "| backbone | family | images | SCAN AUC-D | centre-prior AUC-D | SCAN - centre prior | "
+                  "best baseline | its AUC-D | best - SCAN | random-map AUC-D |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for b, e in expl.items():
-            auc_d = {m: v.get("auc_d") for m, v in e["methods"].items()}
+            ms = e["methods"]
+            auc_d = {m: v.get("auc_d") for m, v in ms.items()}
             best = best_baseline(auc_d)
-            lines.append(f"| {b} | {e['family']} | {fmt(e['n_images'])} | {fmt(auc_d.get('scan'))} | "
-                         f"{METHOD_LABELS.get(best, best) or 'n/a'} | {fmt(auc_d.get(best))} | "
+            lines.append(f"| {b} | {e['family']} | {fmt(e['n_images'])} | "
+                         f"{_with_interval(auc_d.get('scan'), ms.get('scan', {}).get('auc_d_ci95'))} | "
+                         f"{_with_interval(auc_d.get('centre'), ms.get('centre', {}).get('auc_d_ci95'))} | "
+                         f"{_difference(ms, 'scan', 'centre')} | {METHOD_LABELS.get(best, best) or 'n/a'} | "
+                         f"{fmt(auc_d.get(best))} | {_difference(ms, best, 'scan')} | "
                          f"{fmt(cal.get(b, {}).get('auc_d'))} |")
-        lines += ["", "The random-map AUC-D is the calibration check: it should be close to 0.", ""]
+        lines += ["", "Intervals are 95%: bootstrap over images for an AUC-D, paired bootstrap on the same images "
+                  "for a difference (it excludes 0 when the two methods are told apart). The random-map AUC-D is "
+                  "the calibration check: it should be close to 0. The centre prior (one centred Gaussian for "
+                  "every image) is what a map scores without looking at the image.", ""]
 
     families = families_of(params)
     feats, san, tim, abl = (params.get(k, {}) for k in ("features", "sanity", "timing", "ablation"))

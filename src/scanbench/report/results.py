@@ -25,18 +25,21 @@ from ..errors import ScanbenchError
 from ..io import read_json
 
 COLUMNS = ["part", "backbone", "family", "method", "setting", "variant", "metric", "x", "value", "ci_lo", "ci_hi"]
-# The order methods appear in tables and figures: the paper's Table I / II order, random (calibration) last.
+# The order methods appear in tables and figures: the paper's Table I / II order, then the calibration rows
+# (the random map, then the centre prior).
 METHOD_ORDER = ["raw_attention", "rollout", "LRP", "Part. LRP", "transformer_attribution", "gradcam",
-                "xgradcam", "gradcam++", "layercam", "ag_cam", "lime", "rise", "scan", "random"]
+                "xgradcam", "gradcam++", "layercam", "ag_cam", "lime", "rise", "scan", "random", "centre"]
 METHOD_LABELS = {"raw_attention": "Raw Attention", "rollout": "Rollout",
                  "transformer_attribution": "Explainability", "gradcam": "Grad-CAM", "xgradcam": "XGrad-CAM",
                  "gradcam++": "Grad-CAM++", "layercam": "LayerCAM", "ag_cam": "AG-CAM", "lime": "LIME",
-                 "rise": "RISE", "scan": "SCAN", "random": "random"}
+                 "rise": "RISE", "scan": "SCAN", "random": "random", "centre": "Centre prior"}
 # Named settings in display order (numeric settings sort by value, before these).
 SETTING_ORDER = ["original", "random_weights", "random_label", "full", "scan", "default", "alt1", "shallower",
                  "alt2", "shallowest", "deeper", "alpha1", "no_mask", "no_blur", "sigmoid"]
 # Calibration rows compete for nothing: they are scored against the real methods but never take a win away.
-CALIBRATION_METHODS = ("random",)
+# The random map should score AUC-D ~0; the centre prior (the same centred Gaussian for every image) is what a
+# map gets from where objects usually are, without looking at the image.
+CALIBRATION_METHODS = ("random", "centre")
 
 
 def setting_number(setting: Any) -> float | None:
@@ -45,9 +48,10 @@ def setting_number(setting: Any) -> float | None:
     return float(match.group()) if match else None
 
 
-def method_sort_key(method: str) -> tuple[int, str]:
-    # methods we do not know go just before the calibration row
-    return (METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER) - 1.5, method)
+def method_sort_key(method: str) -> tuple[float, str]:
+    # methods we do not know go just before the calibration rows
+    first_calibration = min(METHOD_ORDER.index(m) for m in CALIBRATION_METHODS)
+    return (METHOD_ORDER.index(method) if method in METHOD_ORDER else first_calibration - 0.5, method)
 
 
 def setting_sort_key(setting: str) -> tuple:
@@ -183,7 +187,7 @@ def win_rates(per_image_drop: Mapping[str, Sequence[float]],
               calibration: Sequence[str] = CALIBRATION_METHODS, atol: float = 1e-9) -> dict[str, float | None]:
     """Win%: the share of images (percent) on which a method's Drop% is the lowest among the methods compared.
 
-    Ties count as a win for each tied method. Calibration methods (the random map) are not competitors:
+    Ties count as a win for each tied method. Calibration methods (random map, centre prior) are not competitors:
     their Win% is the share of images on which they would tie or beat every real method, so adding the
     calibration row changes nobody else's score. NaN drops never win.
     """

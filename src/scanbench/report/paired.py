@@ -1,0 +1,95 @@
+"""Paired comparisons (issue 13): each method's AUC-D minus SCAN's and minus the centre prior's, image by image.
+
+All methods of a backbone are scored on the same evaluation images, so their difference has a much tighter
+interval than two separate intervals suggest (an easy image is easy for every method). For each method m and
+reference r (SCAN, the centre prior) one long-table row (see results.py):
+
+    part "evaluate", variant "fair", metric "auc_d_minus_<r>", value = mean over images of
+    AUC-D_m - AUC-D_r, ci_lo / ci_hi = its paired-bootstrap 95% interval (scanbench.metrics.bootstrap)
+
+from `variants.fair.per_image_auc_d` of results/<profile>/evaluate/B/M.json, images matched by
+`per_image.index` (manifest rows); resamples and seed are the evaluate stage's (`evaluate.bootstrap`, `seed`),
+so the draws are those of each method's own `auc_d_ci`. Kept apart from results.py so that the stages importing
+the tables (timing) do not depend on the metrics package.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+
+from ..errors import ScanbenchError
+from ..metrics.bootstrap import paired_bootstrap_ci
+from .results import _read, families_of, load_results, long_table, result_files
+
+# reference method -> the metric of the difference to it (a method minus the reference)
+PAIRED_REFERENCES = {"scan": "auc_d_minus_scan", "centre": "auc_d_minus_centre"}
+VARIANT = "fair"      # the headline variant (maps pooled to the backbone grid)
+MEAN_ATOL = 1e-6      # per-image AUC-D (stored to 9 decimals) must average to the file's auc_d
+
+
+def per_image_auc_d(data: Mapping[str, Any], where: str) -> tuple[np.ndarray, np.ndarray]:
+    """(manifest rows, per-image AUC-D of the fair variant) of one evaluate record; `where` names the file and
+    its stage in errors."""
+    index = (data.get("per_image") or {}).get("index")
+    fair = (data.get("variants") or {}).get(VARIANT) or {}
+    values = fair.get("per_image_auc_d")
+    if index is None or values is None:
+        raise ScanbenchError(f"{where} has no per-image AUC-D (per_image.index, variants.{VARIANT}.per_image_auc_d)")
+    index, values = np.asarray(index, dtype=np.int64), np.asarray(values, dtype=np.float64)
+    if index.ndim != 1 or index.shape != values.shape or len(index) == 0:
+        raise ScanbenchError(f"{where}: per_image.index ({index.size}) and variants.{VARIANT}.per_image_auc_d "
+                             f"({values.size}) must be non-empty lists of the same length")
+    if "auc_d" in fair and abs(values.mean() - float(fair["auc_d"])) > MEAN_ATOL:
+        raise ScanbenchError(f"{where}: the per-image AUC-D average to {values.mean():.6f}, not the file's auc_d "
+                             f"{float(fair['auc_d']):.6f}")
+    return index, values
+
+
+def paired_rows(per_method: Mapping[str, tuple[np.ndarray, np.ndarray]], n_resamples: int, seed: int,
+                **keys: Any) -> list[dict]:
+    """Long-table rows `auc_d_minus_<reference>` for every method of one backbone against each reference
+    present among them (a method against itself gives 0 [0, 0]). The images must match, method by method."""
+    if not per_method:
+        return []
+    first, (index, _) = next(iter(per_method.items()))
+    for m, (idx, _) in per_method.items():
+        if not np.array_equal(idx, index):
+            raise ScanbenchError(f"{keys.get('backbone', '')}: {m} and {first} were evaluated on different images "
+                                 f"(per_image.index differs): re-run `evaluate` so every method scores the same images")
+    rows = []
+    for ref, metric in PAIRED_REFERENCES.items():
+        if ref not in per_method:
+            continue
+        ref_values = per_method[ref][1]
+        for m, (_, values) in per_method.items():
+            lo, hi = paired_bootstrap_ci(values, ref_values, n_resamples, seed)
+            rows.append({**keys, "part": "evaluate", "method": m, "setting": "", "variant": VARIANT,
+                         "metric": metric, "value": float(np.mean(values - ref_values)), "ci_lo": float(lo),
+                         "ci_hi": float(hi)})
+    return rows
+
+
+def load_paired(results_dir: str | Path, params: Mapping[str, Any]) -> pd.DataFrame:
+    """The paired rows of one run (the evaluate files `result_files(params)` names), as a long table."""
+    root, families = Path(results_dir), families_of(params)
+    ev = params.get("evaluate", {})
+    if "bootstrap" not in ev or "seed" not in params:
+        raise ScanbenchError("params: evaluate.bootstrap and seed are needed for the paired comparisons")
+    per_backbone: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
+    for f in result_files(params):
+        if f.part == "evaluate":
+            where = f"{root / f.path} (stage `{f.stage}`: re-run it)"
+            per_backbone.setdefault(f.backbone, {})[f.method] = per_image_auc_d(_read(root / f.path, f.stage), where)
+    rows = [r for b, per_method in per_backbone.items()
+            for r in paired_rows(per_method, int(ev["bootstrap"]), int(params["seed"]), backbone=b,
+                                 family=families[b])]
+    return long_table(rows)
+
+
+def load_results_with_pairs(results_dir: str | Path, params: Mapping[str, Any]) -> pd.DataFrame:
+    """`load_results` plus the paired rows: what the report stage builds its metrics and tables from."""
+    results, paired = load_results(results_dir, params), load_paired(results_dir, params)
+    return pd.concat([results, paired], ignore_index=True) if len(paired) else results
