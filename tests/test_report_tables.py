@@ -55,6 +55,7 @@ PARAMS = {
     "explain": {"baselines": {"cnn": ["gradcam", "layercam", "lime", "random", "centre"],
                               "vit": ["raw_attention", "transformer_attribution", "lime", "random", "centre"]}},
     "sanity": {"methods": {"cnn": ["scan", "layercam"], "vit": ["scan"]}},
+    "scaling": {"n_train": [10, None], "steps": 10},
     "ablation": {"backbones": [CNN, VIT], "base_alpha": 4, "alphas": [8, 2, 4.0], "percentiles": [95, 0, 50],
                  "layers": ["default", "alt1", "alt2"], "components": ["alpha1", "no_mask", "sigmoid"]},
 }
@@ -95,6 +96,12 @@ def _content(f, family: str) -> dict | str:
                 "drop": float(np.mean(drops)), "inc": 25.0,
                 "per_image": {"index": EVAL_ROWS, "drop": drops, "inc": [0, 1, 0, 0]},
                 "calibration": _variant(30.0, 30.1) if m == "random" else None}
+    if f.part == "scaling":
+        return {"backbone": b, "alpha": 4.0, "p": 95.0, "n_images": 4, "n_holdout": 3,
+                "rows": [{"n_train": n, "steps": 10, "epochs": e, "recon_skill": k, "conf_area": 0.15,
+                          "conf_image_std": 0.05, "train_recon_err": 0.1, "recon_err": 0.12, "auc_d": d,
+                          "auc_d_ci": [d - 5, d + 5], "pos_auc": 30.0, "neg_auc": 30.0 + d}
+                         for n, e, k, d in ((10, 4.0, 0.1, 5.0), (40, 1.0, 0.3, 12.5))]}
     if f.part == "sanity":
         d = {"scan": (34.1, 0.3, 20.0), "layercam": (32.0, -0.2, 25.0)}[m]
         return {s: {"auc_d": v, "neg_auc": 40.0, "pos_auc": 40.0 - v}
@@ -477,7 +484,7 @@ def run_report_stage(cwd: Path, monkeypatch, *args: str) -> None:
 
 def test_report_stage_end_to_end(tmp_path, monkeypatch):
     params = yaml.safe_load((REPO / "profiles" / "default.yaml").read_text())
-    params.update({k: PARAMS[k] for k in ("backbones", "families", "sanity", "ablation")})
+    params.update({k: PARAMS[k] for k in ("backbones", "families", "sanity", "ablation", "scaling")})
     params["explain"]["baselines"] = PARAMS["explain"]["baselines"]
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     make_results_tree(tmp_path, params)           # results/default/: --results defaults to results/<profile>
@@ -488,7 +495,10 @@ def test_report_stage_end_to_end(tmp_path, monkeypatch):
         ["explanations", "sanity", "scan_training", "targets", "calibration", "ablation_alpha", "ablation_layer",
          "ablation_p", "ablation_components"])   # no timing.json: Table V is the timing stage's
     assert json.loads((out / "metrics" / "targets.json").read_text())[CNN]["val_top1"] == 97.5
-    assert sorted(p.name for p in (out / "tables").glob("*.md")) == [f"table{i}.md" for i in (1, 2, 3, 4, 6, 7, 8, 9)]
+    assert sorted(p.name for p in (out / "tables").glob("*.md")) == sorted(
+        f"table{i}.md" for i in (1, 2, 3, 4, 6, 7, 8, 9, 10))      # 10: the data-scaling table (ours)
+    table10 = pd.read_csv(out / "tables" / "table10.csv")
+    assert list(table10["setting"]) == [10, 40] * 2 and list(table10["auc_d"]) == [5.0, 12.5] * 2
     readme = (out / "README.md").read_text()
     assert "profile: `default`" in readme and "`results/default/`" in readme and "ties count" in readme
     assert "(tables/table1.md)" in readme and "](timing/README.md)" in readme and "EfficientNet-Lite0" in readme
