@@ -1,7 +1,7 @@
 """Stage `scaling` (per backbone): where SCAN is heading as its training data grows. One decoder per
 `scaling.n_train` entry (a nested seeded subset of the training features; null: all), each trained for the same
 `scaling.steps` steps, then measured on the held-out images (reconstruction skill, confidence area) and on the
-evaluation images (AUC-D). Writes one JSON with a row per size.
+first `scaling.n_images` evaluation images (AUC-D; null: all). Writes one JSON with a row per size.
 
     python pipeline/scaling.py --backbone B --out results/<profile>/scaling/B.json
 """
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     counts = sizes(list(cfg["n_train"]), len(train_set))
     set_threads()
     seed_everything(params["seed"])
-    scorer = ScanScorer(args.backbone, params, args.manifest)
+    scorer = ScanScorer(args.backbone, params, args.manifest, cfg.get("n_images"))
     rows = []
     for n in counts:
         decoder, _, summary = train_decoder(train_set, holdout_set, scorer.spec, params, float(scan["alpha"]),
