@@ -41,6 +41,20 @@ def make_image_loader(params: dict, manifest_path: Path):
     return load
 
 
+def manifest_class_names(manifest_path: Path) -> list[str] | None:
+    """Class name per label (the manifest's class_name column), for the qualitative grids' rows; None if unreadable."""
+    from scanbench.data import load_manifest
+
+    try:
+        manifest = load_manifest(manifest_path)
+    except ScanbenchError:
+        return None
+    if "class_name" not in manifest:
+        return None
+    names = dict(zip(manifest["label"].astype(int), manifest["class_name"].astype(str)))
+    return [names.get(c, f"class {c}") for c in range(max(names, default=-1) + 1)]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--params", default="params.yaml")
@@ -68,7 +82,8 @@ def main() -> None:
         from scanbench.report.figures import render_figures
 
         figures = render_figures(results, tables, params, args.maps, results_dir, out / "figures",
-                                 make_image_loader(params, Path(args.manifest)))
+                                 make_image_loader(params, Path(args.manifest)),
+                                 class_names=manifest_class_names(Path(args.manifest)))
 
     from scanbench.report.readme import render_readme
 

@@ -35,12 +35,16 @@ def _png_size(path: Path) -> tuple[int, int]:
         return im.size
 
 
-def _write_maps(maps_dir: Path, backbone: str, methods: list[str], indices: list[int], side: int = 32) -> None:
+def _write_maps(maps_dir: Path, backbone: str, methods: list[str], indices: list[int], side: int = 32,
+                labels: list[int] | None = None) -> None:
     rng = np.random.default_rng(0)
     (maps_dir / backbone).mkdir(parents=True, exist_ok=True)
+    labels = [0] * len(indices) if labels is None else labels
     for k, m in enumerate(methods):
-        order = indices if k % 2 == 0 else indices[::-1]  # a method may store its images in another order
-        arrays = {"maps": rng.random((len(order), side, side)).astype(np.float16), "indices": np.asarray(order)}
+        # a method may store its images in another order
+        order, lab = (indices, labels) if k % 2 == 0 else (indices[::-1], labels[::-1])
+        arrays = {"maps": rng.random((len(order), side, side)).astype(np.float16), "indices": np.asarray(order),
+                  "labels": np.asarray(lab)}
         if m == "scan":
             arrays["recon"] = rng.random((min(8, len(order)), 3, side, side)).astype(np.float16)
         np.savez(maps_dir / backbone / f"{m}.npz", **arrays)
@@ -56,7 +60,7 @@ def _run(tmp_path: Path, out: str, loader=None):
 @pytest.fixture
 def run_tree(tmp_path):
     res_dir = make_results_tree(tmp_path, SMALL)
-    _write_maps(tmp_path / "maps", CNN, ["scan", "gradcam", "layercam"], [40, 12, 7, 33, 21])
+    _write_maps(tmp_path / "maps", CNN, ["scan", "gradcam", "layercam"], [40, 12, 7, 33, 21], labels=[2, 0, 2, 1, 0])
     _write_maps(tmp_path / "maps", "stray_backbone", ["scan"], [1])   # not in the params: never drawn
     rng = np.random.default_rng(1)   # example maps the P ablation saved for two of its three settings
     for s, idx in (("0", [12, 7, 99]), ("95", [7, 50, 12])):
@@ -79,10 +83,10 @@ def test_render_figures_draws_every_figure_of_the_run(run_tree):
                                            "p_sweep.png", f"ablation_p_maps_{CNN}.png", "scaling.png"]
     assert sorted(p.name for p in out.iterdir()) == sorted(f.path.name for f in figs)
     assert all(f.caption for f in figs)
-    # the qualitative grid: 3 rows (SCAN's first three images), image + 3 method columns
+    # the qualitative grid: one row per class (the first of each in SCAN's order, by label), image + 3 methods
     w, h = _png_size(out / f"qualitative_{CNN}.png")
     assert w == round(1.6 * 4 * DPI) and h == round((1.6 * 3 + 0.4) * DPI)
-    assert requested[0] == ([40, 12, 7], 32)
+    assert requested[0] == ([12, 33, 40], 32)
     # the ablation grid uses the images both settings share, in order: 12 and 7 (50 has no example maps)
     assert requested[-1] == ([12, 7], 32)
     w, _ = _png_size(out / f"ablation_p_maps_{CNN}.png")
@@ -96,6 +100,28 @@ def test_figures_are_byte_identical_for_equal_inputs(run_tree):
     assert [f.path.read_bytes() for f in first] == [f.path.read_bytes() for f in second]
     w, _ = _png_size(run_tree / "a" / f"qualitative_{CNN}.png")   # no images: maps alone
     assert w == round(1.6 * 3 * DPI)
+
+
+def test_qualitative_rows_cover_each_class_once():
+    """One row per class, ascending label, the first image of each class in the lead's order, among the images
+    every method has; every column holds that image's own map whatever order its method stored them in."""
+    indices, labels = [5, 9, 3, 8, 1, 7, 4], [3, 1, 3, 0, 1, 2, 0]
+    maps_of = lambda order: np.stack([np.full((4, 4), i / 10) for i in order])  # noqa: E731  map value = row/10
+    lead = {"maps": maps_of(indices), "indices": np.asarray(indices), "labels": np.asarray(labels)}
+    other_order = [7, 4, 1, 8, 3, 5]          # lacks image 9 (the first of class 1): class 1 falls to image 1
+    other = {"maps": maps_of(other_order), "indices": np.asarray(other_order)}
+    idx, rows, columns = figures.one_per_class({"SCAN": lead, "other": other}, "SCAN")
+    assert rows == [0, 1, 2, 3] and idx == [8, 1, 7, 5]
+    chosen = dict(zip(indices, labels))
+    assert sorted(chosen[i] for i in idx) == sorted(set(labels))      # each class exactly once
+    for col in columns.values():
+        assert col.shape == (4, 4, 4) and np.allclose(col[:, 0, 0], np.asarray(idx) / 10, atol=1e-3)
+
+
+def test_qualitative_rows_need_labels():
+    z = {"maps": np.zeros((1, 4, 4)), "indices": np.asarray([0])}
+    with pytest.raises(ScanbenchError, match="maps/b/scan.npz has no `labels`"):
+        figures.one_per_class({"SCAN": z}, "SCAN", source="maps/b/scan.npz")
 
 
 def test_a_map_the_params_name_must_exist(run_tree):

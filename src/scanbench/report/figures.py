@@ -1,6 +1,7 @@
 """Figures as PNG (matplotlib, Agg backend, seaborn styling); equal inputs give equal bytes.
 
-- qualitative grids (the paper's Figs. 3-5): rows = evaluation images, columns = image + each method's map
+- qualitative grids (the paper's Figs. 3-5): rows = one evaluation image per class (the first of each, by label),
+  columns = image + each method's map
 - SCAN: image | reconstruction | self-confidence map (the same grid)
 - perturbation curves, training curves, ablation bars (ours beside the paper), the P sweep (Fig. 6) and,
   where the ablation stage saved example maps, ablation map grids (Figs. 7-9)
@@ -60,9 +61,11 @@ def _grid(n: int, ncols: int, cell: float, title: str) -> tuple[Any, np.ndarray]
 
 
 def plot_map_grid(images: np.ndarray | None, columns: Mapping[str, np.ndarray], path: str | Path,
-                  title: str = "", overlay: bool = True, cell: float = 1.6) -> Path:
+                  title: str = "", overlay: bool = True, cell: float = 1.6,
+                  row_labels: Sequence[str] | None = None) -> Path:
     """Rows = images; the image first (when given), then each entry of `columns` (label -> N x H x W maps in
-    [0, 1], drawn in colour and overlaid on the image unless overlay=False; or N x H x W x 3 pictures)."""
+    [0, 1], drawn in colour and overlaid on the image unless overlay=False; or N x H x W x 3 pictures).
+    `row_labels` (one per row) name the rows on the left."""
     n = len(next(iter(columns.values()))) if columns else 0
     if n == 0:
         raise ValueError("plot_map_grid needs at least one map column with one image row")
@@ -82,6 +85,8 @@ def plot_map_grid(images: np.ndarray | None, columns: Mapping[str, np.ndarray], 
                               alpha=0.5 if images is not None and overlay else None)
     for j, label in enumerate((["image"] if images is not None else []) + list(columns)):
         axes[0, j].set_title(label, fontsize=8)
+    for i, label in enumerate(row_labels or []):
+        axes[i, 0].set_ylabel(label, fontsize=8)
     return _save(fig, path)
 
 
@@ -220,13 +225,35 @@ def _aligned(maps: Mapping[str, Mapping[str, np.ndarray]], n_rows: int, lead: st
     return idx, columns
 
 
+def one_per_class(maps: Mapping[str, Mapping[str, np.ndarray]], lead: str, source: str = ""
+                  ) -> tuple[list[int], list[int], dict[str, np.ndarray]]:
+    """(manifest rows, their labels, columns): one image per class, ascending label, the first of each class in the
+    order of entry `lead` among the images every entry has; columns as `_aligned` gives them."""
+    z = maps[lead]
+    if "labels" not in z:
+        raise ScanbenchError(f"{source or lead} has no `labels`: re-run the explain stage that writes it")
+    shared = set.intersection(*({int(i) for i in m["indices"]} for m in maps.values()))
+    first: dict[int, int] = {}
+    for i, label in zip(z["indices"], z["labels"]):
+        if int(i) in shared:
+            first.setdefault(int(label), int(i))
+    labels = sorted(first)
+    idx = [first[c] for c in labels]
+    columns = {}
+    for name, m in maps.items():
+        pos = {int(i): k for k, i in enumerate(m["indices"])}
+        columns[name] = np.stack([m["maps"][pos[i]].astype(np.float32) for i in idx]) if idx else np.zeros(0)
+    return idx, labels, columns
+
+
 def render_figures(results: pd.DataFrame, tables: Sequence[Table], params: Mapping[str, Any],
                    maps_dir: str | Path, results_dir: str | Path, out_dir: str | Path,
-                   image_loader: ImageLoader | None = None, n_rows: int = 4, paper: Paper | None = None
-                   ) -> list[Figure]:
+                   image_loader: ImageLoader | None = None, n_rows: int = 4, paper: Paper | None = None,
+                   class_names: Sequence[str] | None = None) -> list[Figure]:
     """Every figure of one run, in README order. Reads maps/<B>/<M>.npz for the methods the params name (a
     missing one is an error) and the ablation stage's example maps <results_dir>/ablation/<kind>/<B>/<s>.npz
-    where it saved them."""
+    where it saved them. The qualitative grids show one image per class (`class_names[label]` names its row);
+    the other map grids the first `n_rows` images."""
     paper = paper or load_paper()
     maps_dir, out_dir, families = Path(maps_dir), Path(out_dir), families_of(params)
     load = (lambda idx, side: image_loader(idx, side)) if image_loader else (lambda idx, side: None)
@@ -239,11 +266,15 @@ def render_figures(results: pd.DataFrame, tables: Sequence[Table], params: Mappi
                 raise ScanbenchError(f"{p} is missing: run the `explain_{'scan' if m == 'scan' else families[b]}` "
                                      f"stage")
         maps = {m: _load_npz(p) for m, p in paths.items()}
-        idx, columns = _aligned({METHOD_LABELS.get(m, m): z for m, z in maps.items()}, n_rows, lead="SCAN")
+        idx, labels, columns = one_per_class({METHOD_LABELS.get(m, m): z for m, z in maps.items()},
+                                             METHOD_LABELS.get("scan", "scan"), source=str(paths["scan"]))
         side = int(maps["scan"]["maps"].shape[-1])
+        names = [class_names[c] if class_names and c < len(class_names) else f"class {c}" for c in labels]
         figs.append(Figure(plot_map_grid(load(idx, side), columns, out_dir / f"qualitative_{b}.png",
-                                         title=f"{b}: every method on the same evaluation images"),
-                           f"Qualitative comparison on {b} (cf. the paper's Figs. 3-5)"))
+                                         title=f"{b}: every method on one evaluation image per class",
+                                         row_labels=names),
+                           f"Qualitative comparison on {b}, one evaluation image per class (cf. the paper's "
+                           f"Figs. 3-5)"))
         scan = maps["scan"]
         if "recon" in scan:
             k = min(len(scan["recon"]), n_rows)
