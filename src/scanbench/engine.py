@@ -34,10 +34,16 @@ def export_onnx(model: nn.Module, path: str | Path, input_size: int, opset: int 
 
 
 class ForwardEngine:
-    """`engine(x01) -> logits` (torch.Tensor, float32) in batches of `batch_size`, no gradient."""
+    """`engine(x01) -> logits` (torch.Tensor, float32) in batches of `batch_size`, no gradient.
+
+    ONNX Runtime's threads wait passively (`spin=False`), as OpenMP's do (scanbench/__init__.py): a spinning
+    worker keeps a core busy after each run, and on 2 cores it slowed whatever PyTorch work came next (SCAN
+    timed right after RISE: 1.4-1.9x its own time, reports/benchmarks/timing_agreement.md); batch-16 forwards
+    were no slower without spinning on the shared box. `spin=True` is ONNX Runtime's default.
+    """
 
     def __init__(self, model: nn.Module | None = None, kind: str = "torch", onnx_path: str | Path | None = None,
-                 batch_size: int = 64, threads: int | None = None):
+                 batch_size: int = 64, threads: int | None = None, spin: bool = False):
         if kind not in ENGINES:
             raise ScanbenchError(f"unknown engine {kind!r}; set evaluate.engine to one of {', '.join(ENGINES)}")
         self.kind = kind
@@ -52,6 +58,8 @@ class ForwardEngine:
             opts.intra_op_num_threads = threads or os.cpu_count() or 1
             opts.inter_op_num_threads = 1
             opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            for key in ("session.intra_op.allow_spinning", "session.inter_op.allow_spinning"):
+                opts.add_session_config_entry(key, "1" if spin else "0")
             self.session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
         elif self.model is None:
             raise ScanbenchError("the torch engine needs a model")

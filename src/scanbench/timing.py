@@ -1,7 +1,9 @@
 """Per-image explanation time (SPEC §6, paper Table V): same process, warm, batch 1 and batched.
 
-`time_explainer` is the measuring loop; `timing_summary` turns the per-image times of several methods
-into the record of results/timing/B.json (median, IQR, ratio to Grad-CAM's batch-1 median).
+`time_explainer(s)` is the measuring loop; `timing_summary` turns the per-image times of several methods
+into the record of reports/timing/B.json (median, IQR, ratio to Grad-CAM's batch-1 median); `measure_methods`
+is the whole measurement (both batch sizes, caps, summary) that the timing stage and benchmarks/bench_forward.py
+both run, on the images `timing_indices` names, so the two cannot disagree by construction.
 """
 from __future__ import annotations
 
@@ -16,6 +18,33 @@ import torch
 from .errors import ScanbenchError
 
 
+def timing_indices(manifest, params: Mapping) -> np.ndarray:
+    """The manifest rows every timing measurement uses: the seeded `timing.n_images` validation images."""
+    from .data import seeded_subset
+
+    return seeded_subset(manifest, "val", params["timing"]["n_images"], params["seed"])
+
+
+def timing_caps(timing_params: Mapping) -> dict[str, int]:
+    """`timing.n_images_per_method` checked: {method: its image cap} (LIME and RISE cost seconds per image)."""
+    caps = {m: int(n) for m, n in (timing_params.get("n_images_per_method") or {}).items()}
+    for m, n in caps.items():
+        if n < 1:
+            raise ScanbenchError(f"timing.n_images_per_method.{m} must be >= 1 (got {n})")
+    return caps
+
+
+def measure_methods(explainers: Mapping[str, object], images01: torch.Tensor, classes: torch.Tensor,
+                    timing_params: Mapping, seed: int = 0) -> dict[str, dict]:
+    """Table V's measurement of these explainers: batch 1, then batched at `timing.batch_size`, each method capped
+    by `timing.n_images_per_method`, interleaved in a seeded random order; returns `timing_summary`'s record."""
+    caps = timing_caps(timing_params)
+    batch1 = time_explainers(explainers, images01, classes, 1, n_images=caps, seed=seed)
+    batched = time_explainers(explainers, images01, classes, int(timing_params["batch_size"]), n_images=caps,
+                              seed=seed + 1)
+    return timing_summary(batch1, batched)
+
+
 def time_explainer(explainer, images01: torch.Tensor, classes: torch.Tensor, batch_size: int = 1,
                    warmup: bool = True) -> list[float]:
     """Explain `images01` in consecutive batches of `batch_size`; returns, per batch, the wall time per
@@ -26,13 +55,15 @@ def time_explainer(explainer, images01: torch.Tensor, classes: torch.Tensor, bat
 
 def time_explainers(explainers: Mapping[str, object], images01: torch.Tensor, classes: torch.Tensor,
                     batch_size: int = 1, n_images: Mapping[str, int] | None = None,
-                    warmup: bool = True) -> dict[str, list[float]]:
+                    warmup: bool = True, seed: int = 0) -> dict[str, list[float]]:
     """`time_explainer` for several methods, interleaved: batch k of every method, then batch k + 1, ...
     so that all methods see the same machine (a shared box drifts over minutes; timing one method's images
-    in a block and then the next's let that drift into their ratios). The order rotates by one method per
-    batch, so that no method always follows the same one (ONNX Runtime's threads spin for a while after a
-    run, and caches hold the previous method's data). `n_images[m]` caps method m to the first images
-    (default: all). Returns {method: ms per image of each of its batches}."""
+    in a block and then the next's let that drift into their ratios). Each batch's order is a fresh random
+    permutation (np.random.Generator(seed)), so that no method always follows the same one: what ran just
+    before a method (another engine's threads, the caches) is part of its time. A rotation is not enough: it
+    keeps every method's cyclic neighbour, and SCAN always ran right after RISE (issue 13,
+    reports/benchmarks/timing_agreement.md). `n_images[m]` caps method m to the first images (default: all).
+    Returns {method: ms per image of each of its batches}."""
     if batch_size < 1:
         raise ScanbenchError(f"timing.batch_size must be >= 1 (got {batch_size})")
     classes = torch.as_tensor(classes, dtype=torch.long).view(-1)
@@ -42,8 +73,9 @@ def time_explainers(explainers: Mapping[str, object], images01: torch.Tensor, cl
             explainer.explain(images01[:min(batch_size, limit[m])], classes[:min(batch_size, limit[m])])
     out: dict[str, list[float]] = {m: [] for m in explainers}
     names = list(explainers)
-    for k, i in enumerate(range(0, max(limit.values(), default=0), batch_size)):
-        for m in names[k % len(names):] + names[:k % len(names)]:
+    rng = np.random.default_rng(seed)
+    for i in range(0, max(limit.values(), default=0), batch_size):
+        for m in [names[j] for j in rng.permutation(len(names))]:
             if i >= limit[m]:
                 continue
             end = min(i + batch_size, limit[m])
