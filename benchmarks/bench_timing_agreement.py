@@ -12,8 +12,10 @@ Part 1, one process, the harnesses alternating over the rounds (a seeded random 
 Part 2, subprocesses alternating: SCAN and Grad-CAM timed with torch imported before scanbench (as bench_forward.py
 did: OMP_WAIT_POLICY=PASSIVE then comes too late for libgomp, whose threads spin) vs after it.
 Writes reports/benchmarks/timing_agreement.{json,md}: batch-1 medians and SCAN / Grad-CAM ratios of this one run.
+`--load N` runs N background processes that each keep one core busy (1-thread matmuls, as another job on the shared
+box would) for the whole run, and writes timing_agreement_load<N>.{json,md}: the effects above need such a job.
 
-    python benchmarks/bench_timing_agreement.py [--backbone effnet_lite0] [--rounds 3]
+    python benchmarks/bench_timing_agreement.py [--backbone effnet_lite0] [--rounds 3] [--load 1]
 """
 from __future__ import annotations
 
@@ -51,6 +53,9 @@ print(json.dumps({k: statistics.median(v) for k, v in t.items()}))
 '''
 
 
+HOG = "import torch, time\ntorch.set_num_threads(1)\nx = torch.rand(256, 256)\nwhile True:\n    x = (x @ x).tanh()\n"
+
+
 def rotated_time_explainers(explainers, images01, classes, n_images=None):
     """The interleaved loop both used before issue 13 (batch 1): one warm-up call per method, then image k of every
     method, the order rotated by one method per image. A rotation keeps each method's cyclic neighbour."""
@@ -74,7 +79,18 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--out", type=Path, default=Path("reports/benchmarks"))
+    ap.add_argument("--load", type=int, default=0, help="background processes keeping a core busy each")
     args = ap.parse_args()
+    hogs = [subprocess.Popen([sys.executable, "-c", HOG]) for _ in range(args.load)]
+    try:
+        run(args)
+    finally:
+        for h in hogs:
+            h.kill()
+            h.wait()
+
+
+def run(args: argparse.Namespace) -> None:
 
     import numpy as np
     import scanbench  # noqa: F401  before torch
@@ -144,12 +160,14 @@ def main() -> None:
     summary = {h: summarise(rs) for h, rs in runs.items()}
     order = {o: summarise(rs) for o, rs in order_runs.items()}
     result = {"machine": machine_facts(), "backbone": spec.name, "rounds": args.rounds, "threads": torch.get_num_threads(),
+              "background_load_processes": args.load,
               "load_average_at_end": os.getloadavg(), "harnesses": summary, "import_order": order,
               "all_methods_ms": runs}
-    write_json(args.out / "timing_agreement.json", result)
+    name = "timing_agreement" + (f"_load{args.load}" if args.load else "")
+    write_json(args.out / f"{name}.json", result)
     fmt = lambda v: ", ".join(f"{x:.2f}" for x in v)  # noqa: E731
     lines = [f"# Timing agreement (issue 13): {spec.name}, {result['machine']['cpu']}, {torch.get_num_threads()} threads, "
-             f"{args.rounds} rounds", "",
+             f"{args.rounds} rounds, {args.load} background busy processes", "",
              "Written by `python benchmarks/bench_timing_agreement.py`. All numbers from this one run, harnesses "
              "alternating in a seeded random order per round; batch 1, ms per image, medians over rounds of each "
              "round's median. The machine is shared (load average at the end: "
@@ -173,7 +191,7 @@ def main() -> None:
               "- Now: ONNX Runtime threads wait passively (`ForwardEngine(spin=False)`), each image's method order is a "
               "seeded random permutation, and bench_forward runs the stage's own `measure_methods` on the stage's "
               "images after importing scanbench first."]
-    write_text(args.out / "timing_agreement.md", "\n".join(lines) + "\n")
+    write_text(args.out / f"{name}.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
