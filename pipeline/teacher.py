@@ -28,10 +28,17 @@ def main() -> None:
     args = ap.parse_args()
     params = load_params(args.params)
     seed_everything(params["seed"])
+    out = Path(args.out)
+    trained = [name for name in params["backbones"] if get_backbone(name).trained_here]
+    if not trained:
+        # Only a backbone trained in the pipeline needs the teacher's logits and the resized images; writing
+        # the marker keeps the stage's output (and so the DAG) the same shape for every profile.
+        write_json(out / "meta.json", {"skipped": "no backbone in `backbones` is trained in the pipeline"})
+        print("teacher: skipped (no backbone in `backbones` is trained in the pipeline)")
+        return
     cfg = params["targets"]["vit"]
     root = data_root(params)
     manifest = load_manifest(args.manifest)
-    out = Path(args.out)
     train_idx = seeded_subset(manifest, "train", cfg.get("n_train"), params["seed"])
     val_idx = seeded_subset(manifest, "val", params["targets"].get("n_val"), params["seed"])
     teacher_name = cfg.get("teacher", "effnet_lite0")

@@ -1,40 +1,128 @@
-"""Switch the active profile: copies profiles/<name>.yaml onto params.yaml.
+"""Switch the active profile: profiles/<name>.yaml -> params.yaml, optionally on your own data.
 
     python -m scanbench.profile smoke
+    python -m scanbench.profile default --data /path/to/imagefolder [--backbones effnet_lite0]
+
+`--data` and `--backbones` derive every param that depends on them (families, ablation.backbones), so that
+`dvc repro` runs on the new data with no other edit. The profile's comments are kept (ruamel round-trip, the
+parser DVC itself uses for `dvc exp run -S`).
 """
 from __future__ import annotations
 
-import shutil
+import argparse
+import io
 import sys
 from pathlib import Path
+from typing import Sequence
 
 from .errors import ScanbenchError
 
 PROFILES = ("smoke", "default", "paper")
 
 
-def use_profile(name: str, repo: Path = Path(".")) -> Path:
+def _yaml():
+    from ruamel.yaml import YAML
+
+    y = YAML()  # round-trip: keeps comments, key order and flow/block style
+    y.width = 4096
+    y.representer.add_representer(type(None), lambda rep, _: rep.represent_scalar("tag:yaml.org,2002:null", "null"))
+    return y
+
+
+def _set_list(node, key: str, values: list[str]) -> None:
+    """Replace a list in place, keeping the node's flow/block style and its trailing comment."""
+    old = node.get(key)
+    if old is not None and hasattr(old, "fa"):
+        del old[:]
+        old.extend(values)
+    else:
+        node[key] = list(values)
+
+
+def derive_for(params, backbones: Sequence[str] | None = None, data_root: str | None = None) -> list[str]:
+    """Set data.root / backbones and derive the params that must agree with them. Returns what changed, as lines.
+
+    families.<family>: the chosen backbones by registry family (every family key kept, possibly empty: the
+    stages that iterate over it then run for no backbone); ablation.backbones: the profile's, restricted to
+    the chosen ones; sanity/explain lists are per family and need no change.
+    """
+    changes = []
+    if data_root is not None:
+        params["data"]["root"] = data_root
+        changes.append(f"data.root = {data_root}")
+    if backbones is not None:
+        from .backbones import get_backbone  # the registry imports torch/timm: only when backbones change
+
+        if not backbones:
+            raise ScanbenchError("--backbones: name at least one backbone")
+        specs = [get_backbone(name) for name in backbones]  # unknown name -> one clear line
+        _set_list(params, "backbones", list(backbones))
+        changes.append(f"backbones = {list(backbones)}")
+        families = params["families"]
+        for family in sorted(set(families) | {s.family for s in specs}):
+            names = [s.name for s in specs if s.family == family]
+            if family in families or names:
+                _set_list(families, family, names)
+                changes.append(f"families.{family} = {names}")
+        ablation = params.get("ablation")
+        if ablation is not None and "backbones" in ablation:
+            kept = [b for b in ablation["backbones"] if b in backbones]
+            _set_list(ablation, "backbones", kept)
+            changes.append(f"ablation.backbones = {kept}" + ("  (no ablation tables)" if not kept else ""))
+        trained = [s.name for s in specs if s.trained_here]
+        changes.append("teacher stage: " + (f"runs (trains {', '.join(trained)})" if trained else
+                                              "skips (no backbone is trained in the pipeline)"))
+    return changes
+
+
+def use_profile(name: str, repo: Path = Path("."), data_root: str | None = None,
+                backbones: Sequence[str] | None = None) -> tuple[Path, list[str]]:
     if name not in PROFILES:
         raise ScanbenchError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
     src = repo / "profiles" / f"{name}.yaml"
     dst = repo / "params.yaml"
+    text = src.read_text()
+    changes: list[str] = []
+    if data_root is not None or backbones is not None:
+        if data_root is not None:
+            root = Path(data_root)
+            resolved = root if root.is_absolute() else (repo / root)
+            if not resolved.is_dir():
+                raise ScanbenchError(f"--data {data_root}: no such directory (relative paths are from the repo root)")
+        y = _yaml()
+        params = y.load(text)
+        changes = derive_for(params, backbones, data_root)
+        buf = io.StringIO()
+        y.dump(params, buf)
+        text = buf.getvalue()
+        from .config import validate_params
+
+        import yaml
+
+        validate_params(yaml.safe_load(text))
     tmp = dst.with_suffix(".yaml.tmp")
-    shutil.copyfile(src, tmp)
+    tmp.write_text(text)
     tmp.replace(dst)
-    return dst
+    return dst, changes
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        print(f"usage: python -m scanbench.profile <{'|'.join(PROFILES)}>", file=sys.stderr)
-        return 2
+    ap = argparse.ArgumentParser(prog="python -m scanbench.profile",
+                                 description="Write params.yaml from a profile, optionally on your own data.")
+    ap.add_argument("profile", choices=PROFILES)
+    ap.add_argument("--data", metavar="ROOT", help="an ImageFolder root with train/<wnid>/ and val/<wnid>/ "
+                                                   "(ImageNet wnids; relative paths are from the repo root)")
+    ap.add_argument("--backbones", metavar="A,B", help="comma-separated registered backbones (default: the profile's)")
+    args = ap.parse_args(sys.argv[1:] if argv is None else argv)
+    backbones = None if args.backbones is None else [b for b in args.backbones.split(",") if b]
     try:
-        dst = use_profile(argv[0])
+        dst, changes = use_profile(args.profile, data_root=args.data, backbones=backbones)
     except ScanbenchError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"params.yaml now holds the {argv[0]} profile ({dst})")
+    print(f"params.yaml now holds the {args.profile} profile ({dst})")
+    for line in changes:
+        print(f"  {line}")
     return 0
 
 

@@ -1,0 +1,86 @@
+"""`python -m scanbench.profile NAME --data ROOT --backbones ...`: one command from a profile to params for your own
+data, deriving what must agree (families, ablation backbones, whether the teacher runs) and keeping comments."""
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from scanbench.backbones import validate_backbone_params
+from scanbench.config import validate_params
+from scanbench.errors import ScanbenchError
+from scanbench.profile import use_profile
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def repo(tmp_path):
+    shutil.copytree(REPO / "profiles", tmp_path / "profiles")
+    (tmp_path / "mydata" / "train").mkdir(parents=True)
+    return tmp_path
+
+
+@pytest.mark.parametrize("name", ["smoke", "default", "paper"])
+def test_profile_alone_is_a_byte_copy(repo, name):
+    dst, changes = use_profile(name, repo)
+    assert dst.read_bytes() == (repo / "profiles" / f"{name}.yaml").read_bytes() and changes == []
+
+
+@pytest.mark.parametrize("name", ["smoke", "default"])
+def test_cnn_only_on_own_data_derives_the_rest(repo, name):
+    dst, changes = use_profile(name, repo, data_root="mydata", backbones=["effnet_lite0"])
+    params = yaml.safe_load(dst.read_text())
+    base = yaml.safe_load((repo / "profiles" / f"{name}.yaml").read_text())
+    assert params["data"]["root"] == "mydata"
+    assert params["backbones"] == ["effnet_lite0"]
+    assert params["families"] == {"cnn": ["effnet_lite0"], "vit": []}
+    assert params["ablation"]["backbones"] == [b for b in base["ablation"]["backbones"] if b == "effnet_lite0"]
+    validate_params(params)
+    validate_backbone_params(params)
+    assert any("teacher stage: skips" in c for c in changes)
+    # nothing else moved: every other section equal to the profile's, nulls still nulls
+    for key in base:
+        if key not in ("data", "backbones", "families", "ablation"):
+            assert params[key] == base[key], key
+    assert {k: v for k, v in params["ablation"].items() if k != "backbones"} == \
+        {k: v for k, v in base["ablation"].items() if k != "backbones"}
+    # the profile's comments survive (the file stays documented)
+    comments = [line for line in (repo / "profiles" / f"{name}.yaml").read_text().splitlines()
+                if line.lstrip().startswith("#")]
+    assert all(c in dst.read_text() for c in comments)
+
+
+def test_vit_only_keeps_the_teacher(repo):
+    _, changes = use_profile("smoke", repo, backbones=["vit_tiny_convstem"])
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    assert params["families"] == {"cnn": [], "vit": ["vit_tiny_convstem"]}
+    assert params["ablation"]["backbones"] == ["vit_tiny_convstem"]
+    assert any("teacher stage: runs" in c for c in changes)
+
+
+def test_bad_arguments_are_one_line(repo):
+    with pytest.raises(ScanbenchError, match="no such directory"):
+        use_profile("default", repo, data_root="nope")
+    with pytest.raises(ScanbenchError, match="unknown backbone"):
+        use_profile("default", repo, backbones=["resnet9000"])
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    res = subprocess.run([sys.executable, "-m", "scanbench.profile", "default", "--data", "nope"], cwd=repo,
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and res.stderr.strip().splitlines() == [
+        "error: --data nope: no such directory (relative paths are from the repo root)"]
+    assert not (repo / "params.yaml").exists()
+
+
+def test_teacher_stage_skips_when_nothing_is_trained(repo):
+    """No backbone trained in the pipeline: the teacher stage writes only its marker, touching no image."""
+    use_profile("smoke", repo, data_root="mydata", backbones=["effnet_lite0"])
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
+    res = subprocess.run([sys.executable, str(REPO / "pipeline" / "teacher.py"), "--manifest", "no_manifest.csv"],
+                         cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert sorted(p.name for p in (repo / "cache" / "teacher").iterdir()) == ["meta.json"]
+    assert "skipped" in (repo / "cache" / "teacher" / "meta.json").read_text()
