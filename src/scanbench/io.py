@@ -138,16 +138,21 @@ def reading(path: str | os.PathLike, stage: str | None = None, fix: str | None =
     except (zipfile.BadZipFile, EOFError, pickle.UnpicklingError, zlib.error, RuntimeError, ValueError,
             OSError) as err:
         detail = (str(err).strip().splitlines() or [""])[0][:160]
-        raise ScanbenchError(f"{path} is damaged or incomplete ({type(err).__name__}: {detail}): "
+        if Path(path).is_file() and Path(path).stat().st_size == 0:
+            detail = "0 bytes"
+        what = f"{type(err).__name__}: {detail}" if detail else type(err).__name__
+        raise ScanbenchError(f"{path} is damaged or incomplete ({what}): "
                              f"{fix or _rebuild(path, stage, 'rebuild')}") from err
 
 
 def _rebuild(path: str | os.PathLike, stage: str | None, verb: str) -> str:
-    name = producing_stage(path)
+    """`stage`: the exact stage name (with "@"), or the family (e.g. "train_scan") when the caller knows only that;
+    the name in dvc.lock wins."""
+    name = producing_stage(path) or (stage if stage and "@" in stage else None)
     if name:
         return f"{verb} it with `dvc repro -f {name}`"
     if stage:
-        return f"{verb} it with `dvc repro -f {stage}` (the stage that writes it; `dvc stage list` names them all)"
+        return f"{verb} it with `dvc repro -f <the {stage} stage that writes it>` (`dvc stage list` names them)"
     return f"{verb} it by re-running the stage that writes it (`dvc stage list`, then `dvc repro -f <stage>`)"
 
 

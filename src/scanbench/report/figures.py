@@ -208,7 +208,7 @@ def plot_scaling(table: pd.DataFrame, path: str | Path) -> Path:
 # ---------------------------------------------------------------------------------------------- one run
 
 def _load_npz(path: Path) -> dict[str, np.ndarray]:
-    return load_npz(path, stage="explain")
+    return load_npz(path, stage="explain_*")
 
 
 def _aligned(maps: Mapping[str, Mapping[str, np.ndarray]], n_rows: int, lead: str | None = None
