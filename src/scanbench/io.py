@@ -133,6 +133,8 @@ def reading(path: str | os.PathLike, stage: str | None = None, fix: str | None =
 
     try:
         yield
+    except ScanbenchError:   # a ValueError too: already one line
+        raise
     except FileNotFoundError as err:
         raise ScanbenchError(f"{path} not found: {fix or _rebuild(path, stage, 'build')}") from err
     except (zipfile.BadZipFile, EOFError, pickle.UnpicklingError, zlib.error, RuntimeError, ValueError,
