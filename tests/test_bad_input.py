@@ -104,7 +104,7 @@ def test_bad_fractions_name_the_param(fractions, match):
     ("explain", "n_images", 0, "explain.n_images must be an integer >= 1"),
     ("explain", "n_images", -3, "explain.n_images must be an integer >= 1"),
     ("explain", "n_images", None, "explain.n_images must be an integer >= 1"),
-    ("features", "n_holdout", 0, "features.n_holdout must be an integer >= 1"),
+    ("features", "n_holdout", 0, "features.n_holdout must be an integer >= 1 or null"),
     ("sanity", "n_images", 13, "sanity.n_images = 13 exceeds explain.n_images = 12"),
     ("ablation", "n_images", 0, "ablation.n_images must be an integer >= 1 or null"),
     ("ablation", "n_images", 20, "ablation.n_images = 20 exceeds explain.n_images"),
@@ -118,6 +118,14 @@ def test_bad_image_counts_name_the_param(section, key, value, match):
         check_image_counts(params)
     with pytest.raises(ScanbenchError, match=match):
         validate_params(params)
+
+
+def test_null_counts_that_mean_all_are_kept():
+    params = copy.deepcopy(SMOKE)
+    params["features"]["n_holdout"] = None                  # every val image not evaluated
+    for section in ("sanity", "ablation", "scaling"):
+        params[section]["n_images"] = None                  # all explain.n_images evaluation images
+    validate_params(params)
 
 
 def _manifest(n_val: int) -> pd.DataFrame:
@@ -144,6 +152,17 @@ def test_prepare_refuses_a_val_split_too_small(tmp_path):
     last = one_line_error(run_stage("prepare.py", [], tmp_path))
     assert "explain.n_images = 12" in last and "6 images of the val split" in last
     assert not (tmp_path / "data" / "manifest.csv").exists()
+
+
+def test_features_stage_refuses_counts_beyond_the_val_split(tmp_path):
+    """Was `AttributeError: 'NoneType' object has no attribute 'flush'` (an empty held-out set) in `features`."""
+    write_params(tmp_path, lambda p: p["explain"].update(n_images=20))   # sanity/ablation/scaling ask fewer
+    (tmp_path / "data").mkdir()
+    _manifest(20).assign(class_name="x", wnid="n01440764", imagenet_index=0, converted=False).to_csv(
+        tmp_path / "data" / "manifest.csv", index=False)
+    last = one_line_error(run_stage("features.py", ["--backbone", "effnet_lite0"], tmp_path))
+    assert "explain.n_images = 20 must be below the 20 images of the val split" in last
+    assert not (tmp_path / "features").exists()
 
 
 def test_malformed_params_yaml(tmp_path):

@@ -94,7 +94,7 @@ def check_image_counts(params: dict[str, Any]) -> None:
         return
     n_eval = _count(explain["n_images"], "explain.n_images")
     if "n_holdout" in params.get("features", {}):
-        _count(params["features"]["n_holdout"], "features.n_holdout")
+        _count(params["features"]["n_holdout"], "features.n_holdout", allow_null=True)   # null: the rest of val
     for section, allow_null in (("sanity", True), ("ablation", True), ("scaling", True)):
         if "n_images" not in params.get(section, {}):
             continue
