@@ -20,18 +20,18 @@ from scanbench.config import data_root, load_params, set_threads  # noqa: E402
 from scanbench.data import load_images, load_manifest  # noqa: E402
 from scanbench.engine import target_engine  # noqa: E402
 from scanbench.errors import ScanbenchError  # noqa: E402
-from scanbench.io import write_json  # noqa: E402
+from scanbench.io import load_npz, write_json  # noqa: E402
 from scanbench.metrics import evaluate_maps  # noqa: E402
 
 
-def load_maps(path: Path) -> dict[str, np.ndarray]:
+def load_maps(path: Path, stage: str = "explain") -> dict[str, np.ndarray]:
     if not path.exists():
         raise ScanbenchError(f"maps file {path} not found: run the explain stage first")
-    with np.load(path) as z:
-        missing = {"maps", "indices", "labels", "classes"} - set(z.files)
-        if missing:
-            raise ScanbenchError(f"maps file {path} lacks {', '.join(sorted(missing))}: re-run the explain stage")
-        return {k: z[k] for k in ("maps", "indices", "labels", "classes")}
+    z = load_npz(path, stage=stage)
+    missing = {"maps", "indices", "labels", "classes"} - set(z)
+    if missing:
+        raise ScanbenchError(f"maps file {path} lacks {', '.join(sorted(missing))}: re-run the explain stage")
+    return {k: z[k] for k in ("maps", "indices", "labels", "classes")}
 
 
 def main() -> None:
@@ -49,7 +49,9 @@ def main() -> None:
     ev = params["evaluate"]
     spec = get_backbone(args.backbone)
     manifest = load_manifest(args.manifest)
-    z = load_maps(args.maps)
+    # the stage that writes these maps, as dvc.yaml names it (dvc.lock names it too, once it has run)
+    z = load_maps(args.maps, f"explain_scan@{spec.name}" if args.method == "scan"
+                  else f"explain_{spec.family}@{spec.name}-{args.method}")
     if z["indices"].max(initial=-1) >= len(manifest):
         raise ScanbenchError(f"{args.maps} indexes rows beyond {args.manifest}: re-run the explain stage")
     labels = manifest["label"].to_numpy()[z["indices"]]

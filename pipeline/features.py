@@ -37,10 +37,10 @@ def main() -> None:
     layers = args.layers or feature_layers(spec.name, params)
     modules = {alias: spec.resolve_layer(alias) for alias in layers}   # unknown layers fail before any work
     manifest = load_manifest(args.manifest)
+    holdout_idx = holdout_indices(manifest, params)   # image counts that do not fit the val split fail before any work
     model = load_target(spec.name, f"models/targets/{spec.name}/model.pt")
     out = args.out or Path(f"features/{spec.name}")
     root = data_root(params)
-    holdout_idx = holdout_indices(manifest, params)
     for alias, layer in modules.items():
         train_idx = scan_train_indices(manifest, params)
         if alias not in params["scan"]["layers"]:

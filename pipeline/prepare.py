@@ -1,4 +1,8 @@
-"""Stage `prepare`: index the dataset into data/manifest.csv; report converted and unreadable images."""
+"""Stage `prepare`: index the dataset into data/manifest.csv; report converted and unreadable images.
+
+Refuses (one line, nothing written) a tree that the later stages cannot score: fewer than 2 classes, class folders
+that are not ImageNet wnids, images below the minimum side, or a val split too small for explain.n_images +
+features.n_holdout (checked again where those subsets are drawn, so a later change of those params is caught too)."""
 from __future__ import annotations
 
 import argparse
@@ -9,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import run_stage  # noqa: E402
 
 from scanbench.config import configured_data_root, data_root, load_params  # noqa: E402
-from scanbench.data import build_manifest  # noqa: E402
+from scanbench.data import build_manifest, check_split_sizes  # noqa: E402
 from scanbench.io import atomic_path, write_json  # noqa: E402
 
 
@@ -24,6 +28,7 @@ def main() -> None:
     root = data_root(params)
     manifest, report = build_manifest(root, params["data"]["splits"],
                                       limit_per_class=params["data"].get("limit_per_class"))
+    check_split_sizes(manifest, params)
     with atomic_path(args.out, suffix=".csv") as tmp:
         manifest.to_csv(tmp, index=False)
     counts = manifest.groupby("split").size().to_dict()

@@ -17,7 +17,7 @@ from scanbench.backbones import get_backbone, load_target, save_target, validate
 from scanbench.config import data_root, load_params, seed_everything  # noqa: E402
 from scanbench.data import class_table, load_images, load_manifest, seeded_subset  # noqa: E402
 from scanbench.engine import ForwardEngine, export_onnx  # noqa: E402
-from scanbench.io import atomic_path, read_json, write_json  # noqa: E402
+from scanbench.io import atomic_path, load_npy, read_json, write_json  # noqa: E402
 from scanbench.vit_train import ViTTrainConfig, train_vit  # noqa: E402
 
 
@@ -59,8 +59,9 @@ def main() -> None:
                               weight_decay=cfg["weight_decay"], warmup_epochs=cfg["warmup_epochs"],
                               distill_temperature=cfg["distill_temperature"], distill_weight=cfg["distill_weight"],
                               label_smoothing=cfg["label_smoothing"], seed=params["seed"])
-        curves = train_vit(model, np.load(teacher / "images_train.npy", mmap_mode="r"), labels[train_idx],
-                           np.load(teacher / "logits_train.npy"), np.load(teacher / "images_val.npy"),
+        curves = train_vit(model, load_npy(teacher / "images_train.npy", "teacher", mmap_mode="r"),
+                           labels[train_idx], load_npy(teacher / "logits_train.npy", "teacher"),
+                           load_npy(teacher / "images_val.npy", "teacher"),
                            labels[val_idx], tcfg)
         with atomic_path(Path(args.results) / f"{spec.name}_curves.csv", suffix=".csv") as tmp:
             pd.DataFrame(curves).to_csv(tmp, index=False)

@@ -12,7 +12,8 @@ import torch  # noqa: E402
 torch.set_num_threads(1)  # tests run beside other work on a 2-core machine; keep them lean
 
 REPO = Path(__file__).resolve().parents[1]
-DATA_ROOT = Path(os.environ.get("SCANBENCH_DATA_ROOT", REPO.parent / "shared" / "data" / "imagenette"))
+# Where the tests find Imagenette (the product reads data.root only; this variable is the tests' own).
+DATA_ROOT = Path(os.environ.get("SCANBENCH_TEST_DATA", REPO.parent / "shared" / "data" / "imagenette"))
 
 
 @pytest.fixture(scope="session")

@@ -46,11 +46,18 @@ def test_bad_params(mutate, match):
 
 
 def test_data_root_missing(tmp_path, monkeypatch):
-    monkeypatch.delenv("SCANBENCH_DATA_ROOT", raising=False)
     with pytest.raises(ScanbenchError, match="data.root"):
         data_root({"data": {"root": str(tmp_path / "missing")}})
-    monkeypatch.setenv("SCANBENCH_DATA_ROOT", str(tmp_path))
-    assert data_root({"data": {"root": "/elsewhere"}}) == tmp_path
+    assert data_root({"data": {"root": str(tmp_path)}}) == tmp_path
+
+
+def test_data_root_comes_from_params_only(tmp_path, monkeypatch):
+    """The old override $SCANBENCH_DATA_ROOT is not read: DVC cannot see an environment variable (issue 14)."""
+    (tmp_path / "env").mkdir()
+    monkeypatch.setenv("SCANBENCH_DATA_ROOT", str(tmp_path / "env"))
+    assert data_root({"data": {"root": str(tmp_path)}}) == tmp_path
+    with pytest.raises(ScanbenchError, match="no data root"):
+        data_root({"data": {}})
 
 
 def test_use_profile(tmp_path):

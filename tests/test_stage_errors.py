@@ -11,7 +11,6 @@ REPO = Path(__file__).resolve().parents[1]
 
 def run(args, cwd, env_extra=None):
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), **(env_extra or {})}
-    env.pop("SCANBENCH_DATA_ROOT", None)
     return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
 
 

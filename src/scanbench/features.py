@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ScanbenchError
+from .io import load_npy
 
 
 @dataclass
@@ -101,5 +102,5 @@ def load_features(path: str | Path) -> FeatureSet:
     if not (path / "meta.json").exists():
         raise ScanbenchError(f"no feature set at {path}: run `dvc repro features` first")
     meta = json.loads((path / "meta.json").read_text())
-    return FeatureSet(np.load(path / "F.npy", mmap_mode="r"), np.load(path / "G.npy", mmap_mode="r"),
-                      np.load(path / "images.npy", mmap_mode="r"), meta)
+    arrays = [load_npy(path / name, "features", mmap_mode="r") for name in ("F.npy", "G.npy", "images.npy")]
+    return FeatureSet(*arrays, meta)

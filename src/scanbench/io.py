@@ -1,4 +1,5 @@
-"""Atomic, deterministic output helpers: write to a temp file in the same folder, then rename.
+"""Atomic, deterministic output helpers: write to a temp file in the same folder, then rename; and the one way
+stage outputs are read back (`reading`: a damaged file is one line naming it and the `dvc repro -f` that rebuilds it).
 
 An interrupted stage therefore never leaves a half-written file that DVC could cache. Equal contents give
 equal bytes (no temp name, clock or machine fact inside an archive), so DVC hashes depend on the data only.
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
+
+from .errors import ScanbenchError
 
 
 @contextlib.contextmanager
@@ -99,10 +102,80 @@ def save_npz(path: str | os.PathLike, compressed: bool = True, **arrays: np.ndar
     write_bytes(path, buf.getvalue())
 
 
-def load_torch(path: str | os.PathLike) -> Any:
+def producing_stage(path: str | os.PathLike, lock: str | os.PathLike = "dvc.lock") -> str | None:
+    """The DVC stage whose output holds `path`, by dvc.lock in the working directory (the repo root when a stage
+    runs); None when there is no lock or no stage lists it."""
+    import yaml
+
+    lock = Path(lock)
+    if not lock.is_file():
+        return None
+    try:
+        stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
+    except (yaml.YAMLError, OSError, AttributeError):
+        return None
+    target = Path(os.path.normpath(os.path.relpath(path) if Path(path).is_absolute() else path))
+    for name, stage in (stages.items() if isinstance(stages, dict) else ()):
+        for out in (stage or {}).get("outs", []) or []:
+            out_path = Path(os.path.normpath(str(out.get("path", ""))))
+            if target == out_path or out_path in target.parents:
+                return name
+    return None
+
+
+@contextlib.contextmanager
+def reading(path: str | os.PathLike, stage: str | None = None, fix: str | None = None) -> Iterator[None]:
+    """Read a stage output inside this block: a damaged file (truncated, zero bytes, not the format) becomes one
+    line naming the file and what rebuilds it: `fix` if given, else `dvc repro -f <the stage that writes it>`
+    (from dvc.lock, else `stage`)."""
+    import pickle
+    import zlib
+
+    try:
+        yield
+    except ScanbenchError:   # a ValueError too: already one line
+        raise
+    except FileNotFoundError as err:
+        raise ScanbenchError(f"{path} not found: {fix or _rebuild(path, stage, 'build')}") from err
+    except (zipfile.BadZipFile, EOFError, pickle.UnpicklingError, zlib.error, RuntimeError, ValueError,
+            OSError) as err:
+        detail = (str(err).strip().splitlines() or [""])[0][:160]
+        if Path(path).is_file() and Path(path).stat().st_size == 0:
+            detail = "0 bytes"
+        what = f"{type(err).__name__}: {detail}" if detail else type(err).__name__
+        raise ScanbenchError(f"{path} is damaged or incomplete ({what}): "
+                             f"{fix or _rebuild(path, stage, 'rebuild')}") from err
+
+
+def _rebuild(path: str | os.PathLike, stage: str | None, verb: str) -> str:
+    """`stage`: the exact stage name (with "@"), or the family (e.g. "train_scan") when the caller knows only that;
+    the name in dvc.lock wins."""
+    name = producing_stage(path) or (stage if stage and "@" in stage else None)
+    if name:
+        return f"{verb} it with `dvc repro -f {name}`"
+    if stage:
+        return f"{verb} it with `dvc repro -f <the {stage} stage that writes it>` (`dvc stage list` names them)"
+    return f"{verb} it by re-running the stage that writes it (`dvc stage list`, then `dvc repro -f <stage>`)"
+
+
+def load_torch(path: str | os.PathLike, stage: str | None = None) -> Any:
+    """A checkpoint written by save_torch (tensors and plain values only: weights_only=True)."""
     import torch
 
-    return torch.load(path, map_location="cpu", weights_only=True)
+    with reading(path, stage):
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def load_npz(path: str | os.PathLike, stage: str | None = None) -> dict[str, np.ndarray]:
+    """Every array of an .npz (save_npz), read now so that a truncated member fails here, not later."""
+    with reading(path, stage):
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+
+
+def load_npy(path: str | os.PathLike, stage: str | None = None, mmap_mode: str | None = None) -> np.ndarray:
+    with reading(path, stage):
+        return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
 
 
 def save_figure(path: str | os.PathLike, fig: Any, **kwargs: Any) -> None:

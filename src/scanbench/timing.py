@@ -20,8 +20,9 @@ from .errors import ScanbenchError
 
 def timing_indices(manifest, params: Mapping) -> np.ndarray:
     """The manifest rows every timing measurement uses: the seeded `timing.n_images` validation images."""
-    from .data import seeded_subset
+    from .data import check_split_sizes, seeded_subset
 
+    check_split_sizes(manifest, params)
     return seeded_subset(manifest, "val", params["timing"]["n_images"], params["seed"])
 
 

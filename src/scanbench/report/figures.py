@@ -25,7 +25,7 @@ import seaborn as sns  # noqa: E402
 
 from ..config import ABLATION_PARAM, setting_name  # noqa: E402
 from ..errors import ScanbenchError  # noqa: E402
-from ..io import save_figure  # noqa: E402
+from ..io import load_npz, save_figure  # noqa: E402
 from .results import CALIBRATION_METHODS, METHOD_LABELS, families_of, setting_number, sort_methods  # noqa: E402
 from .tables import Paper, Table, load_paper  # noqa: E402
 
@@ -208,8 +208,7 @@ def plot_scaling(table: pd.DataFrame, path: str | Path) -> Path:
 # ---------------------------------------------------------------------------------------------- one run
 
 def _load_npz(path: Path) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
+    return load_npz(path, stage="explain_*")
 
 
 def _aligned(maps: Mapping[str, Mapping[str, np.ndarray]], n_rows: int, lead: str | None = None

@@ -207,7 +207,7 @@ def load_decoder(path: str | Path, expected_backbone: str,
     path = Path(path)
     if not path.exists():
         raise ScanbenchError(f"SCAN decoder {path} not found: run `dvc repro train_scan` first")
-    ckpt = load_torch(path)
+    ckpt = load_torch(path, stage="train_scan")
     if ckpt.get("backbone") != expected_backbone:
         raise ScanbenchError(f"decoder {path} was trained for backbone {ckpt.get('backbone')!r}, "
                              f"not {expected_backbone!r}")
