@@ -19,8 +19,8 @@ REFERENCE = {
     "explanations": {"effnet_lite0": {"family": "cnn", "n_images": 24, "methods": {
         "scan": {"pos_auc": 6.25, "neg_auc": 40.5, "auc_d": 34.25, "drop": 22.5, "inc": 25.0, "win": 50.0},
         "lime": {"pos_auc": 10.0, "neg_auc": 30.0, "auc_d": 20.0, "drop": 50.0, "inc": 12.5, "win": 0.0}}}},
-    "scan_training": [{"backbone": "effnet_lite0", "alpha": 4, "layer": "default", "final_loss": 0.1234,
-                       "val_confidence_area": 0.21, "target_area": 0.2}],
+    "scan_training": {"effnet_lite0": {"default": {"alpha": 4, "final_loss": 0.1234,
+                                                   "val_confidence_area": 0.21, "target_area": 0.2}}},
     "targets": {"effnet_lite0": {"family": "cnn", "val_top1": 97.5, "n_val": 3925}},
     "ablation_p": {"effnet_lite0": {"95": {"pos_auc": 9.0, "neg_auc": 42.0, "auc_d": 33.0}}},
     "timing": {"effnet_lite0": {"scan": {"ms_per_image": 12.0, "ratio_to_gradcam": 2.0}}},
@@ -65,7 +65,7 @@ def test_identical_and_within_tolerance_pass(tmp_path, ref, capsys):
 
     def small(t):
         t["explanations"]["effnet_lite0"]["methods"]["scan"]["auc_d"] = 34.25 + 0.4   # default tol 0.5 pp
-        t["scan_training"][0]["final_loss"] = 0.1234 + 0.015                          # tol 0.02
+        t["scan_training"]["effnet_lite0"]["default"]["final_loss"] = 0.1234 + 0.015                          # tol 0.02
         t["timing"]["effnet_lite0"]["scan"]["ms_per_image"] = 900.0                   # timing is not compared
     code, out = _run(ref, _variant(tmp_path, "small", small), capsys)
     assert code == 0, out
@@ -76,7 +76,7 @@ def test_identical_and_within_tolerance_pass(tmp_path, ref, capsys):
 def test_drift_beyond_tolerance_fails_and_is_shown(tmp_path, ref, capsys):
     def drift(t):
         t["explanations"]["effnet_lite0"]["methods"]["lime"]["pos_auc"] = 10.0 - 0.75
-        t["scan_training"][0]["val_confidence_area"] = 0.25
+        t["scan_training"]["effnet_lite0"]["default"]["val_confidence_area"] = 0.25
     cur = _variant(tmp_path, "drift", drift)
     code, out = _run(ref, cur, capsys)
     assert code == 1
