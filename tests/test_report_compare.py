@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from scanbench.errors import ScanbenchError
-from scanbench.report.compare import (DEFAULT_TOLERANCES, compare_trees, flatten, parse_tolerances,
-                                      tolerance_for)
+from scanbench.report.compare import (DEFAULT_TOLERANCES, compare_dirs, compare_trees, flatten, load_tree,
+                                      parse_tolerances, read_reference_file, tolerance_for)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -218,3 +218,22 @@ def test_interval_fields_get_the_auc_tolerance(tmp_path, capsys):
     code, out = _run(ref, _variant(tmp_path, "centre", lambda t: (with_intervals(0.0)(t), t["explanations"][
         "effnet_lite0"]["methods"].update(centre={"auc_d": 27.5}))), capsys)
     assert code == 1 and "| explanations/effnet_lite0/methods/centre/auc_d | - | 27.5 | - | - | **NO** (added) |" in out
+
+
+def test_committed_smoke_reference_is_keyed_by_name_and_its_summary_repeats_the_detail():
+    """The reference CI compares with has the shapes the report stage writes now (issue 14): objects all the way
+    down (DVC prints nothing for a list of records), summary.json equal to what build_summary makes of the rest."""
+    from scanbench.report.metrics import build_summary
+
+    ref = REPO / "reports" / "reference" / "smoke"
+    tree = {p.stem: json.loads(p.read_text()) for p in ref.glob("*.json")}
+    assert {"summary", "scan_training", "explanations"} <= set(tree) and "timing" not in tree
+    for stem, obj in tree.items():
+        assert isinstance(obj, dict), stem
+    assert all(isinstance(layers, dict) and "default" in layers for layers in tree["scan_training"].values())
+    assert tree["summary"] == build_summary(tree["explanations"], tree["scan_training"])
+    flat = load_tree(ref)
+    assert tolerance_for("summary/scan_held_out_skill/effnet_lite0", parse_tolerances(
+        [], base=read_reference_file(ref)["tolerances"])) == 0.02
+    assert compare_dirs(ref, ref, parse_tolerances([], base=read_reference_file(ref)["tolerances"]))
+    assert all(r.status == "same" for r in compare_trees(flat, flat, DEFAULT_TOLERANCES))

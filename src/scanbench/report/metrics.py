@@ -101,18 +101,16 @@ def build_metrics(results: pd.DataFrame, scan_alpha: float | None = None) -> dic
 
 
 def build_summary(explanations: Mapping[str, Any], scan_training: Mapping[str, Any]) -> dict[str, Any]:
-    """summary.json, the headline `dvc exp show` shows: per backbone, the AUC-D of every method (fair variant, as
-    in explanations.json) and the main (default-layer) SCAN decoder's held-out reconstruction skill (as in
-    scan_training.json). Built from those two files' contents only, so it repeats their values exactly."""
-    out: dict[str, Any] = {}
-    for b in sorted(set(explanations) | set(scan_training)):
-        rec: dict[str, Any] = {"auc_d": {m: v.get("auc_d") for m, v in
-                                         (explanations.get(b) or {}).get("methods", {}).items()}}
-        decoder = (scan_training.get(b) or {}).get("default")
-        if decoder is not None and "val_recon_skill" in decoder:
-            rec["scan_held_out_skill"] = decoder["val_recon_skill"]
-        out[b] = rec
-    return out
+    """summary.json, the headline for `dvc exp show`: `auc_d` (backbone -> method -> AUC-D, fair variant, as in
+    explanations.json) and `scan_held_out_skill` (backbone -> the main decoder's held-out reconstruction skill, as
+    in scan_training.json). The quantity comes first so that its columns (`auc_d.<backbone>.<method>`) are named
+    by nothing else and one `--keep 'auc_d\\.|scan_held_out_skill'` selects them. Built from those two files only,
+    so it repeats their values exactly."""
+    auc_d = {b: {m: v.get("auc_d") for m, v in rec.get("methods", {}).items()}
+             for b, rec in sorted(explanations.items())}
+    skill = {b: layers["default"]["val_recon_skill"] for b, layers in sorted(scan_training.items())
+             if "val_recon_skill" in (layers.get("default") or {})}
+    return {"auc_d": auc_d, "scan_held_out_skill": skill}
 
 
 def write_metrics(metrics: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
