@@ -60,11 +60,11 @@ def main() -> None:
         print(f"{spec.name} {args.kind}={setting}: AUC-D {fair['auc_d']:.2f} (neg {fair['neg_auc']:.2f}, "
               f"pos {fair['pos_auc']:.2f}) on {len(scorer.indices)} images")
 
-    base_alpha, p_infer = float(abl["base_alpha"]), float(params["scan"]["p_infer"])
-    if args.kind == "p":   # the main decoder: trained with scan.alpha on the default layer
+    base_alpha, p_infer = float(abl["base_alpha"]), float(params["p"])
+    if args.kind == "p":   # the main decoder: trained with the top-level alpha on the default layer
         for value in abl["percentiles"]:
             p = check_percentile(float(value), "ablation.percentiles")
-            run_setting(setting_name(value), scan_decoder_path(spec.name), float(params["scan"]["alpha"]),
+            run_setting(setting_name(value), scan_decoder_path(spec.name), float(params["alpha"]),
                         "default", "full", p, {})
         return
     for value in [args.setting] if args.setting is not None else abl[ABLATION_PARAM[args.kind]]:

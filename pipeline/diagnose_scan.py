@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> None:
     params = load_params(args.params)
     spec = get_backbone(args.backbone)
     layer_path = spec.resolve_layer(args.layer)
-    p = check_percentile(params["scan"]["p_infer"], "scan.p_infer")
+    p = check_percentile(params["p"], "p")
     feat_dir = Path("features") / args.backbone / args.layer
     train_set, holdout_set = load_features(feat_dir / "train"), load_features(feat_dir / "holdout")
     decoder, meta = load_decoder(scan_decoder_path(args.backbone, layer=args.layer), spec.name,

@@ -71,7 +71,7 @@ def main() -> None:
     for sub in ("metrics", "tables", "figures"):  # DVC outputs must exist even when a part is empty
         (out / sub).mkdir(parents=True, exist_ok=True)
     results = load_results_with_pairs(results_dir, params)   # + paired differences to SCAN / centre prior
-    metrics = build_metrics(results, scan_alpha=params.get("scan", {}).get("alpha"))
+    metrics = build_metrics(results, scan_alpha=params.get("alpha"))
     metric_files = write_metrics(metrics, out / "metrics")
     tables = build_tables(results, params)
     for t in tables:

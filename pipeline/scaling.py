@@ -44,8 +44,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--manifest", default="data/manifest.csv")
     args = ap.parse_args(argv)
     params = load_params(args.params)
-    cfg, scan = params["scaling"], params["scan"]
-    p = check_percentile(scan["p_infer"], "scan.p_infer")
+    cfg = params["scaling"]
+    p = check_percentile(params["p"], "p")
     feats = Path("features") / args.backbone / "default"
     train_set, holdout_set = load_features(feats / "train"), load_features(feats / "holdout")
     counts = sizes(list(cfg["n_train"]), len(train_set))
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     scorer = ScanScorer(args.backbone, params, args.manifest, cfg.get("n_images"))
     rows = []
     for n in counts:
-        decoder, _, summary = train_decoder(train_set, holdout_set, scorer.spec, params, float(scan["alpha"]),
+        decoder, _, summary = train_decoder(train_set, holdout_set, scorer.spec, params, float(params["alpha"]),
                                             steps=int(cfg["steps"]), n_train=n, seed=params["seed"])
         held_out = decoder_generalisation(decoder, train_set, holdout_set, p)
         with tempfile.TemporaryDirectory() as tmp:
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
                      "pos_auc": fair["pos_auc"], "neg_auc": fair["neg_auc"]})
         print(f"{args.backbone} n_train={n}: held-out skill {held_out['recon_skill']:+.3f}, area "
               f"{held_out['conf_area']:.3f}, AUC-D {fair['auc_d']:.2f} on {len(scorer.indices)} images", flush=True)
-    write_json(args.out, {"backbone": args.backbone, "alpha": float(scan["alpha"]), "p": p,
+    write_json(args.out, {"backbone": args.backbone, "alpha": float(params["alpha"]), "p": p,
                           "n_images": int(len(scorer.indices)), "n_holdout": len(holdout_set), "rows": rows})
 
 

@@ -33,7 +33,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--backbone", required=True)
     ap.add_argument("--layer", required=True, help="layer alias (default|alt1|alt2) or module path")
-    ap.add_argument("--alpha", type=float, default=None, help="default: params scan.alpha")
+    ap.add_argument("--alpha", type=float, default=None, help="default: params alpha (top-level)")
     ap.add_argument("--variant", default="full", choices=VARIANTS)
     ap.add_argument("--steps", type=int, default=None, help="optimiser steps (default: params scan.steps)")
     ap.add_argument("--n-train", type=int, default=None, help="default: every image in the train feature set")
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     params = load_params(args.params)
     spec = get_backbone(args.backbone)
-    alpha = params["scan"]["alpha"] if args.alpha is None else args.alpha
+    alpha = params["alpha"] if args.alpha is None else args.alpha
     if alpha <= 0:
         raise ScanbenchError(f"--alpha must be > 0 (got {alpha})")
     spec.resolve_layer(args.layer)   # fail early on an unknown layer

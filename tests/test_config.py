@@ -28,10 +28,10 @@ def validate_params(params):
 
 
 @pytest.mark.parametrize("mutate, match", [
-    (lambda p: p["scan"].update(alpha=0), "scan.alpha"),
-    (lambda p: p["scan"].update(alpha=-2), "scan.alpha"),
-    (lambda p: p["scan"].update(p_infer=101), "scan.p_infer"),
-    (lambda p: p["scan"].update(p_infer=-1), "scan.p_infer"),
+    (lambda p: p.update(alpha=0), "^alpha must be > 0"),
+    (lambda p: p.update(alpha=-2), "^alpha must be > 0"),
+    (lambda p: p.update(p=101), "^p must be a percentile"),
+    (lambda p: p.update(p=-1), "^p must be a percentile"),
     (lambda p: p["ablation"].update(percentiles=[50, 120]), "ablation.percentiles"),
     (lambda p: p.update(backbones=["resnet_nope"]), "unknown backbone 'resnet_nope'"),
     (lambda p: p["explain"]["baselines"]["cnn"].append("gradcam_xx"), "unknown method 'gradcam_xx'"),

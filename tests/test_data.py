@@ -74,3 +74,25 @@ def test_real_manifest_sample(data_root):
     df, report = build_manifest(data_root, limit_per_class=3)
     assert len(df) == 60 and not report.unreadable
     assert sorted(class_table(df)["imagenet_index"]) == [0, 217, 482, 491, 497, 566, 569, 571, 574, 701]
+
+
+def test_imagenet_wnid_index_matches_timm_and_imports_neither_timm_nor_torch():
+    """prepare's class list is read from timm's bundled files without importing timm (nor torch): the same
+    table as timm.data.ImageNetInfo gives (issue 14, start-up)."""
+    import subprocess
+    import sys
+
+    from timm.data import ImageNetInfo
+
+    from scanbench.data import imagenet_wnid_index
+
+    info = ImageNetInfo()
+    expected = {info.index_to_label_name(i): (i, info.index_to_description(i).split(",")[0].strip())
+                for i in range(info.num_classes())}
+    assert imagenet_wnid_index() == expected and len(expected) == 1000
+    code = ("import sys; sys.path.insert(0, 'pipeline'); import prepare; from scanbench.data import "
+            "imagenet_wnid_index; imagenet_wnid_index(); print(sorted(m for m in ('torch', 'timm', 'torchvision') "
+            "if m in sys.modules))")
+    res = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], capture_output=True,
+                         text=True, timeout=120)
+    assert res.returncode == 0 and res.stdout.strip() == "[]", res.stderr[-500:]

@@ -50,7 +50,7 @@ def test_sigma_is_a_fraction_of_the_side():
 
 def test_sigma_from_params_and_bad_sigma(tiny_cnn):
     model, spec = tiny_cnn
-    params = {"seed": 0, "scan": {"p_infer": 95}, "explain": {"batch_size": 4, "centre": {"sigma": 0.1}}}
+    params = {"seed": 0, "p": 95, "explain": {"batch_size": 4, "centre": {"sigma": 0.1}}}
     ex = explainer_from_params("centre", model, spec, params)
     assert ex.sigma == 0.1
     torch.testing.assert_close(ex._explain(_images(1, 64, 3), torch.tensor([0]))[0], centre_map(64, 64, 0.1))

@@ -141,7 +141,7 @@ def test_factory(tiny_cnn):
     from scanbench.explainers.factory import explainer_from_params
 
     model, spec = tiny_cnn
-    params = {"seed": 5, "scan": {"p_infer": 95},
+    params = {"seed": 5, "p": 95,
               "explain": {"batch_size": 4, "lime": {"num_samples": 33, "batch_size": 11},
                           "rise": {"n_masks": 20, "s": 6, "p1": 0.4, "batch_size": 7}}}
     rise = explainer_from_params("rise", model, spec, params)

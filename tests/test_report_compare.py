@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from scanbench.errors import ScanbenchError
-from scanbench.report.compare import (DEFAULT_TOLERANCES, compare_trees, flatten, parse_tolerances,
-                                      tolerance_for)
+from scanbench.report.compare import (DEFAULT_TOLERANCES, compare_dirs, compare_trees, flatten, load_tree,
+                                      parse_tolerances, read_reference_file, tolerance_for)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -19,8 +19,8 @@ REFERENCE = {
     "explanations": {"effnet_lite0": {"family": "cnn", "n_images": 24, "methods": {
         "scan": {"pos_auc": 6.25, "neg_auc": 40.5, "auc_d": 34.25, "drop": 22.5, "inc": 25.0, "win": 50.0},
         "lime": {"pos_auc": 10.0, "neg_auc": 30.0, "auc_d": 20.0, "drop": 50.0, "inc": 12.5, "win": 0.0}}}},
-    "scan_training": [{"backbone": "effnet_lite0", "alpha": 4, "layer": "default", "final_loss": 0.1234,
-                       "val_confidence_area": 0.21, "target_area": 0.2}],
+    "scan_training": {"effnet_lite0": {"default": {"alpha": 4, "final_loss": 0.1234,
+                                                   "val_confidence_area": 0.21, "target_area": 0.2}}},
     "targets": {"effnet_lite0": {"family": "cnn", "val_top1": 97.5, "n_val": 3925}},
     "ablation_p": {"effnet_lite0": {"95": {"pos_auc": 9.0, "neg_auc": 42.0, "auc_d": 33.0}}},
     "timing": {"effnet_lite0": {"scan": {"ms_per_image": 12.0, "ratio_to_gradcam": 2.0}}},
@@ -65,7 +65,7 @@ def test_identical_and_within_tolerance_pass(tmp_path, ref, capsys):
 
     def small(t):
         t["explanations"]["effnet_lite0"]["methods"]["scan"]["auc_d"] = 34.25 + 0.4   # default tol 0.5 pp
-        t["scan_training"][0]["final_loss"] = 0.1234 + 0.015                          # tol 0.02
+        t["scan_training"]["effnet_lite0"]["default"]["final_loss"] = 0.1234 + 0.015                          # tol 0.02
         t["timing"]["effnet_lite0"]["scan"]["ms_per_image"] = 900.0                   # timing is not compared
     code, out = _run(ref, _variant(tmp_path, "small", small), capsys)
     assert code == 0, out
@@ -76,7 +76,7 @@ def test_identical_and_within_tolerance_pass(tmp_path, ref, capsys):
 def test_drift_beyond_tolerance_fails_and_is_shown(tmp_path, ref, capsys):
     def drift(t):
         t["explanations"]["effnet_lite0"]["methods"]["lime"]["pos_auc"] = 10.0 - 0.75
-        t["scan_training"][0]["val_confidence_area"] = 0.25
+        t["scan_training"]["effnet_lite0"]["default"]["val_confidence_area"] = 0.25
     cur = _variant(tmp_path, "drift", drift)
     code, out = _run(ref, cur, capsys)
     assert code == 1
@@ -218,3 +218,22 @@ def test_interval_fields_get_the_auc_tolerance(tmp_path, capsys):
     code, out = _run(ref, _variant(tmp_path, "centre", lambda t: (with_intervals(0.0)(t), t["explanations"][
         "effnet_lite0"]["methods"].update(centre={"auc_d": 27.5}))), capsys)
     assert code == 1 and "| explanations/effnet_lite0/methods/centre/auc_d | - | 27.5 | - | - | **NO** (added) |" in out
+
+
+def test_committed_smoke_reference_is_keyed_by_name_and_its_summary_repeats_the_detail():
+    """The reference CI compares with has the shapes the report stage writes now (issue 14): objects all the way
+    down (DVC prints nothing for a list of records), summary.json equal to what build_summary makes of the rest."""
+    from scanbench.report.metrics import build_summary
+
+    ref = REPO / "reports" / "reference" / "smoke"
+    tree = {p.stem: json.loads(p.read_text()) for p in ref.glob("*.json")}
+    assert {"summary", "scan_training", "explanations"} <= set(tree) and "timing" not in tree
+    for stem, obj in tree.items():
+        assert isinstance(obj, dict), stem
+    assert all(isinstance(layers, dict) and "default" in layers for layers in tree["scan_training"].values())
+    assert tree["summary"] == build_summary(tree["explanations"], tree["scan_training"])
+    flat = load_tree(ref)
+    assert tolerance_for("summary/scan_held_out_skill/effnet_lite0", parse_tolerances(
+        [], base=read_reference_file(ref)["tolerances"])) == 0.02
+    assert compare_dirs(ref, ref, parse_tolerances([], base=read_reference_file(ref)["tolerances"]))
+    assert all(r.status == "same" for r in compare_trees(flat, flat, DEFAULT_TOLERANCES))

@@ -50,7 +50,7 @@ ABLATION_AUC_D = {"alpha": {"2": 30.0, "4": 34.0, "8": 31.0}, "p": {"0": 10.0, "
                   "components": {"alpha1": 3.0, "no_mask": 20.0, "sigmoid": 30.0}}
 PARAMS = {
     "profile": "test", "data": {"root": "../shared/data/imagenette"}, "backbones": [CNN, VIT],
-    "families": {"cnn": [CNN], "vit": [VIT]}, "scan": {"alpha": 4, "layers": ["default"]},
+    "families": {"cnn": [CNN], "vit": [VIT]}, "alpha": 4, "scan": {"layers": ["default"]},
     "seed": 0, "evaluate": {"bootstrap": 300},
     "explain": {"baselines": {"cnn": ["gradcam", "layercam", "lime", "random", "centre"],
                               "vit": ["raw_attention", "transformer_attribution", "lime", "random", "centre"]}},
@@ -208,7 +208,17 @@ def test_metric_json_structure(built):
     """The metric files are a contract with the committed CI reference: exact keys, nesting, order, rounding."""
     _, m, _ = built
     assert list(m) == ["explanations", "sanity", "scan_training", "targets", "calibration", "ablation_alpha",
-                       "ablation_layer", "ablation_p", "ablation_components"]
+                       "ablation_layer", "ablation_p", "ablation_components", "summary"]
+    # keyed by name all the way down: DVC's metrics/exp commands print nothing for a list (issue 14)
+    def no_lists_of_records(obj, path):
+        if isinstance(obj, dict):
+            for k, v in obj.items():
+                no_lists_of_records(v, f"{path}/{k}")
+        else:
+            assert not (isinstance(obj, list) and any(isinstance(x, (dict, list)) for x in obj)), path
+    for stem, obj in m.items():
+        assert isinstance(obj, dict), stem
+        no_lists_of_records(obj, stem)
     assert list(m["explanations"]) == [CNN, VIT]
     cnn = m["explanations"][CNN]
     assert list(cnn) == ["family", "n_images", "methods"] and cnn["family"] == "cnn" and cnn["n_images"] == 4
@@ -225,11 +235,15 @@ def test_metric_json_structure(built):
     assert m["sanity"] == {CNN: {"layercam": {"original": 32.0, "random_weights": -0.2, "random_label": 25.0},
                                  "scan": {"original": 34.1, "random_weights": 0.3, "random_label": 20.0}},
                            VIT: {"scan": {"original": 34.1, "random_weights": 0.3, "random_label": 20.0}}}
-    assert m["scan_training"][0] == {
-        "backbone": CNN, "alpha": None, "layer": "default", "final_loss": 0.123457, "val_confidence_area": 0.21,
+    assert m["scan_training"][CNN]["default"] == {
+        "alpha": None, "final_loss": 0.123457, "val_confidence_area": 0.21,
         "target_area": 0.2, "val_recon_err": 0.17, "val_mean_image_err": 0.2, "val_recon_skill": 0.15,
         "val_conf_image_std": 0.07, "train_confidence_area": 0.13, "train_recon_err": 0.14}
-    assert [r["backbone"] for r in m["scan_training"]] == [CNN, VIT]
+    assert list(m["scan_training"]) == [CNN, VIT] and list(m["scan_training"][VIT]) == ["default"]
+    # the headline: AUC-D per backbone and method, SCAN's held-out skill; the same numbers as the detail files
+    assert list(m["summary"]) == ["auc_d", "scan_held_out_skill"] and list(m["summary"]["auc_d"]) == [CNN, VIT]
+    assert m["summary"]["auc_d"][CNN] == {k: v["auc_d"] for k, v in cnn["methods"].items()}
+    assert m["summary"]["auc_d"][CNN]["scan"] == 34.1 and m["summary"]["scan_held_out_skill"][CNN] == 0.15
     assert m["targets"] == {CNN: {"family": "cnn", "val_top1": 97.5, "n_val": 3925},
                             VIT: {"family": "vit", "val_top1": 64.25, "n_val": 3925}}
     assert m["calibration"] == {b: {"pos_auc": 30.0, "neg_auc": 30.1, "auc_d": pytest.approx(0.1)} for b in (CNN, VIT)}
@@ -237,9 +251,9 @@ def test_metric_json_structure(built):
                                                                                                   "alt2"]
     assert m["ablation_alpha"][VIT]["8"] == {"pos_auc": 8.0, "neg_auc": 39.0, "auc_d": 31.0}
     assert list(m["ablation_components"][CNN]) == ["alpha1", "no_mask", "sigmoid"]
-    # a decoder summary without its alpha takes scan.alpha
+    # a decoder summary without its alpha takes the top-level alpha
     results = built[0]
-    assert build_metrics(results, scan_alpha=4)["scan_training"][0]["alpha"] == 4.0
+    assert build_metrics(results, scan_alpha=4)["scan_training"][CNN]["default"]["alpha"] == 4.0
     json.dumps(m)  # plain JSON types only
 
 
@@ -493,7 +507,7 @@ def test_report_stage_end_to_end(tmp_path, monkeypatch):
     out = tmp_path / "reports"
     assert sorted(p.stem for p in (out / "metrics").glob("*.json")) == sorted(
         ["explanations", "sanity", "scan_training", "targets", "calibration", "ablation_alpha", "ablation_layer",
-         "ablation_p", "ablation_components"])   # no timing.json: Table V is the timing stage's
+         "ablation_p", "ablation_components", "summary"])   # no timing.json: Table V is the timing stage's
     assert json.loads((out / "metrics" / "targets.json").read_text())[CNN]["val_top1"] == 97.5
     assert sorted(p.name for p in (out / "tables").glob("*.md")) == sorted(
         f"table{i}.md" for i in (1, 2, 3, 4, 6, 7, 8, 9, 10))      # 10: the data-scaling table (ours)

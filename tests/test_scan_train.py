@@ -19,7 +19,7 @@ from scanbench.scan.explainer import SCANExplainer
 from scanbench.scan.train import load_decoder, save_decoder, train_decoder
 
 REPO = Path(__file__).resolve().parents[1]
-PARAMS = {"seed": 0, "scan": {"alpha": 4, "p_infer": 95, "p_train_low": 70, "p_train_high": 100, "lr": 3e-3,
+PARAMS = {"seed": 0, "alpha": 4, "p": 95, "scan": {"p_train_low": 70, "p_train_high": 100, "lr": 3e-3,
                               "steps": 8, "batch_size": 4, "lambda_c": 0.1,
                               "widths": {"cnn": [16, 12, 8, 8, 8, 8], "vit": [8, 8, 8, 8]},
                               "vit_blocks": 1, "vit_heads": 2}}

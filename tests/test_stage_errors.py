@@ -30,10 +30,10 @@ def test_prepare_missing_data_root(tmp_path):
 
 
 def test_bad_alpha_and_unknown_backbone(tmp_path):
-    write_params(tmp_path, lambda p: p["scan"].update(alpha=0))
+    write_params(tmp_path, lambda p: p.update(alpha=0))
     res = run([str(REPO / "pipeline" / "train_scan.py"), "--backbone", "effnet_lite0", "--layer", "default",
                "--out", str(tmp_path / "m")], tmp_path)
-    assert res.returncode == 2 and "scan.alpha must be > 0" in res.stderr.strip().splitlines()[-1]
+    assert res.returncode == 2 and "alpha must be > 0 (got 0)" in res.stderr.strip().splitlines()[-1]
     write_params(tmp_path, lambda p: None)
     res = run([str(REPO / "pipeline" / "features.py"), "--backbone", "resnet9000"], tmp_path)
     assert res.returncode == 2 and "unknown backbone 'resnet9000'" in res.stderr.strip().splitlines()[-1]

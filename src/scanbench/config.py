@@ -36,17 +36,20 @@ def load_params(path: str | os.PathLike = "params.yaml") -> dict[str, Any]:
     if not isinstance(params, dict):
         raise ScanbenchError(f"{path} holds no params (a YAML mapping of keys expected): restore a profile: "
                              f"python -m scanbench.profile default")
+    check_param_keys(params)
     validate_params(params)
     return params
 
 
 def validate_params(params: dict[str, Any]) -> None:
     """Reject values that would give wrong results silently; each message names the param."""
-    scan = params.get("scan", {})
-    alpha = scan.get("alpha", 4)
-    if not isinstance(alpha, (int, float)) or alpha <= 0:
-        raise ScanbenchError(f"scan.alpha must be > 0 (got {alpha!r})")
-    for key in ("p_infer", "p_train_low", "p_train_high"):
+    scan = params.get("scan") or {}
+    alpha = params.get("alpha", 4)
+    if not isinstance(alpha, (int, float)) or isinstance(alpha, bool) or alpha <= 0:
+        raise ScanbenchError(f"alpha must be > 0 (got {alpha!r})")
+    if "p" in params:
+        check_percentile(params["p"], "p")
+    for key in ("p_train_low", "p_train_high"):
         if key in scan:
             check_percentile(scan[key], f"scan.{key}")
     for p in params.get("ablation", {}).get("percentiles", []):
@@ -104,6 +107,99 @@ def check_image_counts(params: dict[str, Any]) -> None:
                                  f"the first {section}.n_images evaluation images; lower it or raise explain.n_images")
     if "n_images" in params.get("timing", {}):
         _count(params["timing"]["n_images"], "timing.n_images")
+
+
+# ---------------------------------------------------------------- the keys params.yaml may hold
+# A stage refuses a params file with a key it does not know (a typo, or `dvc exp run -S +alfa=8`) instead of running
+# on without it. LEAF: any value (checked by validate_params or where it is used); a dict: a section with exactly
+# these keys (a missing key is fine: the reader names it); ANY_NAME: keys are names (backbone families, methods)
+# that the registries check, each holding the given schema. Add a key here when a reader starts using it.
+LEAF = None
+ANY_NAME = "*"
+_FAMILIES = {ANY_NAME: LEAF}
+PARAMS_SCHEMA: dict[str, Any] = {
+    "profile": LEAF, "seed": LEAF, "alpha": LEAF, "p": LEAF,
+    "data": {"root": LEAF, "splits": LEAF, "limit_per_class": LEAF},
+    "backbones": LEAF,
+    "families": _FAMILIES,
+    "targets": {"n_val": LEAF, "batch_size": LEAF,
+                "vit": dict.fromkeys(["width", "heads", "batch_size", "lr", "weight_decay", "warmup_epochs",
+                                      "epochs", "n_train", "teacher", "distill_temperature", "distill_weight",
+                                      "label_smoothing"], LEAF)},
+    "features": {"n_train": LEAF, "n_holdout": LEAF, "batch_size": LEAF},
+    "scan": {**dict.fromkeys(["p_train_low", "p_train_high", "lr", "lr_schedule", "steps", "batch_size",
+                              "lambda_c", "out_size", "vit_blocks", "vit_heads", "layers"], LEAF),
+             "widths": _FAMILIES},
+    "scaling": {"n_train": LEAF, "steps": LEAF, "n_images": LEAF},
+    # explain.<method>: each method's own settings; a name not among the params' methods is refused below
+    "explain": {"n_images": LEAF, "batch_size": LEAF, "baselines": _FAMILIES,
+                "lime": {"num_samples": LEAF, "batch_size": LEAF},
+                "rise": {"n_masks": LEAF, "s": LEAF, "p1": LEAF, "batch_size": LEAF},
+                "centre": {"sigma": LEAF},
+                ANY_NAME: {}},
+    "evaluate": dict.fromkeys(["engine", "batch_size", "fractions", "bootstrap", "calibration_maps"], LEAF),
+    "sanity": {"n_images": LEAF, "methods": _FAMILIES},
+    "timing": {"n_images": LEAF, "batch_size": LEAF, "n_images_per_method": {ANY_NAME: LEAF}, "methods": LEAF},
+    "ablation": dict.fromkeys(["backbones", "n_images", "n_train", "base_alpha", "alphas", "layers", "percentiles",
+                               "components", "epochs"], LEAF),
+}
+# keys that moved: the message says where
+MOVED_PARAMS = {"scan.alpha": "alpha", "scan.p_infer": "p"}
+
+
+def _method_names(params: dict[str, Any]) -> set[str]:
+    """Every method the params run (explain.<method> may hold the settings of exactly these)."""
+    def names(v: Any) -> list[str]:
+        if isinstance(v, dict):
+            return [n for x in v.values() for n in names(x)]
+        return [str(x) for x in v] if isinstance(v, list) else []
+    return {"scan", *names((params.get("explain") or {}).get("baselines")),
+            *names((params.get("sanity") or {}).get("methods")), *names((params.get("timing") or {}).get("methods"))}
+
+
+def param_keys(params: Any, schema: Any = None, prefix: str = "", methods: set[str] | None = None) -> list[str]:
+    """Every dotted key of params (sections and leaves), checked against PARAMS_SCHEMA on the way.
+
+    An unknown key raises ScanbenchError naming it (with the closest known key), as does a section given a plain
+    value. explain.<name> must name a method the params run (`methods`, default: the ones in params)."""
+    import difflib
+
+    if not prefix:
+        if not isinstance(params, dict):
+            raise ScanbenchError(f"params.yaml must be a mapping of keys (got {type(params).__name__})")
+        schema = PARAMS_SCHEMA if schema is None else schema
+        methods = _method_names(params) if methods is None else methods
+    if params is None:
+        return []       # an empty section (`timing:` with nothing under it)
+    if not isinstance(params, dict):
+        takes = ", ".join(k for k in schema if k != ANY_NAME) or ("names" if schema else "the method's settings, {} for none")
+        raise ScanbenchError(f"params: {prefix} is a section: it takes keys ({takes}), not {params!r}")
+    keys = []
+    for key, value in params.items():
+        dotted = f"{prefix}.{key}" if prefix else str(key)
+        named = ANY_NAME in schema and (prefix != "explain" or key in (methods or ()))
+        if key not in schema and not named:
+            if dotted in MOVED_PARAMS:
+                raise ScanbenchError(f"params: {dotted} moved to the top-level key {MOVED_PARAMS[dotted]!r} "
+                                     f"(one source of truth): write `{MOVED_PARAMS[dotted]}: {value}` instead")
+            known = sorted(str(k) for k in schema if k != ANY_NAME)
+            close = difflib.get_close_matches(str(key), known, n=1)
+            hint = f" (did you mean {prefix + '.' if prefix else ''}{close[0]}?)" if close else ""
+            where = f"section {prefix}" if prefix else "params.yaml"
+            extra = " and the methods the params run" if prefix == "explain" else ""
+            raise ScanbenchError(f"params: unknown key {dotted!r}{hint}; {where} takes only {', '.join(known)}"
+                                 f"{extra}. No stage reads it (with DVC, set an existing key: "
+                                 f"`dvc exp run -S alpha=8`, not `-S +alfa=8`)")
+        sub = schema[key] if key in schema else schema[ANY_NAME]
+        keys.append(dotted)
+        if isinstance(sub, dict):
+            keys += param_keys(value, sub, dotted, methods)
+    return keys
+
+
+def check_param_keys(params: Any) -> list[str]:
+    """Refuse a params file holding a key no stage reads (ScanbenchError naming it); returns its dotted keys."""
+    return param_keys(params)
 
 
 # ablation kind -> the ablation.* list of its settings

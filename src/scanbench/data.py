@@ -8,14 +8,16 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
-import torch
 from PIL import Image, UnidentifiedImageError
 
 from .errors import ScanbenchError
+
+if TYPE_CHECKING:   # torch is imported where used: `prepare` needs none of it (~1.8 s of its start-up)
+    import torch
 
 IMAGE_EXTENSIONS = {".jpeg", ".jpg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 # Smallest accepted image side: below it an image is mostly interpolation once resized to a model's input
@@ -25,16 +27,21 @@ MANIFEST_COLUMNS = ["path", "label", "split", "class_name", "wnid", "imagenet_in
 
 
 def imagenet_wnid_index() -> dict[str, tuple[int, str]]:
-    """wnid -> (ImageNet-1k index, readable name), from timm's bundled ImageNet metadata (offline)."""
-    from timm.data import ImageNetInfo
+    """wnid -> (ImageNet-1k index, readable name), from timm's bundled ImageNet metadata (offline).
 
-    info = ImageNetInfo()
-    out = {}
-    for idx in range(info.num_classes()):
-        wnid = info.index_to_label_name(idx)
-        desc = info.index_to_description(idx)
-        out[wnid] = (idx, desc.split(",")[0].strip())
-    return out
+    Read as timm.data.ImageNetInfo reads it (its synset list and the first lemma of each synset; a test checks the
+    two agree) but without importing timm, which pulls torchvision and torch._dynamo (~2.5 s of `prepare`)."""
+    import csv
+    import importlib.util
+
+    spec = importlib.util.find_spec("timm")    # locates the package without running it
+    if spec is None or not spec.submodule_search_locations:
+        raise ScanbenchError("timm is not installed: pip install -e . (it ships the ImageNet class list)")
+    info = Path(list(spec.submodule_search_locations)[0]) / "data" / "_info"
+    synsets = (info / "imagenet_synsets.txt").read_text(encoding="utf-8").splitlines()
+    lemmas = dict(csv.reader((info / "imagenet_synset_to_lemma.txt").read_text(encoding="utf-8").splitlines(),
+                             delimiter="\t"))
+    return {wnid: (idx, lemmas[wnid].split(",")[0].strip()) for idx, wnid in enumerate(synsets)}
 
 
 def _high_depth_to_8bit(img: Image.Image) -> Image.Image:
@@ -170,6 +177,8 @@ def class_table(manifest: pd.DataFrame) -> pd.DataFrame:
 
 def load_image(path: str | Path, size: int) -> torch.Tensor:
     """Read one image as a 3 x size x size float tensor in [0, 1] (grayscale/CMYK converted to RGB)."""
+    import torch
+
     try:
         img, _ = open_rgb(path)
     except (UnidentifiedImageError, OSError) as err:
@@ -181,15 +190,21 @@ def load_image(path: str | Path, size: int) -> torch.Tensor:
 
 
 def load_images(root: str | Path, rel_paths: Iterable[str], size: int) -> torch.Tensor:
+    import torch
+
     root = Path(root)
     return torch.stack([load_image(root / p, size) for p in rel_paths])
 
 
 def to_uint8(images01: torch.Tensor) -> np.ndarray:
+    import torch
+
     return (images01.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
 
 
 def from_uint8(arr: np.ndarray) -> torch.Tensor:
+    import torch
+
     return torch.from_numpy(np.ascontiguousarray(arr)).float().div_(255.0)
 
 

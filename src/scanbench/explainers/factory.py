@@ -30,13 +30,13 @@ def explainer_params(method: str, params: dict[str, Any], engine=None,
                                  "fraction of the image side, e.g. 0.25)")
         kwargs.update(sigma=ex["centre"]["sigma"])
     elif method == "scan":
-        kwargs.update(decoder_path=decoder_path, p=params["scan"]["p_infer"])
+        kwargs.update(decoder_path=decoder_path, p=params["p"])
     return kwargs
 
 
 def explainer_from_params(method: str, model: nn.Module, spec: BackboneSpec, params: dict[str, Any],
                           engine=None, decoder_path: str | Path | None = None) -> Explainer:
-    """`make_explainer(method, ...)` with explain.* / scan.p_infer / seed from params.
+    """`make_explainer(method, ...)` with explain.* / p (SCAN's inference percentile) / seed from params.
 
     `engine` (a ForwardEngine) serves the forward-only methods (lime, rise); `decoder_path` is SCAN's decoder.
     """

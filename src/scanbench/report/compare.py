@@ -41,6 +41,7 @@ DEFAULT_TOLERANCES: dict[str, float] = {
     "scan_training/*/val_conf_image_std": 0.02,
     "scan_training/*/train_confidence_area": 0.02,
     "scan_training/*/train_recon_err": 0.02,
+    "summary/scan_held_out_skill": 0.05,    # = scan_training/*/default/val_recon_skill
 }
 
 

@@ -1,5 +1,9 @@
 """reports/metrics/*.json (DVC metrics, compared with a committed reference in CI by compare.py) from the
-long results table. Their keys, nesting and rounding are a contract: change them only with the reference."""
+long results table. Their keys, nesting and rounding are a contract: change them only with the reference.
+
+Every file is a JSON object keyed by name (backbone, method, layer, setting), never a list: `dvc metrics show/diff`
+and `dvc exp show` flatten objects only (a top-level list printed nothing). summary.json holds the headline, small
+enough for `dvc exp show` (AUC-D per backbone and method, SCAN's held-out skill); the other files hold the detail."""
 from __future__ import annotations
 
 import math
@@ -70,7 +74,7 @@ def build_metrics(results: pd.DataFrame, scan_alpha: float | None = None) -> dic
         "explanations": explanations,
         "sanity": {b: {m: {s: _num(get("sanity", b, "auc_d", m, s)) for s in SANITY_SETTINGS}
                        for m in sort_methods(methods)} for b, methods in keys("sanity", "method").items()},
-        "scan_training": [],
+        "scan_training": {},
         "targets": {b: {"family": family[b], "val_top1": _num(get("targets", b, "val_top1")),
                         "n_val": _count(get("targets", b, "n_val"))} for b in keys("targets", "metric")},
         "calibration": {b: {k: _num(get("evaluate", b, k, "random", variant="calibration")) for k in AUC_KEYS}
@@ -79,20 +83,34 @@ def build_metrics(results: pd.DataFrame, scan_alpha: float | None = None) -> dic
     for b, layers in keys("train_scan", "setting").items():
         for layer in sorted(layers):
             alpha = get("train_scan", b, "alpha", setting=layer)
-            rec = {"backbone": b, "alpha": _num(scan_alpha if alpha is None else alpha), "layer": layer,
+            rec = {"alpha": _num(scan_alpha if alpha is None else alpha),
                    "final_loss": _num(get("train_scan", b, "final_loss", setting=layer), 6),
                    **{k: _num(get("train_scan", b, k, setting=layer))
                       for k in ("val_confidence_area", "target_area")}}
             for k, name in DIAGNOSTIC_KEYS.items():   # held-out generalisation (scanbench.diagnostics)
                 if get("diagnostics", b, k, setting=layer) is not None:
                     rec[name] = _num(get("diagnostics", b, k, setting=layer))
-            metrics["scan_training"].append(rec)
+            metrics["scan_training"].setdefault(b, {})[layer] = rec
     for kind in ABLATION_PARAM:
         part = f"ablation_{kind}"
         metrics[part] = {b: {s: {k: _num(get(part, b, k, "scan", s)) for k in AUC_KEYS}
                              for s in sorted(settings, key=setting_sort_key)}
                          for b, settings in keys(part, "setting").items()}
+    metrics["summary"] = build_summary(metrics["explanations"], metrics["scan_training"])
     return metrics
+
+
+def build_summary(explanations: Mapping[str, Any], scan_training: Mapping[str, Any]) -> dict[str, Any]:
+    """summary.json, the headline for `dvc exp show`: `auc_d` (backbone -> method -> AUC-D, fair variant, as in
+    explanations.json) and `scan_held_out_skill` (backbone -> the main decoder's held-out reconstruction skill, as
+    in scan_training.json). The quantity comes first so that its columns (`auc_d.<backbone>.<method>`) are named
+    by nothing else and one `--keep 'auc_d\\.|scan_held_out_skill'` selects them. Built from those two files only,
+    so it repeats their values exactly."""
+    auc_d = {b: {m: v.get("auc_d") for m, v in rec.get("methods", {}).items()}
+             for b, rec in sorted(explanations.items())}
+    skill = {b: layers["default"]["val_recon_skill"] for b, layers in sorted(scan_training.items())
+             if "val_recon_skill" in (layers.get("default") or {})}
+    return {"auc_d": auc_d, "scan_held_out_skill": skill}
 
 
 def write_metrics(metrics: Mapping[str, Any], out_dir: str | Path) -> list[Path]:

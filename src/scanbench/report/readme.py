@@ -101,7 +101,7 @@ def _settings(params: Mapping[str, Any]) -> list[str]:
     scan, explain, ev = params.get("scan", {}), params.get("explain", {}), params.get("evaluate", {})
     lime, rise = explain.get("lime", {}), explain.get("rise", {})
     return [
-        f"SCAN: alpha = {scan.get('alpha')}, inference P = {scan.get('p_infer')}, training P ~ "
+        f"SCAN: alpha = {params.get('alpha')}, inference P = {params.get('p')}, training P ~ "
         f"U[{scan.get('p_train_low')}, {scan.get('p_train_high')}), Adam lr {scan.get('lr')}, "
         f"{scan.get('lr_schedule')} schedule, {scan.get('steps')} steps, batch {scan.get('batch_size')}, "
         f"lambda = {scan.get('lambda_c')}, reconstruction size {scan.get('out_size') or '8 px per feature cell'}, "
@@ -118,8 +118,8 @@ def _settings(params: Mapping[str, Any]) -> list[str]:
     ]
 
 
-def _decoder_line(rec: Mapping[str, Any]) -> str:
-    line = (f"decoder `{rec['backbone']}/{rec['layer']}` (alpha {fmt(rec['alpha'])}): final loss "
+def _decoder_line(backbone: str, layer: str, rec: Mapping[str, Any]) -> str:
+    line = (f"decoder `{backbone}/{layer}` (alpha {fmt(rec['alpha'])}): final loss "
             f"{fmt(rec['final_loss'])}, held-out confidence area {fmt(rec['val_confidence_area'])} (target A_c = "
             f"{fmt(rec['target_area'])})")
     if rec.get("val_recon_err") is not None:
@@ -192,7 +192,8 @@ def render_readme(params: Mapping[str, Any], metrics: Mapping[str, Any], tables:
         f"setting ({abl.get('epochs')} decoder epoch(s) on {abl.get('n_train')} images each, alpha "
         f"{abl.get('base_alpha')} unless varied)"]
     lines += [f"- {s}" for s in _settings(params)]
-    lines += [f"- {_decoder_line(rec)}" for rec in metrics.get("scan_training", [])] + [""]
+    lines += [f"- {_decoder_line(b, layer, rec)}" for b, layers in metrics.get("scan_training", {}).items()
+              for layer, rec in layers.items()] + [""]
 
     lines += ["## Tables", "", "Each as Markdown and CSV; `paper_*` columns hold the paper's value for the same "
               "cell, `*_ci95` our 95% bootstrap interval.", ""]

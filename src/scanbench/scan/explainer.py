@@ -26,7 +26,7 @@ class SCANExplainer(Explainer):
         super().__init__(model, spec, **kw)
         if not decoder_path:
             raise ScanbenchError("SCAN needs decoder_path: the decoder checkpoint written by train_scan")
-        self.p = check_percentile(p, "scan.p_infer")
+        self.p = check_percentile(p, "p")
         self.decoder, self.meta = load_decoder(decoder_path, spec.name)
         self.layer = spec.resolve_layer(self.meta["layer"])
         if layer is not None and spec.resolve_layer(layer) != self.layer:

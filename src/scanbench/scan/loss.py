@@ -88,7 +88,7 @@ def make_target(images01: torch.Tensor, grid: int, variant: str = "full") -> tor
 
 def effective_alpha(alpha: float, variant: str = "full") -> float:
     if alpha <= 0:
-        raise ScanbenchError(f"scan.alpha must be > 0 (got {alpha!r})")
+        raise ScanbenchError(f"alpha must be > 0 (got {alpha!r})")
     return 1.0 if check_variant(variant) == "alpha1" else float(alpha)
 
 

@@ -173,7 +173,7 @@ def train_decoder(train_set: FeatureSet, holdout_set: FeatureSet | None, spec, p
     bar.close()
     decoder.eval()
 
-    p_infer = float(scan.get("p_infer", 95))
+    p_infer = float(params.get("p", 95))   # the top-level inference percentile
     val_area = (mean_confidence_area(decoder, holdout_set, p_infer, variant, batch_size=bs)
                 if holdout_set is not None and len(holdout_set) else None)
     summary = {"backbone": spec.name, "alpha": float(alpha), "layer": spec.layer_alias(layer), "layer_path": layer,
