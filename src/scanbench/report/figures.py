@@ -179,12 +179,17 @@ def plot_p_sweep(table: pd.DataFrame, paper_curves: Mapping[str, pd.DataFrame], 
                     markersize=4)
             if ref is not None and len(ref):
                 ax.plot(ref["P"], ref[key], "--", color=color, alpha=0.6, label=f"paper ({ref['model'].iat[0]})")
-    for ax, name in zip(axes, ("AUC-D (higher is better)", "Neg AUC (higher is better)",
-                               "Pos AUC (lower is better)")):
-        ax.set(xlabel="gradient-mask percentile P", ylabel="%")
+    _title_panels(axes, ("AUC-D (higher is better)", "Neg AUC (higher is better)", "Pos AUC (lower is better)"),
+                  xlabel="gradient-mask percentile P", ylabel="%")
+    return _save(fig, path)
+
+
+def _title_panels(axes, titles, **axis) -> None:
+    """One row of metric panels: the same axis settings, a small title each, the legend on the first."""
+    for ax, name in zip(axes, titles):
+        ax.set(**axis)
         ax.set_title(name, fontsize=9)
     axes[0].legend(fontsize=7)
-    return _save(fig, path)
 
 
 def plot_scaling(table: pd.DataFrame, path: str | Path) -> Path:
@@ -197,11 +202,8 @@ def plot_scaling(table: pd.DataFrame, path: str | Path) -> Path:
         for ax, key in zip(axes, ("recon_skill", "conf_area", "auc_d")):
             y = pd.to_numeric(rows.get(key), errors="coerce")
             ax.plot(n, y, "-o", color=color, label=b, markersize=4)
-    for ax, name in zip(axes, ("held-out reconstruction skill", "held-out confidence area (P = 95)",
-                               "AUC-D (%)")):
-        ax.set(xlabel="decoder training images", xscale="log")
-        ax.set_title(name, fontsize=9)
-    axes[0].legend(fontsize=7)
+    _title_panels(axes, ("held-out reconstruction skill", "held-out confidence area (P = 95)", "AUC-D (%)"),
+                  xlabel="decoder training images", xscale="log")
     return _save(fig, path)
 
 
