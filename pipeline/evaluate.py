@@ -2,7 +2,11 @@
 for the random method, the ten-random-maps calibration, for one backbone and method.
 
 Per-image values (for paired comparisons and Win% in the report): `per_image` holds `index` (manifest rows, the
-images' identity), `drop` and `inc`; `variants.<fair|full>.per_image_auc_d` each image's AUC-D, in that order."""
+images' identity), `drop` and `inc`; `variants.<fair|full>.per_image_auc_d` each image's AUC-D, in that order.
+
+When data/boxes.csv (the `boxes` stage) holds boxes, `localisation` adds the energy inside the boxes and the pointing
+game of the maps as given (input resolution), with bootstrap intervals, over the evaluation images that have boxes
+(scanbench.metrics.localisation); without boxes the JSON has no `localisation` key (the same bytes as before)."""
 from __future__ import annotations
 
 import argparse
@@ -16,12 +20,13 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from scanbench.backbones import get_backbone  # noqa: E402
+from scanbench.boxes import box_masks, load_checked_boxes  # noqa: E402
 from scanbench.config import data_root, load_params, set_threads  # noqa: E402
 from scanbench.data import load_images, load_manifest  # noqa: E402
 from scanbench.engine import target_engine  # noqa: E402
 from scanbench.errors import ScanbenchError  # noqa: E402
 from scanbench.io import load_npz, write_json  # noqa: E402
-from scanbench.metrics import evaluate_maps  # noqa: E402
+from scanbench.metrics import evaluate_maps, localisation_scores  # noqa: E402
 
 
 def load_maps(path: Path, stage: str = "explain") -> dict[str, np.ndarray]:
@@ -42,6 +47,7 @@ def main() -> None:
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--manifest", default="data/manifest.csv")
+    ap.add_argument("--boxes", default="data/boxes.csv", type=Path, help="the `boxes` stage's checked boxes")
     ap.add_argument("--targets", default="models/targets", type=Path, help="folder of <backbone>/model.{pt,onnx}")
     args = ap.parse_args()
     params = load_params(args.params)
@@ -49,6 +55,7 @@ def main() -> None:
     ev = params["evaluate"]
     spec = get_backbone(args.backbone)
     manifest = load_manifest(args.manifest)
+    boxes = load_checked_boxes(args.boxes)
     # the stage that writes these maps, as dvc.yaml names it (dvc.lock names it too, once it has run)
     z = load_maps(args.maps, f"explain_scan@{spec.name}" if args.method == "scan"
                   else f"explain_{spec.family}@{spec.name}-{args.method}")
@@ -71,12 +78,22 @@ def main() -> None:
     log_fact(**tp)
     # per_image.index: each image's manifest row, so that the report pairs methods image by image
     result["per_image"] = {"index": z["indices"].astype(int).tolist(), **result["per_image"]}
+    if len(boxes):   # only with boxes: without them the JSON is what it was before localisation existed
+        masks = box_masks(boxes, manifest["path"].astype(str).to_numpy()[z["indices"]].tolist(), spec.input_size)
+        result["localisation"] = localisation_scores(z["maps"], masks, z["indices"].astype(int).tolist(),
+                                                     ev["bootstrap"], params["seed"])
     write_json(args.out, {"backbone": args.backbone, "method": args.method, "family": spec.family, **result})
     fair = result["variants"]["fair"]
     print(f"{args.backbone}/{args.method}: AUC-D {fair['auc_d']:.2f} (neg {fair['neg_auc']:.2f}, pos "
           f"{fair['pos_auc']:.2f}), drop {result['drop']:.1f}%, inc {result['inc']:.1f}% on {len(images)} images")
     print(f"throughput ({ev['engine']}): perturbation {tp['perturbation_img_steps_per_s']:.1f} image-steps/s, "
           f"plain forward {tp['forward_img_per_s']:.1f} images/s")
+    loc = result.get("localisation")
+    if loc and loc["n_images"]:
+        print(f"localisation on {loc['n_images']} boxed images ({loc['n_skipped']} without boxes skipped): energy "
+              f"{loc['energy']:.3f} (uniform map {loc['chance_energy']:.3f}), pointing {loc['pointing']:.3f}")
+    elif loc:
+        print(f"localisation: none of the {loc['n_skipped']} evaluation images has a box in {args.boxes}")
 
 
 if __name__ == "__main__":
