@@ -39,6 +39,16 @@ def load_maps(path: Path, stage: str = "explain") -> dict[str, np.ndarray]:
     return {k: z[k] for k in ("maps", "indices", "labels", "classes")}
 
 
+def localisation(boxes, paths: list[str], indices: np.ndarray, maps: np.ndarray, size: int, n_resamples: int,
+                 seed: int) -> dict | None:
+    """The `localisation` object of the maps (N x size x size) of the images at `paths` (manifest rows `indices`),
+    or None when data/boxes.csv holds no box at all (then the evaluate JSON has no such key)."""
+    if not len(boxes):
+        return None
+    return localisation_scores(maps, box_masks(boxes, paths, size), np.asarray(indices).astype(int).tolist(),
+                               n_resamples, seed)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--backbone", required=True)
@@ -55,7 +65,6 @@ def main() -> None:
     ev = params["evaluate"]
     spec = get_backbone(args.backbone)
     manifest = load_manifest(args.manifest)
-    boxes = load_checked_boxes(args.boxes)
     # the stage that writes these maps, as dvc.yaml names it (dvc.lock names it too, once it has run)
     z = load_maps(args.maps, f"explain_scan@{spec.name}" if args.method == "scan"
                   else f"explain_{spec.family}@{spec.name}-{args.method}")
@@ -64,6 +73,7 @@ def main() -> None:
     labels = manifest["label"].to_numpy()[z["indices"]]
     if not np.array_equal(labels, z["labels"]):
         raise ScanbenchError(f"labels in {args.maps} disagree with {args.manifest}: re-run the explain stage")
+    boxes = load_checked_boxes(args.boxes)   # before the long part: a missing file fails at once
     engine = target_engine(args.backbone, args.targets, ev["engine"], batch_size=ev["batch_size"])
     images = load_images(data_root(params), manifest["path"].to_numpy()[z["indices"]], spec.input_size)
     maps = torch.from_numpy(z["maps"].astype(np.float32))
@@ -78,17 +88,16 @@ def main() -> None:
     log_fact(**tp)
     # per_image.index: each image's manifest row, so that the report pairs methods image by image
     result["per_image"] = {"index": z["indices"].astype(int).tolist(), **result["per_image"]}
-    if len(boxes):   # only with boxes: without them the JSON is what it was before localisation existed
-        masks = box_masks(boxes, manifest["path"].astype(str).to_numpy()[z["indices"]].tolist(), spec.input_size)
-        result["localisation"] = localisation_scores(z["maps"], masks, z["indices"].astype(int).tolist(),
-                                                     ev["bootstrap"], params["seed"])
+    loc = localisation(boxes, manifest["path"].astype(str).to_numpy()[z["indices"]].tolist(), z["indices"], z["maps"],
+                       spec.input_size, ev["bootstrap"], params["seed"])
+    if loc is not None:   # only with boxes: without them the JSON is what it was before localisation existed
+        result["localisation"] = loc
     write_json(args.out, {"backbone": args.backbone, "method": args.method, "family": spec.family, **result})
     fair = result["variants"]["fair"]
     print(f"{args.backbone}/{args.method}: AUC-D {fair['auc_d']:.2f} (neg {fair['neg_auc']:.2f}, pos "
           f"{fair['pos_auc']:.2f}), drop {result['drop']:.1f}%, inc {result['inc']:.1f}% on {len(images)} images")
     print(f"throughput ({ev['engine']}): perturbation {tp['perturbation_img_steps_per_s']:.1f} image-steps/s, "
           f"plain forward {tp['forward_img_per_s']:.1f} images/s")
-    loc = result.get("localisation")
     if loc and loc["n_images"]:
         print(f"localisation on {loc['n_images']} boxed images ({loc['n_skipped']} without boxes skipped): energy "
               f"{loc['energy']:.3f} (uniform map {loc['chance_energy']:.3f}), pointing {loc['pointing']:.3f}")
