@@ -200,6 +200,20 @@ def test_a_box_maps_onto_the_pixels_the_object_lands_on_after_load_image(tmp_pat
     assert np.array_equal(box_mask(np.array([[32, 24, 96, 72]]), 128, 96, 64), expected)
 
 
+def test_a_map_pixel_is_in_a_box_when_most_of_it_is(tmp_path):
+    """60 -> 20 px: map pixel j covers image pixels [3j, 3j + 3). The box [4, 14) x [7, 17) covers 2/3 of the map
+    pixels at its edges (columns 1 and 4, rows 2 and 5): in, as its centre is, and as the resized object is."""
+    box = (4, 7, 14, 17)
+    mask = box_mask(np.array([box]), 60, 60, 20)
+    expected = np.zeros((20, 20), bool)
+    expected[2:6, 1:5] = True
+    assert np.array_equal(mask, expected)
+    _pasted(tmp_path / "x.png", 60, 60, box)
+    obj = _object_mask(load_image(tmp_path / "x.png", 20).numpy())
+    # the resized object agrees along a middle row and column (its corners are 2/3 x 2/3 < 1/2 object, and out)
+    assert np.array_equal(obj[3], expected[3]) and np.array_equal(obj[:, 2], expected[:, 2])
+
+
 def test_union_of_boxes_and_a_box_thinner_than_a_pixel():
     two = box_mask(np.array([[0, 0, 10, 10], [5, 5, 20, 20]]), 20, 20, 20)
     assert two.sum() == 100 + 225 - 25
