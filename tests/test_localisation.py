@@ -75,7 +75,7 @@ def _near_boundary(mask: np.ndarray) -> np.ndarray:
 
 def test_checked_boxes_carry_the_image_size_and_keep_several_rows_per_image(tmp_path):
     root = _tree(tmp_path / "d")
-    _boxes_file(root, "path,x0,y0,x1,y1\nval/n01440764/0.png,32,24,96,72\n\nval/n01440764/0.png,0,0,8,8.5\n"
+    _boxes_file(root, "path,x0,y0,x1,y1\nval/n01440764/0.png,32,24,96,72\n\n./val/n01440764/0.png,0,0,8,8.5\n"
                       "val/n02102040/1.png, 1 ,2,3,4\n")
     boxes, skipped = read_boxes(root, _manifest_paths(root))
     assert skipped == 0 and list(boxes.columns) == CHECKED_COLUMNS
@@ -118,6 +118,8 @@ def test_boxes_of_images_the_manifest_does_not_index_are_skipped_and_counted(tmp
     ("val/n01440764/nope.png,32,24,96,72", r"line 2: 'val/n01440764/nope.png' names no image under"),
     ("val/n01440764/0.png,32,24,96", r"line 2: 4 fields, expected 5"),
     (",32,24,96,72", r"line 2: empty path"),
+    ("/etc/passwd,32,24,96,72", r"line 2: path '/etc/passwd' is not inside the data root"),
+    ("../d/val/n01440764/0.png,32,24,96,72", r"line 2: path '../d/val/n01440764/0.png' is not inside the data root"),
 ])
 def test_bad_rows_are_one_line_naming_file_and_line(tmp_path, row, match):
     root = _tree(tmp_path / "d")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 from pathlib import Path
 from typing import Sequence
 
@@ -85,6 +86,11 @@ def read_boxes(root: str | Path, manifest_paths: Sequence[str]) -> tuple[pd.Data
             coords[name] = v
         if not rel:
             raise ScanbenchError(f"{where}: empty path ({CONVENTION})")
+        norm = os.path.normpath(rel)                   # ./val/x -> val/x, as the manifest writes it
+        if os.path.isabs(rel) or norm == ".." or norm.startswith(".." + os.sep):
+            raise ScanbenchError(f"{where}: path {rel!r} is not inside the data root (paths are relative to it, as "
+                                 f"in data/manifest.csv, e.g. val/<wnid>/<file>)")
+        rel = norm
         for lo, hi in (("x0", "x1"), ("y0", "y1")):
             if coords[hi] <= coords[lo]:
                 raise ScanbenchError(f"{where}: {hi} = {fields[BOX_COLUMNS.index(hi)]} is not above {lo} = "
