@@ -2,7 +2,11 @@
 for the random method, the ten-random-maps calibration, for one backbone and method.
 
 Per-image values (for paired comparisons and Win% in the report): `per_image` holds `index` (manifest rows, the
-images' identity), `drop` and `inc`; `variants.<fair|full>.per_image_auc_d` each image's AUC-D, in that order."""
+images' identity), `drop` and `inc`; `variants.<fair|full>.per_image_auc_d` each image's AUC-D, in that order.
+
+When data/boxes.csv (the `boxes` stage) holds boxes, `localisation` adds the energy inside the boxes and the pointing
+game of the maps as given (input resolution), with bootstrap intervals, over the evaluation images that have boxes
+(scanbench.metrics.localisation); without boxes the JSON has no `localisation` key (the same bytes as before)."""
 from __future__ import annotations
 
 import argparse
@@ -16,12 +20,13 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from scanbench.backbones import get_backbone  # noqa: E402
+from scanbench.boxes import box_masks, load_checked_boxes  # noqa: E402
 from scanbench.config import data_root, load_params, set_threads  # noqa: E402
 from scanbench.data import load_images, load_manifest  # noqa: E402
 from scanbench.engine import target_engine  # noqa: E402
 from scanbench.errors import ScanbenchError  # noqa: E402
 from scanbench.io import load_npz, write_json  # noqa: E402
-from scanbench.metrics import evaluate_maps  # noqa: E402
+from scanbench.metrics import evaluate_maps, localisation_scores  # noqa: E402
 
 
 def load_maps(path: Path, stage: str = "explain") -> dict[str, np.ndarray]:
@@ -34,6 +39,16 @@ def load_maps(path: Path, stage: str = "explain") -> dict[str, np.ndarray]:
     return {k: z[k] for k in ("maps", "indices", "labels", "classes")}
 
 
+def localisation(boxes, paths: list[str], indices: np.ndarray, maps: np.ndarray, size: int, n_resamples: int,
+                 seed: int) -> dict | None:
+    """The `localisation` object of the maps (N x size x size) of the images at `paths` (manifest rows `indices`),
+    or None when data/boxes.csv holds no box at all (then the evaluate JSON has no such key)."""
+    if not len(boxes):
+        return None
+    return localisation_scores(maps, box_masks(boxes, paths, size), np.asarray(indices).astype(int).tolist(),
+                               n_resamples, seed)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--backbone", required=True)
@@ -42,6 +57,7 @@ def main() -> None:
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--manifest", default="data/manifest.csv")
+    ap.add_argument("--boxes", default="data/boxes.csv", type=Path, help="the `boxes` stage's checked boxes")
     ap.add_argument("--targets", default="models/targets", type=Path, help="folder of <backbone>/model.{pt,onnx}")
     args = ap.parse_args()
     params = load_params(args.params)
@@ -57,6 +73,7 @@ def main() -> None:
     labels = manifest["label"].to_numpy()[z["indices"]]
     if not np.array_equal(labels, z["labels"]):
         raise ScanbenchError(f"labels in {args.maps} disagree with {args.manifest}: re-run the explain stage")
+    boxes = load_checked_boxes(args.boxes)   # before the long part: a missing file fails at once
     engine = target_engine(args.backbone, args.targets, ev["engine"], batch_size=ev["batch_size"])
     images = load_images(data_root(params), manifest["path"].to_numpy()[z["indices"]], spec.input_size)
     maps = torch.from_numpy(z["maps"].astype(np.float32))
@@ -71,12 +88,21 @@ def main() -> None:
     log_fact(**tp)
     # per_image.index: each image's manifest row, so that the report pairs methods image by image
     result["per_image"] = {"index": z["indices"].astype(int).tolist(), **result["per_image"]}
+    loc = localisation(boxes, manifest["path"].astype(str).to_numpy()[z["indices"]].tolist(), z["indices"], z["maps"],
+                       spec.input_size, ev["bootstrap"], params["seed"])
+    if loc is not None:   # only with boxes: without them the JSON is what it was before localisation existed
+        result["localisation"] = loc
     write_json(args.out, {"backbone": args.backbone, "method": args.method, "family": spec.family, **result})
     fair = result["variants"]["fair"]
     print(f"{args.backbone}/{args.method}: AUC-D {fair['auc_d']:.2f} (neg {fair['neg_auc']:.2f}, pos "
           f"{fair['pos_auc']:.2f}), drop {result['drop']:.1f}%, inc {result['inc']:.1f}% on {len(images)} images")
     print(f"throughput ({ev['engine']}): perturbation {tp['perturbation_img_steps_per_s']:.1f} image-steps/s, "
           f"plain forward {tp['forward_img_per_s']:.1f} images/s")
+    if loc and loc["n_images"]:
+        print(f"localisation on {loc['n_images']} boxed images ({loc['n_skipped']} without boxes skipped): energy "
+              f"{loc['energy']:.3f} (uniform map {loc['chance_energy']:.3f}), pointing {loc['pointing']:.3f}")
+    elif loc:
+        print(f"localisation: none of the {loc['n_skipped']} evaluation images has a box in {args.boxes}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Evaluation metrics (SPEC §5): perturbation AUCs, Drop/Inc/Win, bootstrap intervals, calibration.
+"""Evaluation metrics (SPEC §5): perturbation AUCs, Drop/Inc/Win, bootstrap intervals, calibration; localisation
+against object boxes where the data has them (issue 16).
 
 `evaluate_maps` computes everything results/evaluate/B/M.json holds for one method's maps.
 """
@@ -11,11 +12,13 @@ import torch
 
 from .bootstrap import bootstrap_ci
 from .confidence import drop_inc, win_rates
+from .localisation import area_share, energy_in_boxes, localisation_scores, pointing_game
 from .perturbation import (PerturbationResult, auc, curve, fair_resolution, per_image_auc, perturbation_correct,
                            random_map_calibration, removal_rank, summarize)
 
-__all__ = ["PerturbationResult", "auc", "bootstrap_ci", "curve", "drop_inc", "evaluate_maps", "fair_resolution",
-           "forward_throughput", "per_image_auc", "perturbation_correct", "random_map_calibration",
+__all__ = ["PerturbationResult", "area_share", "auc", "bootstrap_ci", "curve", "drop_inc", "energy_in_boxes",
+           "evaluate_maps", "fair_resolution", "forward_throughput", "localisation_scores", "per_image_auc",
+           "pointing_game", "perturbation_correct", "random_map_calibration",
            "removal_rank", "summarize", "win_rates"]
 
 MAX_CHUNK_BYTES = 256 * 2**20

@@ -78,10 +78,11 @@ class Table:
     title: str
     df: pd.DataFrame          # raw values; `fmt` renders them
     notes: list[str] = field(default_factory=list)
+    name: str | None = None   # the file stem of a table that is not one of the paper's (else table<n>)
 
     @property
     def stem(self) -> str:
-        return f"table{ROMAN.index(self.number) + 1}"
+        return self.name or f"table{ROMAN.index(self.number) + 1}"
 
 
 @dataclass(frozen=True)
@@ -283,7 +284,51 @@ def build_table(spec: TableSpec, results: pd.DataFrame, params: Mapping[str, Any
 
 
 def build_tables(results: pd.DataFrame, params: Mapping[str, Any], paper: Paper | None = None) -> list[Table]:
-    return [build_table(spec, results, params, paper) for spec in TABLES]
+    """The paper's tables, then the localisation table where the run scored boxes (none without boxes)."""
+    loc = localisation_table(results)
+    return [build_table(spec, results, params, paper) for spec in TABLES] + ([loc] if loc else [])
+
+
+LOCALISATION_COLUMNS = ("backbone", "method", "energy", "energy_ci95", "pointing", "pointing_ci95", "n_images")
+CHANCE_ROW = "uniform map (chance)"
+
+
+def localisation_table(results: pd.DataFrame) -> Table | None:
+    """Energy inside the boxes and the pointing game per backbone and method (the evaluate JSONs' `localisation`),
+    each with its 95% bootstrap interval, and per backbone a last row for the uniform map (chance level: its energy
+    and pointing score are the boxes' mean area share). None when no method was scored on a boxed image (the data
+    root has no boxes.csv, or none of the evaluation images has a box): no empty table."""
+    sel = results[(results["part"] == "evaluate") & (results["variant"] == "localisation") & results["x"].isna()]
+    scored = sel[sel["metric"] == "energy"]
+    if scored.empty:
+        return None
+    rows, notes = [], []
+    for b in sorted(scored["backbone"].unique()):
+        sb = sel[sel["backbone"] == b]
+        methods = sorted(scored.loc[scored["backbone"] == b, "method"].unique(), key=method_sort_key)
+        for m in methods:
+            cell = sb[sb["method"] == m].set_index("metric")
+            row: dict[str, Any] = {"backbone": b, "method": m}
+            for k in ("energy", "pointing"):
+                lo, hi = cell.at[k, "ci_lo"], cell.at[k, "ci_hi"]
+                row[k] = float(cell.at[k, "value"])
+                row[f"{k}_ci95"] = None if pd.isna(lo) else f"[{fmt(lo)}, {fmt(hi)}]"
+            row["n_images"] = int(cell.at["n_images", "value"])
+            rows.append(row)
+        first = sb[sb["method"] == methods[0]].set_index("metric")["value"]
+        chance, n = float(first["chance_energy"]), int(first["n_images"])
+        skipped = int(first.get("n_skipped", 0))
+        rows.append({"backbone": b, "method": CHANCE_ROW, "energy": chance, "pointing": chance, "n_images": n})
+        notes.append(f"{b}: chance level (uniform map) energy {fmt(chance)} = the boxes' mean area share on the "
+                     f"{n} evaluation images with boxes; {skipped} evaluation image(s) without boxes skipped.")
+    df = pd.DataFrame(rows).reindex(columns=list(LOCALISATION_COLUMNS))
+    df["n_images"] = df["n_images"].astype("Int64")
+    notes += ["Energy: the share of the map's non-negative mass inside the union of the image's boxes; pointing: "
+              "1 when the map's maximum lies in a box (ties: the share of tied pixels in a box); both on the maps "
+              "as given (the model's input resolution), boxes mapped through the same resize as the image; "
+              "intervals: 95% bootstrap over images."]
+    return Table("", "Localisation: energy inside the object boxes and pointing game",
+                 df.astype(object).where(df.notna(), None), notes, name="localisation")
 
 
 def timing_table(timings: Mapping[str, Mapping[str, Any]], params: Mapping[str, Any],

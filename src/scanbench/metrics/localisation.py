@@ -1,0 +1,79 @@
+"""Localisation against object boxes (issue 16): energy inside the boxes and the pointing game, per image, with
+bootstrap intervals over images.
+
+- **Energy**: the share of the map's non-negative mass inside the union of the image's boxes,
+  sum(max(m, 0) * mask) / sum(max(m, 0)). A map with no positive mass says nothing about where the object is and
+  scores what the uniform map scores: the box's area share.
+- **Pointing game**: 1 when the map's maximum lies inside a box, else 0. Ties at the maximum count as the share of
+  the tied pixels inside the boxes (the expected hit of a random tie-break), so the uniform map scores the area
+  share here too, and a plateau is not scored by the position of its first pixel.
+- **Chance level**: the uniform map's energy, the mean area share of the boxes.
+
+Masks come from `scanbench.boxes.box_masks` at the maps' resolution. numpy only.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import ScanbenchError
+from .bootstrap import bootstrap_ci
+
+
+def _check(maps: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    maps = np.nan_to_num(np.asarray(maps, dtype=np.float64), nan=0.0)
+    masks = np.asarray(masks, dtype=bool)
+    if maps.ndim != 3 or maps.shape != masks.shape:
+        raise ScanbenchError(f"localisation needs N x H x W maps and box masks of the same shape (got "
+                             f"{maps.shape} and {masks.shape})")
+    if not masks.any(axis=(1, 2)).all():
+        raise ScanbenchError("localisation: a box mask covers no pixel (scanbench.boxes.box_mask gives every box "
+                             "at least one)")
+    return np.clip(maps, 0.0, None), masks
+
+
+def area_share(masks: np.ndarray) -> np.ndarray:
+    """Per image, the share of the pixels inside the boxes: the uniform map's energy and pointing score."""
+    return np.asarray(masks, dtype=bool).mean(axis=(1, 2))
+
+
+def energy_in_boxes(maps: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """Per image, the share of the map's non-negative mass inside the boxes (N values in [0, 1])."""
+    m, masks = _check(maps, masks)
+    total = m.sum(axis=(1, 2))
+    inside = (m * masks).sum(axis=(1, 2))
+    return np.where(total > 0, inside / np.where(total > 0, total, 1.0), area_share(masks))
+
+
+def pointing_game(maps: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """Per image, 1 when the map's maximum lies inside a box, else 0 (ties: the share of tied pixels inside)."""
+    m, masks = _check(maps, masks)
+    top = m == m.max(axis=(1, 2), keepdims=True)
+    return (top & masks).sum(axis=(1, 2)) / top.sum(axis=(1, 2))
+
+
+def localisation_scores(maps: np.ndarray, masks: Sequence[np.ndarray | None], indices: Sequence[int],
+                        n_resamples: int, seed: int) -> dict:
+    """The evaluate JSON's `localisation` object for N maps (N x H x W) and their images' masks (None: no box).
+
+    Images without boxes are skipped (`n_skipped`); `energy` / `pointing` are means over the others, with their
+    95% bootstrap intervals (`*_ci`, images resampled together for both, `seed`); `chance_energy` the uniform
+    map's (mean area share); `per_image` each scored image's manifest row, energy and pointing. With no image
+    boxed the values are None."""
+    if len(masks) != len(maps) or len(indices) != len(maps):
+        raise ScanbenchError(f"localisation: {len(maps)} maps, {len(masks)} masks and {len(indices)} indices")
+    keep = [i for i, mk in enumerate(masks) if mk is not None]
+    out = {"n_images": len(keep), "n_skipped": len(maps) - len(keep)}
+    if not keep:
+        return {**out, "energy": None, "energy_ci": None, "pointing": None, "pointing_ci": None,
+                "chance_energy": None, "per_image": {"index": [], "energy": [], "pointing": []}}
+    sel_maps = np.asarray(maps)[keep]
+    sel_masks = np.stack([masks[i] for i in keep])
+    energy, pointing = energy_in_boxes(sel_maps, sel_masks), pointing_game(sel_maps, sel_masks)
+    ci = bootstrap_ci(np.stack([energy, pointing], 1), n_resamples, seed)
+    return {**out, "energy": float(energy.mean()), "energy_ci": [float(ci[0, 0]), float(ci[0, 1])],
+            "pointing": float(pointing.mean()), "pointing_ci": [float(ci[1, 0]), float(ci[1, 1])],
+            "chance_energy": float(area_share(sel_masks).mean()),
+            "per_image": {"index": [int(indices[i]) for i in keep], "energy": energy.tolist(),
+                          "pointing": pointing.tolist()}}
