@@ -26,7 +26,7 @@ def val_top1(engine: ForwardEngine, root: Path, rel_paths, labels: np.ndarray, s
     correct = 0
     for i in range(0, len(rel_paths), batch):
         x = load_images(root, rel_paths[i:i + batch], size)
-        correct += int((engine.predict(x).numpy() == labels[i:i + batch]).sum())
+        correct += int((engine.predict(x).cpu().numpy() == labels[i:i + batch]).sum())
     return 100.0 * correct / len(labels)
 
 

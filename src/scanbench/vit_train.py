@@ -90,7 +90,7 @@ def train_vit(model: nn.Module, train_u8: np.ndarray, train_labels: np.ndarray, 
         bar = tqdm(range(steps_per_epoch), desc=f"vit epoch {epoch + 1}/{cfg.epochs}", unit="step", mininterval=10)
         for s in bar:
             idx = perm[s * cfg.batch_size:(s + 1) * cfg.batch_size]
-            x = torch.from_numpy(train_u8[np.sort(idx.numpy())]).float().div_(255)
+            x = torch.from_numpy(train_u8[np.sort(idx.cpu().numpy())]).float().div_(255)
             idx = idx.sort().values
             x = augment(x, gen, cfg.pad).to(device)
             idx = idx.to(device)

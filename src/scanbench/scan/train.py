@@ -153,7 +153,7 @@ def train_decoder(train_set: FeatureSet, holdout_set: FeatureSet | None, spec, p
     while step < total_steps:
         epoch += 1
         sums, seen = dict.fromkeys(CURVE_KEYS, 0.0), 0
-        order = rows[torch.randperm(n, generator=gen).numpy()]
+        order = rows[torch.randperm(n, generator=gen).cpu().numpy()]
         for start in range(0, n, bs):
             if step >= total_steps:
                 break
