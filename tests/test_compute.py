@@ -225,6 +225,17 @@ def test_forward_engine_returns_logits_on_the_inputs_device(tiny_cnn):
     assert engine_kind("onnx", "cpu") == "onnx" and engine_kind("torch", "cpu") == "torch"
 
 
+def test_onnx_on_a_gpu_without_its_cuda_provider_is_the_torch_engine(monkeypatch):
+    """Naming a CUDA device needs no GPU: the choice depends on ONNX Runtime's providers only."""
+    from scanbench import engine
+
+    monkeypatch.setattr(engine, "onnx_providers", lambda: ["CPUExecutionProvider"])
+    assert engine.engine_kind("onnx", "cuda") == "torch" and engine.engine_kind("onnx", "cuda:1") == "torch"
+    monkeypatch.setattr(engine, "onnx_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert engine.engine_kind("onnx", "cuda") == "onnx"
+    assert engine.engine_kind("torch", "cuda") == "torch"
+
+
 def test_module_device():
     assert module_device(torch.nn.Linear(2, 2)) == torch.device("cpu")
     assert module_device(torch.nn.Linear(2, 2).to(META)) == META
