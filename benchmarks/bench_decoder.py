@@ -23,6 +23,7 @@ import torch
 import torch.nn as nn
 
 from scanbench.backbones import get_backbone
+from scanbench.compute import resolve
 from scanbench.config import load_params
 from scanbench.io import write_json, write_text
 from scanbench.scan.decoder import Bottleneck, build_decoder
@@ -103,8 +104,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--out", type=Path, default=Path("reports/benchmarks"))
     args = ap.parse_args()
-    torch.set_num_threads(2)
     params = load_params("params.yaml")
+    resolve(params)   # compute.threads (null: every core); the decoders run on the CPU here
     loads = {(f, w): workload(f, w, params, args.batch) for f in ("cnn", "vit") for w in ("before", "after")}
     times: dict = {k: {"step": [], "infer": []} for k in loads}
     for _ in range(args.rounds):

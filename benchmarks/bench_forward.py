@@ -23,7 +23,8 @@ import numpy as np
 import torch
 
 from scanbench.backbones import get_backbone, load_target
-from scanbench.config import data_root, load_params, set_threads
+from scanbench.compute import resolve
+from scanbench.config import data_root, load_params
 from scanbench.data import eval_indices, load_images, load_manifest
 from scanbench.engine import ForwardEngine
 from scanbench.explainers.base import methods_for
@@ -73,8 +74,8 @@ def main() -> None:
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--out", default="reports/benchmarks")
     args = ap.parse_args()
-    set_threads()
     params = load_params(args.params)
+    resolve(params)   # compute.threads (null: every core)
     spec = get_backbone(args.backbone)
     manifest = load_manifest("data/manifest.csv")
     idx = eval_indices(manifest, params)[: args.n_images]

@@ -20,11 +20,11 @@ import sys
 from pathlib import Path
 
 WORKER = r'''
-import json, time, scanbench, torch
+import json, os, time, scanbench, torch
 from scanbench.backbones import get_backbone
 from scanbench.scan.decoder import build_decoder
 torch.manual_seed(0)
-torch.set_num_threads(2)
+torch.set_num_threads(os.cpu_count() or 1)   # every core, as compute.threads: null does
 def med(fn, n=5):
     fn(); ts = []
     for _ in range(n):

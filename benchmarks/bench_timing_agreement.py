@@ -35,13 +35,14 @@ if sys.argv[1] == "torch_first":
 import scanbench  # noqa
 import torch
 from scanbench.backbones import get_backbone, load_target
-from scanbench.config import data_root, load_params, set_threads
+from scanbench.compute import resolve
+from scanbench.config import data_root, load_params
 from scanbench.data import load_images, load_manifest
 from scanbench.explainers.factory import explainer_from_params
 from scanbench.scan.train import scan_decoder_path
 from scanbench.timing import time_explainers, timing_indices
-set_threads()
 b, params = sys.argv[2], load_params(sys.argv[3])
+resolve(params)
 spec = get_backbone(b)
 m = load_manifest("data/manifest.csv")
 images = load_images(data_root(params), m["path"].to_numpy()[timing_indices(m, params)[:16]], spec.input_size)
@@ -96,7 +97,8 @@ def run(args: argparse.Namespace) -> None:
     import scanbench  # noqa: F401  before torch
     import torch
     from scanbench.backbones import get_backbone, load_target
-    from scanbench.config import data_root, load_params, set_threads
+    from scanbench.compute import resolve
+    from scanbench.config import data_root, load_params
     from scanbench.data import eval_indices, load_images, load_manifest
     from scanbench.engine import ForwardEngine
     from scanbench.explainers.base import methods_for
@@ -106,8 +108,8 @@ def run(args: argparse.Namespace) -> None:
     from scanbench.scan.train import scan_decoder_path
     from scanbench.timing import measure_methods, timing_caps, timing_indices
 
-    set_threads()
     params = load_params(args.params)
+    resolve(params)
     tp = params["timing"]
     spec = get_backbone(args.backbone)
     manifest = load_manifest("data/manifest.csv")

@@ -23,9 +23,11 @@ def explainer_stage_parser(description: str | None, per_backbone: bool = True) -
     return ap
 
 
-def load_target_engine(args: argparse.Namespace, params: dict):
-    """(model, forward engine, main SCAN decoder path) for args.backbone, as explainer_stage_parser names them."""
+def load_target_engine(args: argparse.Namespace, params: dict, device="cpu"):
+    """(model, forward engine, main SCAN decoder path) for args.backbone, as explainer_stage_parser names them;
+    the model on `device` (the stage's compute.device), the engine there too unless it is ONNX Runtime's CPU one."""
     ev = params["evaluate"]
-    model = load_target(args.backbone, args.targets / args.backbone / "model.pt")
-    engine = target_engine(args.backbone, args.targets, ev["engine"], batch_size=ev["batch_size"], model=model)
+    model = load_target(args.backbone, args.targets / args.backbone / "model.pt", device=device)
+    engine = target_engine(args.backbone, args.targets, ev["engine"], batch_size=ev["batch_size"], model=model,
+                           device=device)
     return model, engine, scan_decoder_path(args.backbone, args.scan_models)

@@ -16,21 +16,25 @@ from scanbench.scan.explainer import SCANExplainer
 
 
 class ScanScorer:
-    """The first `n_images` evaluation images of a backbone (all when None), its target model and engine."""
+    """The first `n_images` evaluation images of a backbone (all when None), its target model (on `device`) and
+    engine."""
 
-    def __init__(self, backbone: str, params: dict, manifest: str | Path, n_images: int | None = None):
+    def __init__(self, backbone: str, params: dict, manifest: str | Path, n_images: int | None = None,
+                 device: torch.device | str = "cpu"):
         self.params = params
         self.spec = get_backbone(backbone)
-        self.model = load_target(self.spec.name, f"models/targets/{self.spec.name}/model.pt")
+        self.model = load_target(self.spec.name, f"models/targets/{self.spec.name}/model.pt", device=device)
         table = load_manifest(manifest)
         self.indices = eval_indices(table, params)[:n_images]
         self.images = load_images(data_root(params), table["path"].to_numpy()[self.indices], self.spec.input_size)
         self.labels = torch.from_numpy(table["label"].to_numpy()[self.indices])
         with torch.no_grad():
-            self.classes = self.model(self.images).argmax(1)
+            self.classes = self.model(self.images.to(device)).argmax(1).cpu()
         ev = params["evaluate"]
         self.engine = target_engine(self.spec.name, "models/targets", ev["engine"], batch_size=ev["batch_size"],
-                                    model=self.model)
+                                    model=self.model, device=device)
+        if self.engine.kind == "torch":   # the perturbation test's copies are built where the model runs
+            self.images = self.images.to(device)
 
     def score(self, decoder_path: str | Path, p: float) -> tuple[torch.Tensor, dict]:
         """(maps, evaluate_maps result) of the decoder at inference percentile p."""
@@ -44,4 +48,4 @@ class ScanScorer:
         return maps, result
 
     def example_maps(self, maps: torch.Tensor, n: int) -> dict[str, np.ndarray]:
-        return {"maps": maps[:n].numpy().astype(np.float16), "indices": self.indices[:n]}
+        return {"maps": maps[:n].cpu().numpy().astype(np.float16), "indices": self.indices[:n]}

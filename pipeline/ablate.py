@@ -15,8 +15,9 @@ from _common import run_stage  # noqa: E402
 
 from _scan_eval import ScanScorer  # noqa: E402
 
+from scanbench.compute import resolve  # noqa: E402
 from scanbench.config import (ABLATION_PARAM, check_percentile, load_params, seed_everything,  # noqa: E402
-                              set_threads, setting_name)
+                              setting_name)
 from scanbench.errors import ScanbenchError  # noqa: E402
 from scanbench.features import load_features  # noqa: E402
 from scanbench.io import save_npz, write_json  # noqa: E402
@@ -38,10 +39,10 @@ def main() -> None:
     if args.kind == "p" and args.setting is not None:
         raise ScanbenchError("the P ablation takes no --setting: it sweeps ablation.percentiles")
     params = load_params(args.params)
-    set_threads()
+    device = resolve(params)
     seed_everything(params["seed"])
     abl = params["ablation"]
-    scorer = ScanScorer(args.backbone, params, args.manifest, abl["n_images"])
+    scorer = ScanScorer(args.backbone, params, args.manifest, abl["n_images"], device=device)
     spec = scorer.spec
 
     def run_setting(setting: str, decoder_path: Path, alpha: float, layer: str, variant: str, p: float,
@@ -80,7 +81,7 @@ def main() -> None:
         feats = Path(f"features/{spec.name}/{layer}")
         decoder, _, summary = train_decoder(load_features(feats / "train"), load_features(feats / "holdout"),
                                             spec, params, alpha, variant=variant, epochs=abl["epochs"],
-                                            n_train=abl["n_train"], seed=params["seed"])
+                                            n_train=abl["n_train"], seed=params["seed"], device=device)
         with tempfile.TemporaryDirectory() as tmp:
             decoder_path = Path(tmp) / "decoder.pt"
             save_decoder(decoder_path, decoder, summary)

@@ -12,7 +12,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import run_stage  # noqa: E402
 
 from scanbench.backbones import get_backbone  # noqa: E402
-from scanbench.config import check_percentile, load_params, set_threads  # noqa: E402
+from scanbench.compute import resolve  # noqa: E402
+from scanbench.config import check_percentile, load_params  # noqa: E402
 from scanbench.diagnostics import decoder_generalisation  # noqa: E402
 from scanbench.features import load_features  # noqa: E402
 from scanbench.io import write_json  # noqa: E402
@@ -27,14 +28,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
     params = load_params(args.params)
+    device = resolve(params)
     spec = get_backbone(args.backbone)
     layer_path = spec.resolve_layer(args.layer)
     p = check_percentile(params["p"], "p")
     feat_dir = Path("features") / args.backbone / args.layer
     train_set, holdout_set = load_features(feat_dir / "train"), load_features(feat_dir / "holdout")
     decoder, meta = load_decoder(scan_decoder_path(args.backbone, layer=args.layer), spec.name,
-                                 expected_layer=layer_path)
-    set_threads()
+                                 expected_layer=layer_path, device=device)
     result = decoder_generalisation(decoder, train_set, holdout_set, p, variant=meta.get("variant", "full"))
     write_json(args.out, {"backbone": spec.name, "layer": args.layer, **result})
     print(f"{spec.name}/{args.layer}: held-out recon MSE {result['recon_err']:.4f} vs mean-image "

@@ -21,7 +21,8 @@ import torch  # noqa: E402
 
 from scanbench.backbones import get_backbone  # noqa: E402
 from scanbench.boxes import box_masks, load_checked_boxes  # noqa: E402
-from scanbench.config import data_root, load_params, set_threads  # noqa: E402
+from scanbench.compute import resolve  # noqa: E402
+from scanbench.config import data_root, load_params  # noqa: E402
 from scanbench.data import load_images, load_manifest  # noqa: E402
 from scanbench.engine import target_engine  # noqa: E402
 from scanbench.errors import ScanbenchError  # noqa: E402
@@ -61,7 +62,7 @@ def main() -> None:
     ap.add_argument("--targets", default="models/targets", type=Path, help="folder of <backbone>/model.{pt,onnx}")
     args = ap.parse_args()
     params = load_params(args.params)
-    set_threads()
+    device = resolve(params)
     ev = params["evaluate"]
     spec = get_backbone(args.backbone)
     manifest = load_manifest(args.manifest)
@@ -74,8 +75,11 @@ def main() -> None:
     if not np.array_equal(labels, z["labels"]):
         raise ScanbenchError(f"labels in {args.maps} disagree with {args.manifest}: re-run the explain stage")
     boxes = load_checked_boxes(args.boxes)   # before the long part: a missing file fails at once
-    engine = target_engine(args.backbone, args.targets, ev["engine"], batch_size=ev["batch_size"])
+    # ONNX Runtime on the CPU (or its CUDA provider); without that provider on a GPU, the PyTorch engine there
+    engine = target_engine(args.backbone, args.targets, ev["engine"], batch_size=ev["batch_size"], device=device)
     images = load_images(data_root(params), manifest["path"].to_numpy()[z["indices"]], spec.input_size)
+    if engine.kind == "torch":   # the perturbed copies are built where the model runs
+        images = images.to(engine.device)
     maps = torch.from_numpy(z["maps"].astype(np.float32))
     if maps.shape != (len(images), spec.input_size, spec.input_size):
         raise ScanbenchError(f"maps in {args.maps} have shape {tuple(maps.shape)}, expected "

@@ -20,7 +20,8 @@ import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from scanbench.backbones import get_backbone, load_target  # noqa: E402
-from scanbench.config import data_root, load_params, set_threads  # noqa: E402
+from scanbench.compute import resolve  # noqa: E402
+from scanbench.config import data_root, load_params  # noqa: E402
 from scanbench.data import eval_indices, load_images, load_manifest  # noqa: E402
 from scanbench.engine import ForwardEngine  # noqa: E402
 from scanbench.errors import ScanbenchError  # noqa: E402
@@ -45,7 +46,7 @@ def main() -> None:
                     help="folder of <backbone>/default/decoder.pt (SCAN only)")
     args = ap.parse_args()
     params = load_params(args.params)
-    set_threads()
+    device = resolve(params)
     spec = get_backbone(args.backbone)
     check_method(args.method, spec.family)   # fail before loading anything
 
@@ -56,15 +57,15 @@ def main() -> None:
     idx = eval_indices(manifest, params)
     labels = manifest["label"].to_numpy()[idx]
     images = load_images(data_root(params), manifest["path"].to_numpy()[idx], spec.input_size)
-    model = load_target(args.backbone, args.targets / args.backbone / "model.pt")
+    model = load_target(args.backbone, args.targets / args.backbone / "model.pt", device=device)
 
     bs = int(params["explain"]["batch_size"])
     with torch.no_grad():   # not inference_mode: these classes index logits under autograd later
-        classes = torch.cat([model(images[i:i + bs]).argmax(1) for i in range(0, len(images), bs)])
+        classes = torch.cat([model(images[i:i + bs].to(device)).argmax(1).cpu() for i in range(0, len(images), bs)])
     engine = None
     if args.method in FORWARD_ONLY:
         engine = ForwardEngine(model, params["evaluate"]["engine"], args.targets / args.backbone / "model.onnx",
-                               batch_size=params["evaluate"]["batch_size"])
+                               batch_size=params["evaluate"]["batch_size"], device=device)
     explainer = explainer_from_params(args.method, model, spec, params, engine=engine, decoder_path=decoder)
 
     maps, seconds = [], 0.0
@@ -74,13 +75,13 @@ def main() -> None:
         seconds += time.perf_counter() - start
     maps_t = torch.cat(maps)
 
-    out = {"maps": maps_t.numpy().astype(np.float16), "indices": idx.astype(np.int64),
-           "labels": labels.astype(np.int64), "classes": classes.numpy().astype(np.int64)}
+    out = {"maps": maps_t.cpu().numpy().astype(np.float16), "indices": idx.astype(np.int64),
+           "labels": labels.astype(np.int64), "classes": classes.cpu().numpy().astype(np.int64)}
     seconds_per_image = seconds / max(len(images), 1)   # a run fact: logged, not stored in the maps
     log_fact(seconds_per_image=round(seconds_per_image, 4))
     if args.method == "scan":
         _, recon = explainer.explain_with_reconstruction(images[:N_RECON], classes[:N_RECON])
-        out["recon"] = recon.numpy().astype(np.float16)
+        out["recon"] = recon.cpu().numpy().astype(np.float16)
     save_npz(args.out, **out)
     print(f"{args.backbone}/{args.method}: {len(images)} maps, {seconds_per_image:.3f} s/image -> {args.out}")
 

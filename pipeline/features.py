@@ -12,9 +12,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import run_stage  # noqa: E402
 
-import torch  # noqa: E402
-
 from scanbench.backbones import get_backbone, load_target  # noqa: E402
+from scanbench.compute import resolve  # noqa: E402
 from scanbench.config import data_root, load_params, seed_everything  # noqa: E402
 from scanbench.data import holdout_indices, load_manifest, scan_train_indices  # noqa: E402
 from scanbench.feature_extraction import extract_features  # noqa: E402
@@ -32,13 +31,14 @@ def main() -> None:
     ap.add_argument("--out", default=None, type=Path, help="<out>/<layer> per layer (default: features/<backbone>)")
     args = ap.parse_args()
     params = load_params(args.params)
+    device = resolve(params)
     seed_everything(params["seed"])
     spec = get_backbone(args.backbone)
     layers = args.layers or feature_layers(spec.name, params)
     modules = {alias: spec.resolve_layer(alias) for alias in layers}   # unknown layers fail before any work
     manifest = load_manifest(args.manifest)
     holdout_idx = holdout_indices(manifest, params)   # image counts that do not fit the val split fail before any work
-    model = load_target(spec.name, f"models/targets/{spec.name}/model.pt")
+    model = load_target(spec.name, f"models/targets/{spec.name}/model.pt", device=device)
     out = args.out or Path(f"features/{spec.name}")
     root = data_root(params)
     for alias, layer in modules.items():
@@ -56,5 +56,4 @@ def main() -> None:
             print(f"{spec.name} {layer} {subset}: {len(idx)} images -> {path}")
 
 if __name__ == "__main__":
-    torch.set_num_threads(2)
     run_stage(main)

@@ -36,7 +36,7 @@ def make_image_loader(params: dict, manifest_path: Path):
 
     def load(indices, side):
         paths = manifest["path"].iloc[list(indices)].tolist()
-        return load_images(root, paths, side).permute(0, 2, 3, 1).numpy()
+        return load_images(root, paths, side).permute(0, 2, 3, 1).cpu().numpy()
 
     return load
 

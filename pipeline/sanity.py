@@ -11,7 +11,8 @@ from _explainer_stage import explainer_stage_parser, load_target_engine  # noqa:
 import torch  # noqa: E402
 
 from scanbench.backbones import get_backbone  # noqa: E402
-from scanbench.config import data_root, load_params, set_threads  # noqa: E402
+from scanbench.compute import resolve  # noqa: E402
+from scanbench.config import data_root, load_params  # noqa: E402
 from scanbench.data import eval_indices, load_images, load_manifest  # noqa: E402
 from scanbench.explainers.base import check_method  # noqa: E402
 from scanbench.io import write_json  # noqa: E402
@@ -25,14 +26,16 @@ def main() -> None:
     from scanbench.explainers.factory import explainer_from_params
 
     params = load_params(args.params)
-    set_threads()
+    device = resolve(params)
     ev, sc = params["evaluate"], params["sanity"]
     spec = get_backbone(args.backbone)
     manifest = load_manifest(args.manifest)
     idx = eval_indices(manifest, params)[: sc["n_images"]]
     images = load_images(data_root(params), manifest["path"].to_numpy()[idx], spec.input_size)
     labels = torch.from_numpy(manifest["label"].to_numpy()[idx])
-    model, engine, decoder = load_target_engine(args, params)
+    model, engine, decoder = load_target_engine(args, params, device)
+    if engine.kind == "torch":   # the perturbed copies are built where the model runs
+        images = images.to(engine.device)
     method = args.method
     check_method(method, spec.family)   # unknown or inapplicable -> one clear line
 

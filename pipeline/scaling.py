@@ -16,7 +16,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import run_stage  # noqa: E402
 from _scan_eval import ScanScorer  # noqa: E402
 
-from scanbench.config import check_percentile, load_params, seed_everything, set_threads  # noqa: E402
+from scanbench.compute import resolve  # noqa: E402
+from scanbench.config import check_percentile, load_params, seed_everything  # noqa: E402
 from scanbench.diagnostics import decoder_generalisation  # noqa: E402
 from scanbench.errors import ScanbenchError  # noqa: E402
 from scanbench.features import load_features  # noqa: E402
@@ -44,18 +45,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--manifest", default="data/manifest.csv")
     args = ap.parse_args(argv)
     params = load_params(args.params)
+    device = resolve(params)
     cfg = params["scaling"]
     p = check_percentile(params["p"], "p")
     feats = Path("features") / args.backbone / "default"
     train_set, holdout_set = load_features(feats / "train"), load_features(feats / "holdout")
     counts = sizes(list(cfg["n_train"]), len(train_set))
-    set_threads()
     seed_everything(params["seed"])
-    scorer = ScanScorer(args.backbone, params, args.manifest, cfg.get("n_images"))
+    scorer = ScanScorer(args.backbone, params, args.manifest, cfg.get("n_images"), device=device)
     rows = []
     for n in counts:
         decoder, _, summary = train_decoder(train_set, holdout_set, scorer.spec, params, float(params["alpha"]),
-                                            steps=int(cfg["steps"]), n_train=n, seed=params["seed"])
+                                            steps=int(cfg["steps"]), n_train=n, seed=params["seed"], device=device)
         held_out = decoder_generalisation(decoder, train_set, holdout_set, p)
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "decoder.pt"

@@ -14,6 +14,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from scanbench.backbones import get_backbone, load_target, save_target, validate_backbone_params  # noqa: E402
+from scanbench.compute import resolve  # noqa: E402
 from scanbench.config import data_root, load_params, seed_everything  # noqa: E402
 from scanbench.data import class_table, load_images, load_manifest, seeded_subset  # noqa: E402
 from scanbench.engine import ForwardEngine, export_onnx  # noqa: E402
@@ -25,7 +26,7 @@ def val_top1(engine: ForwardEngine, root: Path, rel_paths, labels: np.ndarray, s
     correct = 0
     for i in range(0, len(rel_paths), batch):
         x = load_images(root, rel_paths[i:i + batch], size)
-        correct += int((engine.predict(x).numpy() == labels[i:i + batch]).sum())
+        correct += int((engine.predict(x).cpu().numpy() == labels[i:i + batch]).sum())
     return 100.0 * correct / len(labels)
 
 
@@ -39,6 +40,7 @@ def main() -> None:
     ap.add_argument("--results", default="results/targets")
     args = ap.parse_args()
     params = load_params(args.params)
+    device = resolve(params)
     validate_backbone_params(params)
     seed_everything(params["seed"])
     spec = get_backbone(args.backbone)
@@ -51,7 +53,7 @@ def main() -> None:
         cfg = params["targets"]["vit"]
         # input size, patch and depth are the registry's (its layers depend on them); width and heads are params
         build_kwargs = {"num_classes": len(classes), "width": cfg["width"], "heads": cfg["heads"]}
-        model = spec.build(**build_kwargs)
+        model = spec.build(**build_kwargs).to(device)   # initialised on the CPU (seeded), trained on the device
         teacher = Path(args.teacher)
         meta = read_json(teacher / "meta.json")
         train_idx, val_idx = np.array(meta["train_indices"]), np.array(meta["val_indices"])
@@ -70,9 +72,10 @@ def main() -> None:
         build_kwargs = {}
         model = spec.build(class_indices=classes["imagenet_index"].tolist(), pretrained=True)
     save_target(out / "model.pt", spec, model, build_kwargs)
-    model = load_target(spec.name, out / "model.pt")  # what later stages load: measure exactly that
+    model = load_target(spec.name, out / "model.pt", device=device)  # what later stages load: measure exactly that
     export_onnx(model, out / "model.onnx", spec.input_size)
-    engine = ForwardEngine(model, "onnx", out / "model.onnx", batch_size=params["targets"]["batch_size"])
+    engine = ForwardEngine(model, "onnx", out / "model.onnx", batch_size=params["targets"]["batch_size"],
+                           device=device)
     val_idx = seeded_subset(manifest, "val", params["targets"].get("n_val"), params["seed"])
     rel = manifest["path"].to_numpy()
     top1 = val_top1(engine, data_root(params), rel[val_idx], labels[val_idx], spec.input_size,
@@ -80,7 +83,7 @@ def main() -> None:
     # The ONNX export must agree with PyTorch on real images (the forward-only engine's correctness).
     x = load_images(data_root(params), rel[val_idx[:16]], spec.input_size)
     with torch.inference_mode():
-        diff = float((engine(x) - model(x)).abs().max())
+        diff = float((engine(x) - model(x.to(device)).cpu()).abs().max())
     write_json(Path(args.results) / f"{spec.name}.json",
                {"family": spec.family, "val_top1": round(top1, 2), "n_val": int(len(val_idx)),
                 "onnx_max_abs_logit_diff": diff, **extra})
@@ -88,5 +91,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    torch.set_num_threads(2)
     run_stage(main)

@@ -10,9 +10,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import run_stage  # noqa: E402
 
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 
 from scanbench.backbones import get_backbone  # noqa: E402
+from scanbench.compute import resolve  # noqa: E402
 from scanbench.config import data_root, load_params, seed_everything  # noqa: E402
 from scanbench.data import class_table, load_manifest, seeded_subset  # noqa: E402
 from scanbench.engine import ForwardEngine, export_onnx  # noqa: E402
@@ -27,6 +27,7 @@ def main() -> None:
     ap.add_argument("--out", default="cache/teacher")
     args = ap.parse_args()
     params = load_params(args.params)
+    device = resolve(params)
     seed_everything(params["seed"])
     out = Path(args.out)
     trained = [name for name in params["backbones"] if get_backbone(name).trained_here]
@@ -44,10 +45,11 @@ def main() -> None:
     teacher_name = cfg.get("teacher", "effnet_lite0")
     spec = get_backbone(teacher_name)
     classes = class_table(manifest)["imagenet_index"].tolist()
-    model = spec.build(class_indices=classes, pretrained=True)
+    model = spec.build(class_indices=classes, pretrained=True).to(device)
     with atomic_path(out / "teacher.onnx", suffix=".onnx") as tmp_onnx:
         export_onnx(model, tmp_onnx, spec.input_size)
-        engine = ForwardEngine(model, "onnx", tmp_onnx, batch_size=params["targets"]["batch_size"])
+        # ONNX Runtime on the CPU; on a GPU without its CUDA provider, the PyTorch engine there (engine.py)
+        engine = ForwardEngine(model, "onnx", tmp_onnx, batch_size=params["targets"]["batch_size"], device=device)
         rel = manifest["path"].to_numpy()
         logits = teacher_logits(engine, root, rel[train_idx], spec.input_size, params["targets"]["batch_size"])
     size = get_backbone(cfg.get("student", "vit_tiny_convstem")).input_size
@@ -63,5 +65,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    torch.set_num_threads(2)
     run_stage(main)

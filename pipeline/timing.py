@@ -13,7 +13,8 @@ from _common import run_stage  # noqa: E402
 from _explainer_stage import explainer_stage_parser, load_target_engine  # noqa: E402
 
 from scanbench.backbones import get_backbone  # noqa: E402
-from scanbench.config import data_root, load_params, set_threads  # noqa: E402
+from scanbench.compute import resolve  # noqa: E402
+from scanbench.config import data_root, load_params  # noqa: E402
 from scanbench.data import load_images, load_manifest  # noqa: E402
 from scanbench.explainers.base import methods_for  # noqa: E402
 from scanbench.explainers.factory import explainer_from_params  # noqa: E402
@@ -30,7 +31,7 @@ def time_backbone(args, params: dict, backbone: str) -> dict:
     manifest = load_manifest(args.manifest)
     images = load_images(data_root(params), manifest["path"].to_numpy()[timing_indices(manifest, params)],
                          spec.input_size)
-    model, engine, decoder = load_target_engine(args, params)
+    model, engine, decoder = load_target_engine(args, params, args.device)
     classes = engine(images).argmax(1)
     explainers = {method: explainer_from_params(method, model, spec, params, engine=engine,
                                                 decoder_path=decoder if method == "scan" else None)
@@ -41,14 +42,14 @@ def time_backbone(args, params: dict, backbone: str) -> dict:
         ratio = f"{r['ratio_to_gradcam']:.2f}x Grad-CAM" if r["ratio_to_gradcam"] else "no Grad-CAM reference"
         print(f"{m:>24}: {r['ms_per_image']:9.1f} ms/image (IQR {r['ms_iqr'][0]:.1f}-{r['ms_iqr'][1]:.1f}), "
               f"batched {r['ms_per_image_batched']:.1f} ms/image, {ratio}")
-    return {"device": device_description(), "n_images": len(images), "methods": methods}
+    return {"device": device_description(args.device), "n_images": len(images), "methods": methods}
 
 
 def main() -> None:
     ap = explainer_stage_parser(__doc__, per_backbone=False)
     args = ap.parse_args()
     params = load_params(args.params)
-    set_threads()
+    args.device = resolve(params)
     if params["timing"]["n_images"] < MIN_SAMPLES:
         print(f"warning: timing.n_images = {params['timing']['n_images']} < {MIN_SAMPLES}: the spread is a rough "
               f"one", file=sys.stderr)

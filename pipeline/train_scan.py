@@ -21,7 +21,8 @@ from _common import log_fact, run_stage  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from scanbench.backbones import get_backbone  # noqa: E402
-from scanbench.config import load_params, set_threads  # noqa: E402
+from scanbench.compute import resolve  # noqa: E402
+from scanbench.config import load_params  # noqa: E402
 from scanbench.errors import ScanbenchError  # noqa: E402
 from scanbench.features import load_features  # noqa: E402
 from scanbench.io import write_json, write_text  # noqa: E402
@@ -50,6 +51,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     params = load_params(args.params)
+    device = resolve(params)
     spec = get_backbone(args.backbone)
     alpha = params["alpha"] if args.alpha is None else args.alpha
     if alpha <= 0:
@@ -58,11 +60,11 @@ def main(argv: list[str] | None = None) -> None:
     feat_dir = args.features or Path("features") / args.backbone / args.layer
     train_set = load_features(feat_dir / "train")
     holdout_set = load_features(feat_dir / "holdout")
-    set_threads()
     start = time.perf_counter()
     decoder, curves, summary = train_decoder(train_set, holdout_set, spec, params, alpha, variant=args.variant,
                                              steps=args.steps, n_train=args.n_train,
-                                             seed=int(params.get("seed", 0)), progress=not args.no_progress)
+                                             seed=int(params.get("seed", 0)), progress=not args.no_progress,
+                                             device=device)
     train_seconds = time.perf_counter() - start
     log_fact(train_seconds=round(train_seconds, 1))
     save_decoder(args.out / "decoder.pt", decoder, summary)

@@ -159,11 +159,11 @@ def test_stage_cli(tiny_cnn, cnn_features, tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(backbones._REGISTRY, spec.name, spec)
     _, _, base = cnn_features
     params = copy.deepcopy(PARAMS)
+    params["compute"] = {"device": "cpu", "threads": 1, "nproc": 1}   # keep the test session's one thread
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     module_spec = importlib.util.spec_from_file_location("train_scan_stage", REPO / "pipeline" / "train_scan.py")
     stage = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(stage)
-    monkeypatch.setattr(stage, "set_threads", lambda *a: None)   # keep the test session's one thread
     out = tmp_path / "out"
     stage.main(["--backbone", spec.name, "--layer", "default", "--steps", "3", "--n-train", "4",
                 "--features", str(base), "--params", str(tmp_path / "params.yaml"), "--out", str(out),

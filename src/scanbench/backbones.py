@@ -351,24 +351,26 @@ _paper("efficientnetv2_b0", "cnn", "tf_efficientnetv2_b0", 7, "net.conv_head", "
 def save_target(path: str | Path, spec: BackboneSpec, model: TargetModel, build_kwargs: dict | None = None) -> None:
     from .io import save_torch
 
+    # CPU tensors whatever the device (`.cpu()` of a CPU tensor is itself): the same bytes from a GPU run
     save_torch(path, {"backbone": spec.name, "build_kwargs": dict(build_kwargs or {}),
-                      "state_dict": model.state_dict()})
+                      "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}})
 
 
-def load_target(name: str, path: str | Path) -> TargetModel:
-    """Load a target checkpoint written by `save_target`; refuses one written for another backbone."""
+def load_target(name: str, path: str | Path, device: torch.device | str = "cpu") -> TargetModel:
+    """Load a target checkpoint written by `save_target` onto `device`; refuses one written for another backbone."""
     from .io import load_torch
 
     spec = get_backbone(name)
     path = Path(path)
     if not path.exists():
         raise ScanbenchError(f"target checkpoint {path} not found: run `dvc repro targets` first")
-    ckpt = load_torch(path, stage=f"targets@{name}")
+    ckpt = load_torch(path, stage=f"targets@{name}", map_location=device)
     if ckpt.get("backbone") != name:
         raise ScanbenchError(f"checkpoint {path} is for backbone {ckpt.get('backbone')!r}, not {name!r}")
     state = ckpt["state_dict"]
     class_indices = state["class_indices"].tolist() if "class_indices" in state else None
     model = spec.build(class_indices=class_indices, pretrained=False, **ckpt.get("build_kwargs", {}))
+    model = model.to(device)   # the CPU: a no-op
     model.load_state_dict(state)
     return model.eval()
 

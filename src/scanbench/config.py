@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,7 @@ def validate_params(params: dict[str, Any]) -> None:
     if "evaluate" in params and "fractions" in params["evaluate"]:
         check_fractions(params["evaluate"]["fractions"])
     check_image_counts(params)
+    compute_params(params)   # device / threads / nproc: their form (whether CUDA exists is scanbench.compute's)
 
 
 def check_fractions(fractions: Any) -> None:
@@ -119,6 +121,7 @@ ANY_NAME = "*"
 _FAMILIES = {ANY_NAME: LEAF}
 PARAMS_SCHEMA: dict[str, Any] = {
     "profile": LEAF, "seed": LEAF, "alpha": LEAF, "p": LEAF,
+    "compute": {"device": LEAF, "threads": LEAF, "nproc": LEAF},
     "data": {"root": LEAF, "splits": LEAF, "limit_per_class": LEAF},
     "backbones": LEAF,
     "families": _FAMILIES,
@@ -247,9 +250,28 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def set_threads(n: int | None = None) -> None:
-    """Use every core for intra-op work (2 here); one interop thread avoids oversubscription."""
-    import torch
+# ---------------------------------------------------------------- compute (resolved in scanbench.compute)
 
-    n = n or os.cpu_count() or 1
-    torch.set_num_threads(n)
+COMPUTE_DEFAULTS = {"device": "auto", "threads": None, "nproc": 1}
+_COMPUTE_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+def compute_params(params: dict[str, Any]) -> dict[str, Any]:
+    """The `compute` section with its defaults, checked (types and ranges only: no torch import)."""
+    section = params.get("compute") or {}
+    if not isinstance(section, dict):
+        raise ScanbenchError(f"params: compute must be a section with device, threads, nproc (got {section!r})")
+    c = {**COMPUTE_DEFAULTS, **section}
+    device = c["device"]
+    if not isinstance(device, str) or not _COMPUTE_DEVICE.match(device):
+        raise ScanbenchError(f"compute.device must be auto, cpu, cuda or cuda:N (got {device!r})")
+    threads = c["threads"]
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ScanbenchError(f"compute.threads must be an integer >= 1, or null for every core (got {threads!r})")
+    nproc = c["nproc"]
+    if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
+        raise ScanbenchError(f"compute.nproc must be an integer >= 1 (got {nproc!r})")
+    if nproc != 1:
+        raise ScanbenchError(f"compute.nproc = {nproc}: only 1 process per host is supported so far (torchrun "
+                             f"launching is not built yet, issue 15 item 3); set compute.nproc: 1")
+    return c

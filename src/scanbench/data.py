@@ -199,7 +199,7 @@ def load_images(root: str | Path, rel_paths: Iterable[str], size: int) -> torch.
 def to_uint8(images01: torch.Tensor) -> np.ndarray:
     import torch
 
-    return (images01.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    return (images01.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
 
 
 def from_uint8(arr: np.ndarray) -> torch.Tensor:

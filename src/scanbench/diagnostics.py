@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from .compute import module_device
 from .features import FeatureSet, training_rows
 from .scan.loss import confidence, make_target
 from .scan.train import decoder_input, load_batch
@@ -43,7 +44,7 @@ def _decode(decoder: nn.Module, fs: FeatureSet, rows: np.ndarray, p: float, vari
     grid = decoder.kwargs["grid"]
     recon, targets, maps = [], [], []
     for start in range(0, len(rows), batch_size):
-        F, G, images01 = load_batch(fs, rows[start:start + batch_size])
+        F, G, images01 = load_batch(fs, rows[start:start + batch_size], module_device(decoder))
         out = decoder(decoder_input(F, G, p, variant))
         target = make_target(images01, grid, variant)
         recon.append(((target - out[:, 1:]) ** 2).mean((1, 2, 3)))
@@ -60,7 +61,7 @@ def decoder_generalisation(decoder: nn.Module, train_set: FeatureSet, holdout_se
     n_ref = len(ref_rows)
     # one pass over the reference training images: their area and error, and their mean target (the reference)
     train_recon, train_targets, train_C = _decode(decoder, train_set, ref_rows, p, variant, batch_size)
-    reference = train_targets.mean(0)
+    reference = train_targets.mean(0)   # on the decoder's device, as the held-out targets are
     recon, targets, C = _decode(decoder, holdout_set, np.arange(len(holdout_set)), p, variant, batch_size)
     recon_err = recon.mean().item()
     mean_image_err = ((targets - reference) ** 2).mean((1, 2, 3)).mean().item()

@@ -24,7 +24,8 @@ def extract_features(model: torch.nn.Module, layer: str, root: Path, rel_paths: 
                      extra_meta: dict | None = None, indices: Sequence[int] | None = None,
                      out_size: int | None = None, grid: int | None = None) -> Path:
     """Features, gradients and images (area-pooled to the reconstruction size: `out_size`, i.e. scan.out_size,
-    or the default for the layer's feature grid) of `rel_paths`; `grid` is the fallback token grid of a ViT."""
+    or the default for the layer's feature grid) of `rel_paths`; `grid` is the fallback token grid of a ViT.
+    The forward/backward runs on the model's device; the images are pooled on the CPU (the same bytes anywhere)."""
     out_dir = Path(out_dir)
     tmp = out_dir.with_name(out_dir.name + ".partial")
     if tmp.exists():
@@ -45,10 +46,10 @@ def extract_features(model: torch.nn.Module, layer: str, root: Path, rel_paths: 
             img_mm = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.uint8,
                                                shape=(n, 3, recon, recon))
         end = start + x.shape[0]
-        F_mm[start:end] = F.numpy().astype(np.float16)
-        G_mm[start:end] = G.numpy().astype(np.float16)
-        img_mm[start:end] = to_uint8(x if recon == size else Fn.adaptive_avg_pool2d(x, recon))
-        classes[start:end] = logits.argmax(1).numpy()
+        F_mm[start:end] = F.cpu().numpy().astype(np.float16)
+        G_mm[start:end] = G.cpu().numpy().astype(np.float16)
+        img_mm[start:end] = to_uint8(x if recon == size else Fn.adaptive_avg_pool2d(x, recon))   # x: on the CPU
+        classes[start:end] = logits.argmax(1).cpu().numpy()
     for mm in (F_mm, G_mm, img_mm):
         mm.flush()
     del F_mm, G_mm, img_mm

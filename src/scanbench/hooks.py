@@ -8,6 +8,7 @@ import torch
 import torch.nn as nn
 
 from .backbones import attention_modules, get_module
+from .compute import module_device
 
 
 def _first_tensor(out):
@@ -19,7 +20,8 @@ def features_and_grads(model: nn.Module, layer: str, x01: torch.Tensor,
     """Forward x, then G = d logit_c / d F for the layer's output F (c: `classes`, else the prediction).
 
     Returns (logits, F, G), F and G detached with the layer's output shape (B x C x H x W or B x T x D).
-    Each sample's gradient depends only on its own logit (the sum over the batch separates).
+    Each sample's gradient depends only on its own logit (the sum over the batch separates). Runs on the model's
+    device (x is moved there); the outputs are on that device.
     """
     module = get_module(model, layer)
     store: dict[str, torch.Tensor] = {}
@@ -32,7 +34,7 @@ def features_and_grads(model: nn.Module, layer: str, x01: torch.Tensor,
     handle = module.register_forward_hook(hook)
     try:
         with torch.enable_grad():
-            x = x01.detach().requires_grad_(False)
+            x = x01.detach().to(module_device(model)).requires_grad_(False)
             logits = model(x)
             if classes is None:
                 classes = logits.argmax(1)

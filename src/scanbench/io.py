@@ -158,12 +158,13 @@ def _rebuild(path: str | os.PathLike, stage: str | None, verb: str) -> str:
     return f"{verb} it by re-running the stage that writes it (`dvc stage list`, then `dvc repro -f <stage>`)"
 
 
-def load_torch(path: str | os.PathLike, stage: str | None = None) -> Any:
-    """A checkpoint written by save_torch (tensors and plain values only: weights_only=True)."""
+def load_torch(path: str | os.PathLike, stage: str | None = None, map_location: Any = "cpu") -> Any:
+    """A checkpoint written by save_torch (tensors and plain values only: weights_only=True), its tensors on
+    `map_location` (a device: the stage's compute device)."""
     import torch
 
     with reading(path, stage):
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True)
 
 
 def load_npz(path: str | os.PathLike, stage: str | None = None) -> dict[str, np.ndarray]:

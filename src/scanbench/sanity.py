@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 import torch
 import torch.nn as nn
 
+from .compute import module_device
 from .engine import ForwardEngine
 from .errors import ScanbenchError
 from .metrics.perturbation import Forward, auc, curve, fair_resolution, perturbation_correct
@@ -30,9 +31,11 @@ def randomize_weights(model: nn.Module, seed: int, std: float = 0.02) -> nn.Modu
     Modules with `reset_parameters` (convs, linears, norms - BN running statistics included) use their
     own PyTorch default init; parameters held by modules without it (a ViT's pos_embed and cls_token,
     layer-scale gammas) are drawn from N(0, std^2), timm's init scale for them. Buffers that are
-    preprocessing (mean, std, class indices) stay.
+    preprocessing (mean, std, class indices) stay. Drawn on the CPU (the same weights whatever the device), then
+    moved to the model's device.
     """
-    rand = copy.deepcopy(model)
+    device = module_device(model)
+    rand = copy.deepcopy(model).cpu()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         with torch.no_grad():
@@ -44,14 +47,14 @@ def randomize_weights(model: nn.Module, seed: int, std: float = 0.02) -> nn.Modu
                 else:
                     for p in m.parameters(recurse=False):
                         p.normal_(0.0, std)
-    return rand.eval()
+    return rand.to(device).eval()
 
 
 def random_other_classes(pred: torch.Tensor, n_classes: int, seed: int) -> torch.Tensor:
     """For each prediction, a class drawn uniformly from the other n_classes - 1 classes."""
     if n_classes < 2:
         raise ScanbenchError(f"the random-label check needs at least 2 classes (got {n_classes})")
-    pred = torch.as_tensor(pred, dtype=torch.long).view(-1)
+    pred = torch.as_tensor(pred, dtype=torch.long).view(-1).cpu()   # drawn on the CPU: the same on every device
     r = torch.randint(0, n_classes - 1, pred.shape, generator=torch.Generator().manual_seed(seed))
     return r + (r >= pred).long()   # skip the predicted class
 

@@ -25,5 +25,5 @@ def teacher_logits(forward, root: Path, rel_paths: Sequence[str], size: int, bat
     for start in tqdm(range(0, len(rel_paths), batch_size), desc="teacher logits", unit="batch", mininterval=5):
         x = torch.stack([load_image(root / p, size) for p in rel_paths[start:start + batch_size]])
         with torch.inference_mode():
-            outs.append(forward(x).float().numpy())
+            outs.append(forward(x).float().cpu().numpy())
     return np.concatenate(outs)

@@ -14,6 +14,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from .compute import module_device
+
 
 @dataclass
 class ViTTrainConfig:
@@ -54,16 +56,19 @@ def lr_at(step: int, total: int, warmup: int, base: float) -> float:
 @torch.inference_mode()
 def accuracy(model: nn.Module, images_u8: np.ndarray, labels: np.ndarray, batch_size: int = 256) -> float:
     model.eval()
+    device = module_device(model)
     correct = 0
     for i in range(0, len(labels), batch_size):
-        x = torch.from_numpy(np.ascontiguousarray(images_u8[i:i + batch_size])).float().div_(255)
-        correct += (model(x).argmax(1).numpy() == labels[i:i + batch_size]).sum()
+        x = torch.from_numpy(np.ascontiguousarray(images_u8[i:i + batch_size])).float().div_(255).to(device)
+        correct += (model(x).argmax(1).cpu().numpy() == labels[i:i + batch_size]).sum()
     return 100.0 * correct / max(1, len(labels))
 
 
 def train_vit(model: nn.Module, train_u8: np.ndarray, train_labels: np.ndarray, teacher: np.ndarray,
               val_u8: np.ndarray, val_labels: np.ndarray, cfg: ViTTrainConfig) -> list[dict]:
-    """Train in place; returns one dict of curves per epoch (loss, train/val top-1, lr)."""
+    """Train in place on the model's device; returns one dict of curves per epoch (loss, train/val top-1, lr).
+    Shuffling and augmentation are drawn on the CPU (seeded), then each batch moves to the model's device."""
+    device = module_device(model)
     gen = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     decay = [p for n, p in model.named_parameters() if p.ndim > 1 and "pos_embed" not in n and "cls_token" not in n]
@@ -74,8 +79,8 @@ def train_vit(model: nn.Module, train_u8: np.ndarray, train_labels: np.ndarray, 
     n = len(train_labels)
     steps_per_epoch = math.ceil(n / cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
-    labels_t = torch.from_numpy(train_labels).long()
-    teacher_t = torch.from_numpy(teacher).float()
+    labels_t = torch.from_numpy(train_labels).long().to(device)
+    teacher_t = torch.from_numpy(teacher).float().to(device)
     T = cfg.distill_temperature
     curves, step, start = [], 0, time.perf_counter()
     for epoch in range(cfg.epochs):
@@ -85,9 +90,10 @@ def train_vit(model: nn.Module, train_u8: np.ndarray, train_labels: np.ndarray, 
         bar = tqdm(range(steps_per_epoch), desc=f"vit epoch {epoch + 1}/{cfg.epochs}", unit="step", mininterval=10)
         for s in bar:
             idx = perm[s * cfg.batch_size:(s + 1) * cfg.batch_size]
-            x = torch.from_numpy(train_u8[np.sort(idx.numpy())]).float().div_(255)
+            x = torch.from_numpy(train_u8[np.sort(idx.cpu().numpy())]).float().div_(255)
             idx = idx.sort().values
-            x = augment(x, gen, cfg.pad)
+            x = augment(x, gen, cfg.pad).to(device)
+            idx = idx.to(device)
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, total, cfg.warmup_epochs * steps_per_epoch, cfg.lr)
             logits = model(x)

@@ -64,9 +64,11 @@ class LibraryCAM(Explainer):
                 # The library's tensor hook catches the layer's gradient on the way; asking for the
                 # input's gradient (not loss.backward) skips the weight gradients and leaves .grad alone.
                 torch.autograd.grad(loss, x)
-            acts = cam.activations_and_grads.activations[0].numpy()
-            grads = cam.activations_and_grads.gradients[0].numpy()
+            # the library's hooks already copy to the CPU; .cpu() states it (a no-op there), as BaseCAM does
+            acts = cam.activations_and_grads.activations[0].cpu().numpy()
+            grads = cam.activations_and_grads.gradients[0].cpu().numpy()
             raw = cam.get_cam_image(images01, layer, targets, acts, grads, eigen_smooth=False)
         finally:
             cam.activations_and_grads.release()
-        return torch.from_numpy(np.maximum(raw, 0).astype(np.float32))
+        # the weighting is numpy's (the library's own): the map goes back to the input's device
+        return torch.from_numpy(np.maximum(raw, 0).astype(np.float32)).to(images01.device)

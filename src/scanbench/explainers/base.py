@@ -5,6 +5,10 @@
 
 A subclass overrides `_explain` (like pytorch-grad-cam's `get_cam_weights` hook); `explain` handles
 batching, upsampling to input resolution and normalisation, so all methods return maps alike.
+
+Devices: an explainer runs where its model is (`self.device`, taken from the model's parameters as
+pytorch-grad-cam's BaseCAM does); `explain` moves the images and classes there, `_explain` builds every tensor
+on its input's device, and the maps come back on the device the images came in on.
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..backbones import BackboneSpec
+from ..compute import module_device
 from ..errors import ScanbenchError
 
 CAM_FAMILY = ("gradcam++", "xgradcam", "layercam")
@@ -61,6 +66,11 @@ class Explainer(ABC):
         self.batch_size = batch_size
         self.params = params
 
+    @property
+    def device(self) -> torch.device:
+        """Where the model (and so this explainer's work) is."""
+        return module_device(self.model)
+
     @abstractmethod
     def _explain(self, images01: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
         """Raw maps for one batch (B x h x w, any scale); every method implements this hook."""
@@ -71,17 +81,19 @@ class Explainer(ABC):
             raise ScanbenchError(f"images must be B x 3 x H x W in [0, 1] (got {tuple(images01.shape)})")
         if classes is None:
             with torch.no_grad():
-                classes = self.model(images01).argmax(1)
-        return torch.as_tensor(classes, dtype=torch.long).view(-1)
+                classes = self.model(images01.to(self.device)).argmax(1)
+        return torch.as_tensor(classes, dtype=torch.long).view(-1).to(self.device)
 
     def explain(self, images01: torch.Tensor, classes: torch.Tensor | None = None) -> torch.Tensor:
+        """Maps (B x H x W in [0, 1]) on the images' device, computed on the model's."""
         classes = self.check_inputs(images01, classes)
+        out_device, x = images01.device, images01.to(self.device)   # the same device: no copy
         out = []
-        for i in range(0, images01.shape[0], self.batch_size):
-            raw = self._explain(images01[i:i + self.batch_size], classes[i:i + self.batch_size])
+        for i in range(0, x.shape[0], self.batch_size):
+            raw = self._explain(x[i:i + self.batch_size], classes[i:i + self.batch_size]).to(x.device)
             raw = torch.nan_to_num(raw.detach().float(), nan=0.0, posinf=0.0, neginf=0.0)
-            out.append(normalize_maps(upsample_maps(raw, images01.shape[-1])))
-        return torch.cat(out)
+            out.append(normalize_maps(upsample_maps(raw, x.shape[-1])))
+        return torch.cat(out).to(out_device)
 
 
 _REGISTRY: dict[str, type[Explainer]] = {}

@@ -22,12 +22,12 @@ def check_sigma(sigma) -> float:
     return float(sigma)
 
 
-def centre_map(h: int, w: int, sigma: float) -> torch.Tensor:
+def centre_map(h: int, w: int, sigma: float, device: torch.device | str | None = None) -> torch.Tensor:
     """h x w Gaussian exp(-r^2 / (2 s^2)) around the image centre, s = sigma * min(h, w) pixels (isotropic);
     r is measured from pixel centres, so an even side has four equal maxima around the centre."""
     s = check_sigma(sigma) * min(h, w)
-    y = torch.arange(h, dtype=torch.float64) + 0.5 - h / 2
-    x = torch.arange(w, dtype=torch.float64) + 0.5 - w / 2
+    y = torch.arange(h, dtype=torch.float64, device=device) + 0.5 - h / 2
+    x = torch.arange(w, dtype=torch.float64, device=device) + 0.5 - w / 2
     r2 = y.view(-1, 1) ** 2 + x.view(1, -1) ** 2
     return torch.exp(-r2 / (2 * s * s)).float()
 
@@ -40,4 +40,4 @@ class CentreExplainer(Explainer):
 
     def _explain(self, images01, classes):
         b, _, h, w = images01.shape
-        return centre_map(h, w, self.sigma).expand(b, h, w)
+        return centre_map(h, w, self.sigma, device=images01.device).expand(b, h, w)

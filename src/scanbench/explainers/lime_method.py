@@ -46,13 +46,13 @@ class LimeExplainer(Explainer):
     def _classifier_fn(self, batch: np.ndarray) -> np.ndarray:
         """lime's callback: N x H x W x 3 doubles in [0, 1] -> N x K probabilities."""
         x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).permute(0, 3, 1, 2)
-        return class_probs(self.model, self.engine, x).double().numpy()
+        return class_probs(self.model, self.engine, x).double().cpu().numpy()
 
     def explain_one(self, image01: torch.Tensor, cls: int) -> np.ndarray:
         from lime.lime_image import LimeImageExplainer
         from lime.wrappers.scikit_image import SegmentationAlgorithm
 
-        image = image01.permute(1, 2, 0).double().numpy()
+        image = image01.permute(1, 2, 0).double().cpu().numpy()
         # The quickshift seed is `random_seed` in old scikit-image and `rng` in new; lime's wrapper keeps
         # only the argument the installed version takes (it silently drops the other).
         segmenter = SegmentationAlgorithm("quickshift", random_seed=self.seed, rng=self.seed, **self.quickshift)
@@ -69,4 +69,4 @@ class LimeExplainer(Explainer):
 
     def _explain(self, images01, classes):
         return torch.stack([torch.from_numpy(self.explain_one(img, int(c))).float()
-                            for img, c in zip(images01, classes)])
+                            for img, c in zip(images01, classes)]).to(images01.device)

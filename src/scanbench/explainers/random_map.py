@@ -1,4 +1,5 @@
-"""A random map: the calibration row (its AUC-D must be ~0)."""
+"""A random map: the calibration row (its AUC-D must be ~0). Drawn on the CPU (the seeded generator's), then
+moved to the input's device, so the maps are the same on every device."""
 import torch
 
 from .base import Explainer, register_explainer
@@ -12,4 +13,4 @@ class RandomExplainer(Explainer):
 
     def _explain(self, images01, classes):
         b, _, h, w = images01.shape
-        return torch.rand(b, h, w, generator=self.generator)
+        return torch.rand(b, h, w, generator=self.generator).to(images01.device)

@@ -4,7 +4,8 @@ N binary grids s x s (each cell kept with probability p1) are upsampled bilinear
 (cell = ceil(H / s)) and cropped to H x W at a random shift in [0, cell) per axis, so mask edges do not
 all fall on the same lines. Saliency of class c: sum_i f_c(x * M_i) M_i / (N p1), f_c the softmax
 probability. Masks are fixed by the seed (the same for every image) and built chunk by chunk, so memory
-stays at one forward batch of masks.
+stays at one forward batch of masks. The seeded grids are drawn on the CPU (the same on every device); the
+masks and the saliency are built on the input's device.
 """
 from __future__ import annotations
 
@@ -46,23 +47,24 @@ class RiseExplainer(Explainer):
         """N x 2 integer (row, column) crop offsets in [0, cell)."""
         return (self.shift_frac * self.cell_size(h, w)).long()
 
-    def masks(self, start: int, stop: int, h: int, w: int) -> torch.Tensor:
-        """Masks start..stop-1 as an (stop - start) x h x w float tensor in [0, 1]."""
+    def masks(self, start: int, stop: int, h: int, w: int, device: torch.device | str = "cpu") -> torch.Tensor:
+        """Masks start..stop-1 as an (stop - start) x h x w float tensor in [0, 1], on `device`."""
         cell = self.cell_size(h, w)
         up = (self.s + 1) * cell
-        big = F.interpolate(self.grids[start:stop, None], size=(up, up), mode="bilinear",
+        big = F.interpolate(self.grids[start:stop, None].to(device), size=(up, up), mode="bilinear",
                             align_corners=False)[:, 0]
-        sh = self.shifts(h, w)[start:stop]
-        rows = sh[:, 0, None] + torch.arange(h)
-        cols = sh[:, 1, None] + torch.arange(w)
-        idx = torch.arange(big.shape[0])[:, None, None]
+        sh = self.shifts(h, w)[start:stop].to(device)
+        rows = sh[:, 0, None] + torch.arange(h, device=device)
+        cols = sh[:, 1, None] + torch.arange(w, device=device)
+        idx = torch.arange(big.shape[0], device=device)[:, None, None]
         return big[idx, rows[:, :, None], cols[:, None, :]]
 
     def _explain(self, images01, classes):
         b, _, h, w = images01.shape
-        sal = torch.zeros(b, h, w)
+        device = images01.device
+        sal = torch.zeros(b, h, w, device=device)
         for start in range(0, self.n_masks, self.forward_batch_size):
-            m = self.masks(start, min(start + self.forward_batch_size, self.n_masks), h, w)
+            m = self.masks(start, min(start + self.forward_batch_size, self.n_masks), h, w, device)
             for j in range(b):  # one forward batch = one image under a chunk of masks
                 probs = class_probs(self.model, self.engine, images01[j:j + 1] * m[:, None])
                 sal[j] += torch.einsum("n,nhw->hw", probs[:, int(classes[j])], m)

@@ -11,7 +11,7 @@ class RolloutExplainer(Explainer):
     def _explain(self, images01, classes):
         attn, _, _ = record_attention(self.model, images01)
         b, _, t, _ = attn[0].shape
-        eye = torch.eye(t, dtype=attn[0].dtype)
+        eye = torch.eye(t, dtype=attn[0].dtype, device=attn[0].device)
         rollout = eye.expand(b, t, t)
         for a in attn:  # block order: the newest block multiplies from the left
             a_bar = a.mean(1) + eye  # + I accounts for the residual connection

@@ -12,7 +12,7 @@ class TransformerAttributionExplainer(Explainer):
     def _explain(self, images01, classes):
         attn, grads, _ = record_attention(self.model, images01, classes)
         b, _, t, _ = attn[0].shape
-        relevance = torch.eye(t, dtype=attn[0].dtype).expand(b, t, t)
+        relevance = torch.eye(t, dtype=attn[0].dtype, device=attn[0].device).expand(b, t, t)
         for a, g in zip(attn, grads):
             a_bar = (g * a).clamp_min(0).mean(1)
             relevance = relevance + a_bar @ relevance

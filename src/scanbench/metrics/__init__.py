@@ -44,7 +44,7 @@ def evaluate_maps(forward, images01: torch.Tensor, maps: torch.Tensor, labels: t
     of Drop/Inc.
     """
     fractions = [float(f) for f in fractions]
-    maps = torch.as_tensor(maps).float()
+    maps = torch.as_tensor(maps).float().to(images01.device)
     variants, seconds = {}, 0.0
     for name, m in (("fair", fair_resolution(maps, grid)), ("full", maps)):
         start = time.perf_counter()

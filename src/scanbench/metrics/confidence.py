@@ -21,14 +21,15 @@ Forward = Callable[[torch.Tensor], torch.Tensor]
 def class_probs(forward: Forward, images01: torch.Tensor, classes: torch.Tensor) -> np.ndarray:
     """Softmax probability of each image's class c (over the model's output classes)."""
     probs = forward(images01).float().softmax(1)
-    return probs.gather(1, torch.as_tensor(classes, dtype=torch.long).view(-1, 1)).squeeze(1).numpy().astype(np.float64)
+    c = torch.as_tensor(classes, dtype=torch.long).view(-1, 1).to(probs.device)
+    return probs.gather(1, c).squeeze(1).cpu().numpy().astype(np.float64)
 
 
 def drop_inc(forward: Forward, images01: torch.Tensor, maps: torch.Tensor, classes: torch.Tensor,
              eps: float = 1e-12) -> tuple[np.ndarray, np.ndarray]:
     """Per-image Drop and Inc, in percent (Inc is 0 or 100 per image). Returns (drop, inc), each N."""
     images01 = torch.as_tensor(images01, dtype=torch.float32)
-    maps = torch.as_tensor(maps).float()
+    maps = torch.as_tensor(maps).float().to(images01.device)
     if maps.shape != (images01.shape[0], *images01.shape[-2:]):
         raise ScanbenchError(f"maps must be N x H x W matching the images (got {tuple(maps.shape)} for "
                              f"images {tuple(images01.shape)})")

@@ -52,7 +52,7 @@ def removal_rank(maps: torch.Tensor, order: str) -> torch.Tensor:
     flat = maps.reshape(maps.shape[0], -1).float()
     perm = torch.sort(flat, dim=1, descending=(order == "pos"), stable=True).indices
     rank = torch.empty_like(perm)
-    rank.scatter_(1, perm, torch.arange(flat.shape[1]).expand_as(perm).contiguous())
+    rank.scatter_(1, perm, torch.arange(flat.shape[1], device=perm.device).expand_as(perm).contiguous())
     return rank
 
 
@@ -70,10 +70,12 @@ def perturbation_correct(forward: Forward, images01: torch.Tensor, maps: torch.T
 
     Images are processed in chunks whose perturbed copies (float32) stay under `max_chunk_bytes`.
     The unperturbed image (a fraction whose count is 0) is evaluated once and shared by both orders.
+    The perturbed copies are built on the images' device (maps and labels are moved there).
     """
     images01 = torch.as_tensor(images01, dtype=torch.float32)
-    maps = torch.as_tensor(maps).float()
-    labels = torch.as_tensor(labels, dtype=torch.long).view(-1)
+    device = images01.device
+    maps = torch.as_tensor(maps).float().to(device)
+    labels = torch.as_tensor(labels, dtype=torch.long).view(-1).to(device)
     n, c, h, w = images01.shape
     if maps.shape != (n, h, w):
         raise ScanbenchError(f"maps must be N x H x W matching the images {n} x {h} x {w} (got {tuple(maps.shape)})")
@@ -81,7 +83,7 @@ def perturbation_correct(forward: Forward, images01: torch.Tensor, maps: torch.T
         raise ScanbenchError(f"need one label per image ({n}), got {labels.shape[0]}")
     counts = removal_counts(fractions, h * w)
     steps = [i for i, k in enumerate(counts) if k > 0]            # steps that need a perturbed copy
-    ks = torch.tensor([counts[i] for i in steps], dtype=torch.long)
+    ks = torch.tensor([counts[i] for i in steps], dtype=torch.long, device=device)
     copies_per_image = 1 + 2 * len(steps)
     chunk = max(1, int(max_chunk_bytes // (copies_per_image * c * h * w * 4)))
     out = {o: np.zeros((n, len(counts)), dtype=bool) for o in ORDERS}
@@ -90,20 +92,20 @@ def perturbation_correct(forward: Forward, images01: torch.Tensor, maps: torch.T
         m = maps[s:s + chunk]
         b = x.shape[0]
         # one buffer for the chunk: [originals | pos copies (image-major, step-minor) | neg copies]
-        batch = torch.empty(b * copies_per_image, c, h, w)
+        batch = torch.empty(b * copies_per_image, c, h, w, device=device)
         batch[:b] = x
         for j, order in enumerate(ORDERS):
             rank = removal_rank(m, order)                                  # b x HW
             keep = (rank.unsqueeze(1) >= ks.view(1, -1, 1)).view(b, len(steps), 1, h, w)
             start = b + j * b * len(steps)
             torch.mul(x.unsqueeze(1), keep, out=batch[start:start + b * len(steps)].view(b, len(steps), c, h, w))
-        pred = forward(batch).argmax(1)
+        pred = forward(batch).argmax(1).to(device)
         del batch
         y = labels[s:s + chunk]
-        orig_ok = (pred[:b] == y).numpy()
+        orig_ok = (pred[:b] == y).cpu().numpy()
         for j, order in enumerate(ORDERS):
             start = b + j * b * len(steps)
-            ok = (pred[start:start + b * len(steps)].view(b, len(steps)) == y.view(-1, 1)).numpy()
+            ok = (pred[start:start + b * len(steps)].view(b, len(steps)) == y.view(-1, 1)).cpu().numpy()
             res = out[order][s:s + b]
             for col, i in enumerate(steps):
                 res[:, i] = ok[:, col]
@@ -154,7 +156,8 @@ def random_map_calibration(forward: Forward, images01: torch.Tensor, labels: tor
                            max_chunk_bytes: int = 256 * 2**20) -> PerturbationResult:
     """Perturbation test with `n_maps` uniform random full-resolution maps per image (seeded);
     correctness is averaged over the maps, so each image's entries are fractions in [0, 1].
-    A sound test gives Pos AUC ~= Neg AUC here (the paper's ten-random-maps check)."""
+    A sound test gives Pos AUC ~= Neg AUC here (the paper's ten-random-maps check). The maps are drawn on the
+    CPU (the seeded generator's) and moved to the images' device: the same maps on every device."""
     if n_maps < 1:
         raise ScanbenchError(f"evaluate.calibration_maps must be >= 1 (got {n_maps})")
     gen = torch.Generator().manual_seed(seed)
@@ -162,8 +165,8 @@ def random_map_calibration(forward: Forward, images01: torch.Tensor, labels: tor
     pos = np.zeros((n, len(fractions)))
     neg = np.zeros((n, len(fractions)))
     for _ in range(n_maps):
-        res = perturbation_correct(forward, images01, torch.rand(n, h, w, generator=gen), labels, fractions,
-                                   max_chunk_bytes)
+        res = perturbation_correct(forward, images01, torch.rand(n, h, w, generator=gen).to(images01.device),
+                                   labels, fractions, max_chunk_bytes)
         pos += res.pos
         neg += res.neg
     return PerturbationResult(np.asarray(fractions, dtype=np.float64), pos / n_maps, neg / n_maps)

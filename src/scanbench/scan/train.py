@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
+from ..compute import module_device
 from ..errors import ScanbenchError
 from ..features import FeatureSet, feature_grid, reconstruction_size, training_rows
 from ..io import load_torch, save_torch
@@ -25,12 +26,13 @@ from .masking import gradient_mask, sample_percentiles
 CURVE_KEYS = ("loss", "loss_c", "loss_r", "omega", "conf_area", "recon_err", "recon_err_weighted")
 
 
-def load_batch(fs: FeatureSet, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(F, G, images01) as float32 tensors for rows `idx` of a (memory-mapped, float16) feature set."""
+def load_batch(fs: FeatureSet, idx: np.ndarray, device: torch.device | str = "cpu"
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(F, G, images01) as float32 tensors on `device` for rows `idx` of a (memory-mapped, float16) feature set."""
     idx = np.sort(np.asarray(idx))          # ascending reads are kinder to the memory map
-    F = torch.from_numpy(np.asarray(fs.F[idx], dtype=np.float32))
-    G = torch.from_numpy(np.asarray(fs.G[idx], dtype=np.float32))
-    images01 = torch.from_numpy(np.asarray(fs.images[idx], dtype=np.float32) / 255.0)
+    F = torch.from_numpy(np.asarray(fs.F[idx], dtype=np.float32)).to(device)
+    G = torch.from_numpy(np.asarray(fs.G[idx], dtype=np.float32)).to(device)
+    images01 = torch.from_numpy(np.asarray(fs.images[idx], dtype=np.float32) / 255.0).to(device)
     return F, G, images01
 
 
@@ -55,9 +57,10 @@ def mean_confidence_area(decoder: nn.Module, fs: FeatureSet, p: float, variant: 
                          batch_size: int = 32) -> float:
     """Mean confidence C over a feature set at a fixed P (decoder in eval mode): the held-out area."""
     decoder.eval()
+    device = module_device(decoder)
     total, n = 0.0, 0
     for start in range(0, len(fs), batch_size):
-        F, G, _ = load_batch(fs, np.arange(start, min(start + batch_size, len(fs))))
+        F, G, _ = load_batch(fs, np.arange(start, min(start + batch_size, len(fs))), device)
         C = confidence(decoder(decoder_input(F, G, p, variant))[:, 0], variant)
         total += C.mean((1, 2)).sum().item()
         n += F.shape[0]
@@ -92,8 +95,12 @@ def _lr_at(step: int, total: int, lr: float, schedule: str) -> float:
 
 def train_decoder(train_set: FeatureSet, holdout_set: FeatureSet | None, spec, params: dict, alpha: float,
                   variant: str = "full", epochs: int | None = None, n_train: int | None = None, seed: int = 0,
-                  progress: bool = True, steps: int | None = None) -> tuple[nn.Module, list[dict], dict]:
-    """Train a SCAN decoder; returns (decoder in eval mode, curves, summary).
+                  progress: bool = True, steps: int | None = None, device: torch.device | str = "cpu"
+                  ) -> tuple[nn.Module, list[dict], dict]:
+    """Train a SCAN decoder on `device`; returns (decoder in eval mode, curves, summary).
+
+    The decoder's initial weights, the shuffling and the percentiles are drawn on the CPU (seeded), so a run on
+    another device starts from the same decoder and sees the same batches.
 
     Length: `steps` optimiser steps, or `epochs` passes over the n_train images, else params scan.steps.
     Shuffled passes follow one another until the steps are done; curves get one row per pass (the last one
@@ -134,6 +141,7 @@ def train_decoder(train_set: FeatureSet, holdout_set: FeatureSet | None, spec, p
     with torch.random.fork_rng(devices=[]):   # seeded init without touching the caller's global RNG
         torch.manual_seed(seed)
         decoder = build_decoder(spec, train_set.F.shape[1:], params, out_size=size)
+    decoder = decoder.to(device)   # the CPU: a no-op
     opt = torch.optim.Adam(decoder.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
 
@@ -145,11 +153,11 @@ def train_decoder(train_set: FeatureSet, holdout_set: FeatureSet | None, spec, p
     while step < total_steps:
         epoch += 1
         sums, seen = dict.fromkeys(CURVE_KEYS, 0.0), 0
-        order = rows[torch.randperm(n, generator=gen).numpy()]
+        order = rows[torch.randperm(n, generator=gen).cpu().numpy()]
         for start in range(0, n, bs):
             if step >= total_steps:
                 break
-            F, G, images01 = load_batch(train_set, order[start:start + bs])
+            F, G, images01 = load_batch(train_set, order[start:start + bs], device)
             p = sample_percentiles(F.shape[0], p_low, p_high, generator=gen)
             out = decoder(decoder_input(F, G, p, variant))
             terms = scan_loss(out, make_target(images01, grid, variant), alpha, lambda_c, variant)
@@ -197,24 +205,26 @@ def save_decoder(path: str | Path, decoder: nn.Module, meta: dict[str, Any]) -> 
         raise ScanbenchError(f"decoder checkpoint meta lacks {', '.join(missing)}")
     save_torch(path, {"backbone": str(meta["backbone"]), "layer": str(meta.get("layer_path") or meta["layer"]),
                       "alpha": float(meta["alpha"]), "variant": str(meta.get("variant", "full")),
-                      "decoder_kwargs": dict(decoder.kwargs), "state_dict": decoder.state_dict()})
+                      "decoder_kwargs": dict(decoder.kwargs),
+                      # CPU tensors whatever the device: the same bytes from a GPU run
+                      "state_dict": {k: v.cpu() for k, v in decoder.state_dict().items()}})
 
 
-def load_decoder(path: str | Path, expected_backbone: str,
-                 expected_layer: str | None = None) -> tuple[nn.Module, dict]:
-    """Rebuild a decoder from its checkpoint (eval mode); refuses another backbone's decoder, or another
-    layer's when `expected_layer` (a module path, compared as written) is given."""
+def load_decoder(path: str | Path, expected_backbone: str, expected_layer: str | None = None,
+                 device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
+    """Rebuild a decoder from its checkpoint onto `device` (eval mode); refuses another backbone's decoder, or
+    another layer's when `expected_layer` (a module path, compared as written) is given."""
     path = Path(path)
     if not path.exists():
         raise ScanbenchError(f"SCAN decoder {path} not found: run `dvc repro train_scan` first")
-    ckpt = load_torch(path, stage="train_scan")
+    ckpt = load_torch(path, stage="train_scan", map_location=device)
     if ckpt.get("backbone") != expected_backbone:
         raise ScanbenchError(f"decoder {path} was trained for backbone {ckpt.get('backbone')!r}, "
                              f"not {expected_backbone!r}")
     if expected_layer is not None and ckpt.get("layer") != expected_layer:
         raise ScanbenchError(f"decoder {path} was trained on layer {ckpt.get('layer')!r}, "
                              f"not {expected_layer!r}")
-    decoder = decoder_from_kwargs(ckpt["decoder_kwargs"])
+    decoder = decoder_from_kwargs(ckpt["decoder_kwargs"]).to(device)
     decoder.load_state_dict(ckpt["state_dict"])
     meta = {k: v for k, v in ckpt.items() if k != "state_dict"}
     return decoder.eval(), meta

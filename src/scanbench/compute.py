@@ -1,0 +1,69 @@
+"""Where the work runs: params `compute.device`, `compute.threads`, `compute.nproc`, resolved in one place.
+
+    device = resolve(params)         # torch.device; also sets PyTorch's CPU thread count
+    model = load_target(name, path, device=device)
+
+- `device`: `auto` (CUDA when torch sees one, else the CPU), `cpu`, `cuda` or `cuda:N`. Asking for CUDA on a
+  machine without it is bad input (one line, exit 2), never a silent fall-back to the CPU.
+- `threads`: PyTorch's intra-op threads (and ONNX Runtime's); null = every core the machine has.
+- `nproc`: processes per host. Only 1 today: launching stages through torchrun (data-parallel, issue 15 item 3)
+  is later work, so a larger value is refused rather than ignored.
+
+Everything else follows the model: explainers, decoders and metrics take the device from the model's parameters
+(as pytorch-grad-cam's BaseCAM does) and build their tensors on their input's device, so nothing but the stage
+scripts reads these params. On the CPU this changes no number and no speed (`.to(cpu)` of a CPU tensor is itself).
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from .config import compute_params
+from .errors import ScanbenchError
+
+
+def thread_count(params: dict[str, Any]) -> int:
+    """compute.threads, or every core when null."""
+    return compute_params(params)["threads"] or os.cpu_count() or 1
+
+
+def resolve_device(spec: str):
+    """A `compute.device` string -> torch.device; CUDA asked for where there is none is a one-line error."""
+    import torch
+
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if spec == "cpu":
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise ScanbenchError(f"compute.device is {spec!r} but this machine has no CUDA device (torch "
+                             f"{torch.__version__}, torch.cuda.is_available() is False): set compute.device to "
+                             f"auto or cpu")
+    dev = torch.device(spec)
+    if dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ScanbenchError(f"compute.device is {spec!r} but this machine has {torch.cuda.device_count()} CUDA "
+                             f"device(s) (cuda:0..cuda:{torch.cuda.device_count() - 1})")
+    return dev
+
+
+def resolve(params: dict[str, Any]):
+    """The stage's torch.device from params `compute`, with PyTorch's CPU threads set (compute.threads).
+
+    One interop thread is PyTorch's default here; only the intra-op count is set."""
+    import torch
+
+    c = compute_params(params)
+    device = resolve_device(c["device"])
+    torch.set_num_threads(c["threads"] or os.cpu_count() or 1)
+    return device
+
+
+def module_device(module):
+    """The device of a module's first parameter (or buffer); the CPU for a module with neither."""
+    import torch
+
+    for t in module.parameters():
+        return t.device
+    for t in module.buffers():
+        return t.device
+    return torch.device("cpu")
