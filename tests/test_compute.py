@@ -291,3 +291,22 @@ def test_tensor_creation_names_a_device():
                 continue
             bad.append(f"{rel}:{call.lineno} ({fn}: torch.{call.func.attr})")
     assert not bad, f"tensors created without device=: {bad}"
+
+
+def test_threads_null_means_the_cores_this_process_may_use(tmp_path, monkeypatch):
+    """Not os.cpu_count(): a container's CPU quota (cgroup cpu.max) and the affinity mask bound it."""
+    from scanbench import compute
+
+    quota = tmp_path / "cpu.max"
+    monkeypatch.setattr(compute, "CGROUP_CPU_MAX", str(quota))
+    monkeypatch.setattr(compute.os, "sched_getaffinity", lambda pid: set(range(8)))
+    quota.write_text("max 100000\n")
+    assert compute.available_cores() == 8
+    quota.write_text("200000 100000\n")
+    assert compute.available_cores() == 2
+    quota.write_text("150000 100000\n")
+    assert compute.available_cores() == 2          # 1.5 cores of quota: 2 threads
+    monkeypatch.setattr(compute.os, "sched_getaffinity", lambda pid: {0})
+    assert compute.available_cores() == 1
+    assert compute.thread_count({"compute": {"device": "cpu", "threads": None, "nproc": 1}}) == 1
+    assert compute.thread_count({"compute": {"device": "cpu", "threads": 3, "nproc": 1}}) == 3

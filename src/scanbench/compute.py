@@ -22,9 +22,29 @@ from .config import compute_params
 from .errors import ScanbenchError
 
 
+CGROUP_CPU_MAX = "/sys/fs/cgroup/cpu.max"
+
+
+def available_cores() -> int:
+    """The cores this process may use: its CPU affinity, capped by a cgroup CPU quota (containers, CI runners).
+    os.cpu_count() counts the host's cores, and a thread per host core on a 2-core quota oversubscribes it."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    try:
+        with open(CGROUP_CPU_MAX) as fh:
+            quota, period = fh.read().split()[:2]
+        if quota != "max":
+            n = min(n, max(1, -(-int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, n)
+
+
 def thread_count(params: dict[str, Any]) -> int:
-    """compute.threads, or every core when null."""
-    return compute_params(params)["threads"] or os.cpu_count() or 1
+    """compute.threads, or every available core when null."""
+    return compute_params(params)["threads"] or available_cores()
 
 
 def resolve_device(spec: str):
@@ -54,7 +74,7 @@ def resolve(params: dict[str, Any]):
 
     c = compute_params(params)
     device = resolve_device(c["device"])
-    torch.set_num_threads(c["threads"] or os.cpu_count() or 1)
+    torch.set_num_threads(thread_count(params))
     return device
 
 
