@@ -122,7 +122,7 @@ _FAMILIES = {ANY_NAME: LEAF}
 PARAMS_SCHEMA: dict[str, Any] = {
     "profile": LEAF, "seed": LEAF, "alpha": LEAF, "p": LEAF,
     "compute": {"device": LEAF, "threads": LEAF, "nproc": LEAF},
-    "data": {"root": LEAF, "splits": LEAF, "limit_per_class": LEAF},
+    "data": {"root": LEAF, "splits": LEAF, "limit_per_class": LEAF, "boxes": LEAF},
     "backbones": LEAF,
     "families": _FAMILIES,
     "targets": {"n_val": LEAF, "batch_size": LEAF,
