@@ -237,7 +237,8 @@ def data_root(params: dict[str, Any]) -> Path:
     if not root.is_absolute():
         root = (Path.cwd() / root).resolve()
     if not root.is_dir():
-        raise ScanbenchError(f"data root {root} does not exist: set data.root in params.yaml "
+        raise ScanbenchError(f"data root {root} does not exist: provide the data there (an ImageFolder tree: "
+                             f"train/<wnid>/, val/<wnid>/) or set data.root in params.yaml "
                              f"(or `dvc exp run -S data.root=...`)")
     return root
 
