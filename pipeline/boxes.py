@@ -28,7 +28,7 @@ def main() -> None:
     params = load_params(args.params)
     root = data_root(params)
     manifest = load_manifest(args.manifest)
-    source, _ = boxes_file(params, root)
+    source = boxes_file(params, root)
     boxes, skipped = read_boxes(root, manifest["path"].astype(str).tolist(), source)
     write_checked_boxes(boxes, args.out)
     if not source.is_file():

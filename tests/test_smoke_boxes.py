@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,7 +26,7 @@ SMOKE = yaml.safe_load((REPO / "profiles" / "smoke.yaml").read_text())
 def test_profiles_without_boxes_file_keep_the_data_root_convention(name, tmp_path):
     params = yaml.safe_load((REPO / "profiles" / f"{name}.yaml").read_text())
     assert params["data"]["boxes"] is None
-    assert boxes_file(params, tmp_path) == (tmp_path / BOXES_FILE, False)
+    assert boxes_file(params, tmp_path) == tmp_path / BOXES_FILE
 
 
 def test_a_named_boxes_file_must_exist_one_line(tmp_path, monkeypatch):
@@ -36,7 +37,7 @@ def test_a_named_boxes_file_must_exist_one_line(tmp_path, monkeypatch):
     with pytest.raises(ScanbenchError, match=r"data.boxes = 3: give a CSV file path"):
         boxes_file({"data": {"boxes": 3}}, tmp_path)
     (tmp_path / "mine.csv").write_text("path,x0,y0,x1,y1\n")
-    assert boxes_file({"data": {"boxes": "mine.csv"}}, tmp_path) == (Path("mine.csv"), True)
+    assert boxes_file({"data": {"boxes": "mine.csv"}}, tmp_path) == Path("mine.csv")
 
 
 def test_smoke_boxes_cover_every_smoke_evaluation_image(data_root, monkeypatch):
@@ -45,8 +46,8 @@ def test_smoke_boxes_cover_every_smoke_evaluation_image(data_root, monkeypatch):
     params = copy.deepcopy(SMOKE)
     manifest, _ = build_manifest(data_root, params["data"]["splits"], limit_per_class=params["data"]["limit_per_class"])
     monkeypatch.chdir(REPO)                   # data.boxes is relative to the repo root, where DVC runs the stage
-    path, named = boxes_file(params, data_root)
-    assert named
+    path = boxes_file(params, data_root)
+    assert path == Path("profiles/smoke_boxes.csv")
     boxes, skipped = read_boxes(data_root, manifest["path"].tolist(), path)
     assert skipped == 0 and len(boxes) >= params["explain"]["n_images"]
     eval_paths = manifest["path"].to_numpy()[eval_indices(manifest, params)].tolist()
@@ -87,3 +88,21 @@ def test_boxes_stage_reads_the_file_data_boxes_names(data_root, tmp_path):
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert res.stderr.strip().splitlines()[-1].startswith("error: data.boxes = profiles/smoke_boxes.csv: no such file")
     assert (tmp_path / "data" / "boxes.csv").read_bytes() == before
+
+
+def test_smoke_profile_on_other_data_drops_its_boxes_but_keeps_them_on_its_own(tmp_path):
+    """`python -m scanbench.profile smoke --data ROOT`: the hand-drawn boxes name the smoke images, so on another
+    root data.boxes becomes null (that root's own boxes.csv, if any); on the same root, however written, they stay."""
+    from scanbench.profile import use_profile
+
+    shutil.copytree(REPO / "profiles", tmp_path / "profiles")
+    (tmp_path / "mydata" / "train").mkdir(parents=True)
+    _, changes = use_profile("smoke", tmp_path, data_root="mydata")
+    assert yaml.safe_load((tmp_path / "params.yaml").read_text())["data"]["boxes"] is None
+    assert any(c.startswith("data.boxes = null") for c in changes)
+
+    own = (tmp_path / SMOKE["data"]["root"]).resolve()            # the smoke root, given as an absolute path
+    own.mkdir(parents=True)
+    _, changes = use_profile("smoke", tmp_path, data_root=str(own))
+    assert yaml.safe_load((tmp_path / "params.yaml").read_text())["data"]["boxes"] == "profiles/smoke_boxes.csv"
+    assert not any("data.boxes" in c for c in changes)

@@ -2,8 +2,8 @@
 onto a map's pixels.
 
 Convention (README "Localisation"): `<data root>/boxes.csv` (or the file params `data.boxes` names, relative to the
-repo root: the smoke profile's hand-drawn profiles/smoke_boxes.csv, since the data root is shared read-only) with the header `path,x0,y0,x1,y1`, one box per row,
-several rows per image allowed (their union is the object region); `path` relative to the data root as in the
+repo root: the smoke profile's hand-drawn profiles/smoke_boxes.csv, since the data root is shared read-only) with
+the header `path,x0,y0,x1,y1`, one box per row, several rows per image allowed (their union is the object region); `path` relative to the data root as in the
 manifest (`val/n01440764/x.JPEG`); coordinates in the image's own pixels as pixel edges: (x0, y0) the top-left
 corner, (x1, y1) the bottom-right one, exclusive (pixel i spans [i, i + 1), as PIL's crop box), so
 0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height. A VOC box (1-based, inclusive xmin..xmax) is x0 = xmin - 1,
@@ -43,12 +43,12 @@ def _empty() -> pd.DataFrame:
                          for c in CHECKED_COLUMNS})
 
 
-def boxes_file(params: dict, root: str | Path) -> tuple[Path, bool]:
-    """The boxes file to read and whether it was named explicitly: params `data.boxes` (relative to the repo root,
-    i.e. the working directory; it must exist), else the data root's optional `boxes.csv`."""
+def boxes_file(params: dict, root: str | Path) -> Path:
+    """The boxes file to read: params `data.boxes` (relative to the repo root, i.e. the working directory; it must
+    exist), else (null) the data root's optional `boxes.csv`."""
     named = (params.get("data") or {}).get("boxes")
     if named is None:
-        return Path(root) / BOXES_FILE, False
+        return Path(root) / BOXES_FILE
     if not isinstance(named, str) or not named.strip():
         raise ScanbenchError(f"data.boxes = {named!r}: give a CSV file path (relative to the repo root) or null "
                              f"(the data root's {BOXES_FILE}, when it has one)")
@@ -56,7 +56,7 @@ def boxes_file(params: dict, root: str | Path) -> tuple[Path, bool]:
     if not path.is_file():
         raise ScanbenchError(f"data.boxes = {named}: no such file (relative to the repo root); fix the path or set "
                              f"data.boxes to null (the data root's {BOXES_FILE}, when it has one)")
-    return path, True
+    return path
 
 
 def read_boxes(root: str | Path, manifest_paths: Sequence[str],
