@@ -132,7 +132,7 @@ def _read(path: Path | None) -> dict | None:
     return json.loads(path.read_text())
 
 
-def report(dag: dict | None, decoder: dict | None, vit: dict | None) -> str:
+def report(dag: dict | None, decoder: dict | None, vit: dict | None, compare: str | None = None) -> str:
     """gpu_check.md: what ran, on what, and the numbers; a part without a record is reported as not done."""
     dry = any(r and r.get("dry_run") for r in (dag, decoder, vit))
     lines = ["# GPU check (benchmarks/gpu_check.sh)", ""]
@@ -152,6 +152,9 @@ def report(dag: dict | None, decoder: dict | None, vit: dict | None) -> str:
                 lines.append(f"Metrics against the committed CPU reference (`pipeline/compare_metrics.py`): rc "
                              f"{dag['compare_rc']} (0: every metric within the reference's tolerances); "
                              f"{dag.get('compare_summary', '')}")
+            if compare:
+                lines += ["", "<details><summary>compare_metrics output</summary>", "", compare.strip(), "",
+                          "</details>"]
     lines += ["", "## Paper-width SCAN decoder training throughput", ""]
     if decoder:
         lines += [f"Device: {decoder['device']}. A step: Eq. 1 masking, decode, loss, backward, Adam; random "
@@ -188,12 +191,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dag", type=Path, help="report: the smoke DAG's facts")
     ap.add_argument("--decoder", type=Path, help="report: the decoder part's record")
     ap.add_argument("--vit", type=Path, help="report: the vit part's record")
+    ap.add_argument("--compare", type=Path, help="report: compare_metrics' output on the smoke run")
     args = ap.parse_args(argv)
     if args.part == "report":
         from scanbench.io import write_text
 
         parts = {"dag": _read(args.dag), "decoder": _read(args.decoder), "vit": _read(args.vit)}
-        text = report(**parts)
+        compare = args.compare.read_text() if args.compare and args.compare.is_file() else None
+        text = report(**parts, compare=compare)
         write_json(args.out / "gpu_check.json", parts)
         write_text(args.out / "gpu_check.md", text)
         print(text)

@@ -39,7 +39,37 @@ def test_refuses_without_cuda_in_one_line(tmp_path):
 def test_unknown_argument_is_one_line():
     res = _script(["--gpu"])
     assert res.returncode == 2 and res.stderr.strip() == ("gpu_check: unknown argument '--gpu' (use --cpu-dry-run, "
-                                                          "--out DIR)")
+                                                          "--out DIR, --device DEV)")
+
+
+FAKE_DVC = """#!/usr/bin/env bash
+# stands in for dvc in the clone: records what it was asked on which params; `repro` makes the smoke reference's
+# metrics the run's, so that compare_metrics finds no difference
+echo "$1 $(grep '^profile:' params.yaml) $(grep -c '^  device: cpu' params.yaml)" >> "$FAKE_DVC_LOG"
+if [ "$1" = repro ]; then mkdir -p reports/metrics && cp reports/reference/smoke/*.json reports/metrics/; fi
+"""
+
+
+def test_full_path_with_a_stand_in_dvc_and_parts_out_of_time(tmp_path):
+    """The non-dry path on the CPU (--device cpu): the clone is switched to the smoke profile on the chosen device,
+    `dvc repro` runs there and its metrics are compared with the reference; a part that runs past its time limit is
+    reported as not measured and the script exits 1."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "dvc").write_text(FAKE_DVC)
+    (bin_dir / "dvc").chmod(0o755)
+    log = tmp_path / "dvc.log"
+    res = _script(["--device", "cpu", "--out", str(tmp_path / "out")], PATH=f"{bin_dir}:{os.environ['PATH']}",
+                  FAKE_DVC_LOG=str(log), GPU_CHECK_DECODER_S="1", GPU_CHECK_VIT_S="1")
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert log.read_text() == "repro profile: smoke 1\n"
+    assert "decoder part failed or timed out" in res.stderr and "vit part failed or timed out" in res.stderr
+    record = json.loads((tmp_path / "out" / "gpu_check.json").read_text())
+    dag = record["dag"]
+    assert dag["repro_rc"] == 0 and dag["compare_rc"] == 0 and "metrics compared, 0 changed" in dag["compare_summary"]
+    assert record["decoder"] is None and record["vit"] is None
+    text = (tmp_path / "out" / "gpu_check.md").read_text()
+    assert "compute.device = cpu: rc 0" in text and text.count("Not measured") == 2 and "No differences" in text
 
 
 def test_report_says_a_missing_part_was_not_measured(tmp_path):
