@@ -1,6 +1,6 @@
-"""Stage `boxes`: check the data root's optional `boxes.csv` (object boxes for the localisation metrics) and write
-data/boxes.csv, always: the checked boxes with each image's width and height, or the header alone when the data
-root has none (DVC deps cannot be optional, so `evaluate` depends on this file instead of the data root's).
+"""Stage `boxes`: check the data root's optional `boxes.csv`, or the file params `data.boxes` names (object boxes for
+the localisation metrics), and write data/boxes.csv, always: the checked boxes with each image's width and height,
+or the header alone when there are none (DVC deps cannot be optional, so `evaluate` depends on this file instead).
 
 The stage is `always_changed` in dvc.yaml: DVC cannot see a file appear in the data root, so it runs on every
 `dvc repro` (a fraction of a second) and the stages after it re-run only when data/boxes.csv changes. A bad row is
@@ -14,7 +14,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import run_stage  # noqa: E402
 
-from scanbench.boxes import BOXES_FILE, read_boxes, write_checked_boxes  # noqa: E402
+from scanbench.boxes import boxes_file, read_boxes, write_checked_boxes  # noqa: E402
 from scanbench.config import data_root, load_params  # noqa: E402
 from scanbench.data import load_manifest  # noqa: E402
 
@@ -28,12 +28,13 @@ def main() -> None:
     params = load_params(args.params)
     root = data_root(params)
     manifest = load_manifest(args.manifest)
-    boxes, skipped = read_boxes(root, manifest["path"].astype(str).tolist())
+    source = boxes_file(params, root)
+    boxes, skipped = read_boxes(root, manifest["path"].astype(str).tolist(), source)
     write_checked_boxes(boxes, args.out)
-    if not (root / BOXES_FILE).is_file():
-        print(f"no {BOXES_FILE} in {root}: no localisation metrics ({args.out}: header only)")
+    if not source.is_file():
+        print(f"no {source.name} in {root} (data.boxes: null): no localisation metrics ({args.out}: header only)")
         return
-    print(f"{len(boxes)} box(es) on {boxes['path'].nunique()} image(s) -> {args.out}"
+    print(f"{len(boxes)} box(es) on {boxes['path'].nunique()} image(s) from {source} -> {args.out}"
           + (f"; skipped {skipped} row(s) of images the manifest does not index" if skipped else ""))
 
 

@@ -151,7 +151,7 @@ def _run(script: str, args: list[str], cwd: Path):
 def _stage_folder(tmp_path: Path) -> Path:
     root = _tree(tmp_path / "d")
     params = copy.deepcopy(SMOKE)
-    params["data"].update(root=str(root), limit_per_class=None)
+    params["data"].update(root=str(root), limit_per_class=None, boxes=None)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     (tmp_path / "data").mkdir()
     build_manifest(root)[0].to_csv(tmp_path / "data" / "manifest.csv", index=False)

@@ -1,8 +1,9 @@
 """Object boxes for the localisation metrics: the optional `boxes.csv` of a data root, checked, and boxes mapped
 onto a map's pixels.
 
-Convention (README "Localisation"): `<data root>/boxes.csv` with the header `path,x0,y0,x1,y1`, one box per row,
-several rows per image allowed (their union is the object region); `path` relative to the data root as in the
+Convention (README "Localisation"): `<data root>/boxes.csv` (or the file params `data.boxes` names, relative to the
+repo root: the smoke profile's hand-drawn profiles/smoke_boxes.csv, since the data root is shared read-only) with
+the header `path,x0,y0,x1,y1`, one box per row, several rows per image allowed (their union is the object region); `path` relative to the data root as in the
 manifest (`val/n01440764/x.JPEG`); coordinates in the image's own pixels as pixel edges: (x0, y0) the top-left
 corner, (x1, y1) the bottom-right one, exclusive (pixel i spans [i, i + 1), as PIL's crop box), so
 0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height. A VOC box (1-based, inclusive xmin..xmax) is x0 = xmin - 1,
@@ -42,15 +43,33 @@ def _empty() -> pd.DataFrame:
                          for c in CHECKED_COLUMNS})
 
 
-def read_boxes(root: str | Path, manifest_paths: Sequence[str]) -> tuple[pd.DataFrame, int]:
+def boxes_file(params: dict, root: str | Path) -> Path:
+    """The boxes file to read: params `data.boxes` (relative to the repo root, i.e. the working directory; it must
+    exist), else (null) the data root's optional `boxes.csv`."""
+    named = (params.get("data") or {}).get("boxes")
+    if named is None:
+        return Path(root) / BOXES_FILE
+    if not isinstance(named, str) or not named.strip():
+        raise ScanbenchError(f"data.boxes = {named!r}: give a CSV file path (relative to the repo root) or null "
+                             f"(the data root's {BOXES_FILE}, when it has one)")
+    path = Path(named)
+    if not path.is_file():
+        raise ScanbenchError(f"data.boxes = {named}: no such file (relative to the repo root); fix the path or set "
+                             f"data.boxes to null (the data root's {BOXES_FILE}, when it has one)")
+    return path
+
+
+def read_boxes(root: str | Path, manifest_paths: Sequence[str],
+               path: str | Path | None = None) -> tuple[pd.DataFrame, int]:
     """The checked boxes of a data root (`CHECKED_COLUMNS`, rows in the file's order) and the number of rows
     skipped because their image exists but is not in the manifest (e.g. beyond `data.limit_per_class`).
 
-    No `boxes.csv`: no rows. A bad file raises ScanbenchError naming the file, the line and the fix: a header other
+    `path`: the boxes file (`boxes_file`; default `<root>/boxes.csv`); its image paths are relative to `root`.
+    No such file: no rows. A bad file raises ScanbenchError naming the file, the line and the fix: a header other
     than path,x0,y0,x1,y1, a row with another number of fields, a coordinate that is not a finite number, x1 <= x0
     or y1 <= y0, a box outside the image, a path that names no image under the root."""
     root = Path(root)
-    path = root / BOXES_FILE
+    path = root / BOXES_FILE if path is None else Path(path)
     if not path.is_file():
         return _empty(), 0
     known = set(manifest_paths)

@@ -122,7 +122,7 @@ _FAMILIES = {ANY_NAME: LEAF}
 PARAMS_SCHEMA: dict[str, Any] = {
     "profile": LEAF, "seed": LEAF, "alpha": LEAF, "p": LEAF,
     "compute": {"device": LEAF, "threads": LEAF, "nproc": LEAF},
-    "data": {"root": LEAF, "splits": LEAF, "limit_per_class": LEAF},
+    "data": {"root": LEAF, "splits": LEAF, "limit_per_class": LEAF, "boxes": LEAF},
     "backbones": LEAF,
     "families": _FAMILIES,
     "targets": {"n_val": LEAF, "batch_size": LEAF,
@@ -237,7 +237,8 @@ def data_root(params: dict[str, Any]) -> Path:
     if not root.is_absolute():
         root = (Path.cwd() / root).resolve()
     if not root.is_dir():
-        raise ScanbenchError(f"data root {root} does not exist: set data.root in params.yaml "
+        raise ScanbenchError(f"data root {root} does not exist: provide the data there (an ImageFolder tree: "
+                             f"train/<wnid>/, val/<wnid>/) or set data.root in params.yaml "
                              f"(or `dvc exp run -S data.root=...`)")
     return root
 

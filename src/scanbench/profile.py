@@ -75,6 +75,14 @@ def derive_for(params, backbones: Sequence[str] | None = None, data_root: str | 
     return changes
 
 
+def _other_data(params, repo: Path, root: Path) -> bool:
+    """Whether `root` is another directory than the profile's data.root while the profile names a boxes file."""
+    if params.get("data", {}).get("boxes") is None:
+        return False
+    own = Path(params["data"]["root"])
+    return (own if own.is_absolute() else repo / own).resolve() != root.resolve()
+
+
 def use_profile(name: str, repo: Path = Path("."), data_root: str | None = None,
                 backbones: Sequence[str] | None = None) -> tuple[Path, list[str]]:
     if name not in PROFILES:
@@ -91,7 +99,11 @@ def use_profile(name: str, repo: Path = Path("."), data_root: str | None = None,
                 raise ScanbenchError(f"--data {data_root}: no such directory (relative paths are from the repo root)")
         y = _yaml()
         params = y.load(text)
+        boxes_dropped = data_root is not None and _other_data(params, repo, resolved)
         changes = derive_for(params, backbones, data_root)
+        if boxes_dropped:   # the profile's boxes name images of its own data root (the smoke profile's)
+            params["data"]["boxes"] = None
+            changes.append("data.boxes = null (the profile's boxes are for its own data; put a boxes.csv in yours)")
         buf = io.StringIO()
         y.dump(params, buf)
         text = buf.getvalue()
