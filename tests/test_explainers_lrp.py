@@ -265,3 +265,51 @@ def test_not_for_cnn(tiny_cnn, method):
     model, spec = tiny_cnn
     with pytest.raises(ScanbenchError, match="does not apply to cnn"):
         make_explainer(method, model, spec)
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"global_pool": "avg", "class_token": False, "fc_norm": False},    # average pooling, no CLS token
+    {"init_values": 0.5, "qkv_bias": False},                            # LayerScale, bias-free qkv
+    {"no_embed_class": True, "reg_tokens": 2},                         # DeiT-3 position embedding, registers
+])
+def test_timm_variants_conserve(kwargs):
+    """Other timm ViT options go through the same rules: the epsilon rule conserves the logit within 1%."""
+    from timm.models.vision_transformer import VisionTransformer
+
+    torch.manual_seed(0)
+    net = VisionTransformer(img_size=16, patch_size=4, embed_dim=16, depth=2, num_heads=2, num_classes=5,
+                            **kwargs)
+    with torch.no_grad():   # timm starts some prefix tokens at ~1e-6: their near-zero scores would let epsilon
+        for p in (net.cls_token, net.reg_token):     # absorb relevance, as the rule means to; trained ones are not
+            if p is not None:
+                p.normal_()
+    model = TargetModel(net, (0.5,) * 3, (0.5,) * 3).eval()
+    x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    classes = torch.tensor([1, 4])
+    rec = record(model, x)
+    with torch.no_grad():
+        assert torch.allclose(rec.logits, model(x), atol=1e-5)
+    logit = rec.logits.gather(1, classes.view(-1, 1)).squeeze(1).double()
+    r = relevance(model, rec, classes, rule="epsilon", eps=1e-6, output_relevance=logit)
+    assert torch.allclose(r["tokens"].sum((1, 2)), logit, rtol=0.01, atol=1e-6)
+    assert r["patches"].shape == (2, 16, 16)
+
+
+def test_partial_lrp_needs_a_cls_token():
+    from dataclasses import replace
+
+    from scanbench.backbones import BackboneSpec
+    from timm.models.vision_transformer import VisionTransformer
+
+    net = VisionTransformer(img_size=16, patch_size=4, embed_dim=16, depth=1, num_heads=2, num_classes=5,
+                            global_pool="avg", class_token=False)
+    model = TargetModel(net, (0.5,) * 3, (0.5,) * 3).eval()
+    spec = BackboneSpec(name="t", family="vit", input_size=16, grid=4, scan_layer="net.blocks.0",
+                        gradcam_layer="net.blocks.0.norm1", layers={})
+    x = torch.rand(1, 3, 16, 16)
+    assert make_explainer("lrp", model, spec).explain(x).shape == (1, 16, 16)
+    with pytest.raises(ScanbenchError, match="no CLS token"):
+        make_explainer("partial_lrp", model, spec).explain(x)
+    net.reset_classifier(0)      # a bare feature extractor: no class logit to explain
+    with pytest.raises(ScanbenchError, match="Linear head"):
+        make_explainer("lrp", model, spec).explain(x, torch.tensor([0]))

@@ -125,6 +125,9 @@ def _vit(model: nn.Module) -> nn.Module:
                 or getattr(attn, "gate", None) is not None:
             raise ScanbenchError("LRP supports timm ViT blocks with a fused qkv Linear and a Linear-GELU-Linear "
                                  "MLP; this backbone's blocks differ")
+    if not isinstance(net.head, nn.Linear):
+        raise ScanbenchError("LRP explains a class logit of a Linear head; this ViT has none (a bare feature "
+                             "extractor such as DINO's needs a trained head first)")
     if net.global_pool not in ("token", "avg"):
         raise ScanbenchError(f"LRP supports CLS-token or average pooling, not global_pool={net.global_pool!r}")
     return net
