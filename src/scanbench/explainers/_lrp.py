@@ -235,7 +235,8 @@ def _relevance(model, net, rec, classes, rule, alpha, eps, output_relevance, las
     dt = torch.float64
     head_in = rec.head_in.to(dt)
     b = head_in.shape[0]
-    r_out = (torch.ones(b) if output_relevance is None else output_relevance).to(head_in)
+    r_out = (torch.ones(b, dtype=dt, device=head_in.device) if output_relevance is None
+             else output_relevance.to(head_in))
     w, bias = _head_rows(model, net, classes)                                        # B x C, B
     r_pooled = head_relevance(head_in, w.to(dt), r_out, rule, alpha, eps, bias)
     # fc_norm, head_drop: unchanged; pooling -> tokens of the final norm's output (the norm: unchanged)
