@@ -135,8 +135,8 @@ def _meta_images(spec, b=2):
 
 
 # RISE reads each image's class as a Python int (.item(): meta has no values), so its masks are checked below
-@pytest.mark.parametrize("method", ["raw_attention", "rollout", "transformer_attribution", "ag_cam", "random",
-                                    "centre"])
+@pytest.mark.parametrize("method", ["raw_attention", "rollout", "lrp", "partial_lrp", "transformer_attribution",
+                                    "ag_cam", "random", "centre"])
 def test_explainers_run_on_the_models_device(meta_vit, method):
     from scanbench.explainers.base import make_explainer
 

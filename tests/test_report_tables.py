@@ -38,12 +38,13 @@ CNN_WIN = {"scan": 50.0, "gradcam": 50.0, "layercam": 25.0, "lime": 0.0, "random
 AUCS = {CNN: {"scan": (6.1, 40.2), "gradcam": (8.0, 35.5), "layercam": (7.0, 39.0), "lime": (10.0, 30.0),
               "random": (20.0, 20.5), "centre": (12.0, 38.0)},
         VIT: {"scan": (15.0, 45.0), "raw_attention": (25.0, 40.0), "transformer_attribution": (18.0, 47.0),
+              "lrp": (28.0, 31.0),
               "lime": (19.0, 42.0), "random": (30.0, 30.2), "centre": (20.0, 41.0)}}
 # Per-image AUC-D (fair) = the method's AUC-D + these offsets (mean 0) on the 4 evaluation images (manifest rows
 # EVAL_ROWS). The centre prior follows SCAN's pattern exactly, so their paired difference is a constant.
 OFFSETS = {"scan": [-3, 1, 4, -2], "centre": [-3, 1, 4, -2], "gradcam": [6, -6, 2, -2],
            "layercam": [-1, 2, -3, 2], "lime": [0, 0, 0, 0], "random": [10, -10, 5, -5],
-           "raw_attention": [4, -4, 4, -4], "transformer_attribution": [-2, 2, -2, 2]}
+           "raw_attention": [4, -4, 4, -4], "transformer_attribution": [-2, 2, -2, 2], "lrp": [1, -1, 1, -1]}
 EVAL_ROWS = [11, 25, 31, 40]
 ABLATION_AUC_D = {"alpha": {"2": 30.0, "4": 34.0, "8": 31.0}, "p": {"0": 10.0, "50": 20.0, "95": 33.0},
                   "layer": {"default": 33.0, "alt1": 29.0, "alt2": 31.0},
@@ -53,7 +54,8 @@ PARAMS = {
     "families": {"cnn": [CNN], "vit": [VIT]}, "alpha": 4, "scan": {"layers": ["default"]},
     "seed": 0, "evaluate": {"bootstrap": 300},
     "explain": {"baselines": {"cnn": ["gradcam", "layercam", "lime", "random", "centre"],
-                              "vit": ["raw_attention", "transformer_attribution", "lime", "random", "centre"]}},
+                              "vit": ["raw_attention", "lrp", "transformer_attribution", "lime", "random",
+                                      "centre"]}},
     "sanity": {"methods": {"cnn": ["scan", "layercam"], "vit": ["scan"]}},
     "scaling": {"n_train": [10, None], "steps": 10},
     "ablation": {"backbones": [CNN, VIT], "base_alpha": 4, "alphas": [8, 2, 4.0], "percentiles": [95, 0, 50],
@@ -352,8 +354,12 @@ def test_table1_vit_beside_vit_b16_with_reference_rows(built):
     assert ra["paper_drop"] == pytest.approx(68.26) and ra["paper_ref"] == "ViT-B/16, ImageNet (Table I)"
     rnd = _row(df, backbone=VIT, method="random")   # pairs with the paper's Sec. IV.A calibration numbers
     assert rnd["paper_pos_auc"] == pytest.approx(14.15) and "Sec. IV.A" in rnd["paper_ref"]
-    lrp = df[(df["backbone"] == "paper") & (df["method"] == "LRP")]   # not implemented: the paper's values only
-    assert len(lrp) == 3 and lrp["auc_d"].isna().all()
+    lrp = _row(df, backbone=VIT, method="lrp")     # ours, beside the paper's LRP row (ImageNet)
+    assert lrp["auc_d"] == pytest.approx(3.0) and lrp["paper_auc_d"] == pytest.approx(1.55)
+    ref = df[(df["backbone"] == "paper") & (df["method"] == "lrp")]   # CUB, Food-101: reference rows
+    assert len(ref) == 2 and ref["auc_d"].isna().all()
+    part = df[(df["backbone"] == "paper") & (df["method"] == "partial_lrp")]   # not run in this fixture
+    assert len(part) == 3 and part["auc_d"].isna().all()
     cub_scan = df[(df["backbone"] == "paper") & (df["method"] == "scan") & df["paper_ref"].str.contains("CUB")]
     assert len(cub_scan) == 1 and cub_scan.iloc[0]["paper_auc_d"] == pytest.approx(77.80)
     # on CUB data our rows pair with the paper's CUB rows

@@ -139,6 +139,8 @@ PARAMS_SCHEMA: dict[str, Any] = {
                 "lime": {"num_samples": LEAF, "batch_size": LEAF},
                 "rise": {"n_masks": LEAF, "s": LEAF, "p1": LEAF, "batch_size": LEAF},
                 "centre": {"sigma": LEAF},
+                "lrp": dict.fromkeys(["rule", "alpha", "epsilon"], LEAF),
+                "partial_lrp": dict.fromkeys(["rule", "alpha", "epsilon"], LEAF),
                 ANY_NAME: {}},
     "evaluate": dict.fromkeys(["engine", "batch_size", "fractions", "bootstrap", "calibration_maps"], LEAF),
     "sanity": {"n_images": LEAF, "methods": _FAMILIES},

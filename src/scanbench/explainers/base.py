@@ -24,7 +24,7 @@ from ..compute import module_device
 from ..errors import ScanbenchError
 
 CAM_FAMILY = ("gradcam++", "xgradcam", "layercam")
-ATTENTION_FAMILY = ("raw_attention", "rollout", "transformer_attribution", "ag_cam")
+ATTENTION_FAMILY = ("raw_attention", "rollout", "lrp", "partial_lrp", "transformer_attribution", "ag_cam")
 BOTH = ("scan", "gradcam", "lime", "rise", "random", "centre")
 # Which methods apply to which family, declared once.
 APPLIES: dict[str, tuple[str, ...]] = {

@@ -29,6 +29,9 @@ def explainer_params(method: str, params: dict[str, Any], engine=None,
             raise ScanbenchError("params: explain.centre.sigma is missing (the centre prior's Gaussian sigma as a "
                                  "fraction of the image side, e.g. 0.25)")
         kwargs.update(sigma=ex["centre"]["sigma"])
+    elif method in ("lrp", "partial_lrp"):
+        # the relevance rule of the Linear layers and the stabiliser of every division (explain.<method>)
+        kwargs.update(ex.get(method) or {})
     elif method == "scan":
         kwargs.update(decoder_path=decoder_path, p=params["p"])
     return kwargs

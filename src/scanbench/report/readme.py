@@ -78,7 +78,8 @@ def deviations(params: Mapping[str, Any]) -> list[str]:
         "Where the authors' code differs from the paper we follow the paper's equations: 0.15 (not 1.5) in "
         "Eq. 4, alpha*C (not C/alpha) in Eq. 9, training percentile P drawn from [70, 100) (not [0, 95)), and "
         "the predicted class (not the ground-truth label) for the gradient in training.",
-        "LRP and partial LRP are not implemented; their rows in Table I carry the paper's values only.",
+        "LRP and partial LRP propagate relevance with Chefer et al.'s rules down to the patch tokens (not through "
+        "the patch embedding to pixels), so their maps live on the token grid as the attention methods' do.",
         "The SCAN sanity check (random weights) applies the decoder trained on the original model to the "
         "randomised model's features and gradients; it is not retrained.",
         "Evaluation uses a fixed seeded subset of the validation split (sizes above), and every AUC comes with "

@@ -27,9 +27,9 @@ from ..io import read_json
 COLUMNS = ["part", "backbone", "family", "method", "setting", "variant", "metric", "x", "value", "ci_lo", "ci_hi"]
 # The order methods appear in tables and figures: the paper's Table I / II order, then the calibration rows
 # (the random map, then the centre prior).
-METHOD_ORDER = ["raw_attention", "rollout", "LRP", "Part. LRP", "transformer_attribution", "gradcam",
+METHOD_ORDER = ["raw_attention", "rollout", "lrp", "partial_lrp", "transformer_attribution", "gradcam",
                 "xgradcam", "gradcam++", "layercam", "ag_cam", "lime", "rise", "scan", "random", "centre"]
-METHOD_LABELS = {"raw_attention": "Raw Attention", "rollout": "Rollout",
+METHOD_LABELS = {"raw_attention": "Raw Attention", "rollout": "Rollout", "lrp": "LRP", "partial_lrp": "Part. LRP",
                  "transformer_attribution": "Explainability", "gradcam": "Grad-CAM", "xgradcam": "XGrad-CAM",
                  "gradcam++": "Grad-CAM++", "layercam": "LayerCAM", "ag_cam": "AG-CAM", "lime": "LIME",
                  "rise": "RISE", "scan": "SCAN", "random": "random", "centre": "Centre prior"}

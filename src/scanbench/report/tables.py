@@ -142,7 +142,8 @@ TABLES = (
               reference=("I",), **EXPLANATION_COLUMNS, notes=EXPLANATION_NOTES + (
                   "Paper AUC columns of the first six ImageNet rows are quoted by the paper from Chefer et al. "
                   "[15]; the random row's paper values are from the paper's Sec. IV.A (ten random maps per image).",
-                  "LRP and partial LRP are not implemented here: their rows carry the paper's values only.")),
+                  "LRP and partial LRP follow Chefer et al.'s rules (alpha-beta, alpha 1) through the timm blocks "
+                  "and stop at the patch tokens: their maps live on the token grid (docs/DECISIONS.md).")),
     TableSpec("II", "Table II: explanation methods on the CNN backbone(s); paper: ResNet50V2 on ImageNet",
               family="cnn", paper=("II",), **EXPLANATION_COLUMNS, notes=EXPLANATION_NOTES + (
                   "The paper's Table II reports AUCs only; Drop%, Inc%, Win% and the full-resolution AUC-D are "

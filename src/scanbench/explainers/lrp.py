@@ -1,0 +1,20 @@
+"""Full LRP (Chefer et al. 2021's "LRP" baseline): the class relevance propagated through every block with
+the rules of `_lrp.py` down to the tokens entering the first block; the map is the patch embeddings' share,
+summed over channels, on the token grid (Chefer go on through the patch embedding to pixels and report the
+pixel map; per patch that sums to the same relevance: docs/DECISIONS.md)."""
+from __future__ import annotations
+
+from ._lrp import check_lrp_params, patch_grid, record, relevance
+from .base import Explainer, register_explainer
+
+
+@register_explainer("lrp")
+class LRPExplainer(Explainer):
+    def __init__(self, *args, rule: str = "alpha_beta", alpha: float = 1.0, epsilon: float = 1e-6, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.rule, self.alpha, self.epsilon = check_lrp_params(self.name, rule, alpha, epsilon)
+
+    def _explain(self, images01, classes):
+        rec = record(self.model, images01)
+        r = relevance(self.model, rec, classes, self.rule, self.alpha, self.epsilon)
+        return patch_grid(r["patches"])
