@@ -77,9 +77,10 @@ def penultimate_features(model: TargetModel, images, device: torch.device | str 
 def fit_linear_probe(train_x: np.ndarray, train_y: np.ndarray, n_classes: int, epochs: int, lr: float,
                      weight_decay: float, batch_size: int, seed: int,
                      device: torch.device | str = "cpu") -> tuple[nn.Linear, list[dict]]:
-    """A linear classifier on (cached) features by AdamW and cross-entropy, seeded; features are standardised by
-    the train split's mean and std, folded into the returned layer (it takes raw features). Returns the layer (on
-    the CPU) and one row per epoch (train loss, train top-1)."""
+    """A linear classifier on (cached) features by AdamW and cross-entropy, seeded; features are centred by the
+    train split's mean and scaled by one overall std (per-feature stds of a few images can be ~0 and blow up on
+    new images), folded into the returned layer (it takes raw features). Returns the layer (on the CPU) and one
+    row per epoch (train loss, train top-1)."""
     if len(train_x) == 0:
         raise ScanbenchError("the head stage found no train images: the data root needs a train split")
     y = torch.as_tensor(np.asarray(train_y), dtype=torch.long)
@@ -87,7 +88,7 @@ def fit_linear_probe(train_x: np.ndarray, train_y: np.ndarray, n_classes: int, e
         raise ScanbenchError(f"train labels must lie in 0..{n_classes - 1} (got {int(y.min())}..{int(y.max())})")
     x = torch.as_tensor(np.asarray(train_x, dtype=np.float32))
     mu = x.mean(0)
-    sd = x.std(0, unbiased=False).clamp_min(1e-6)
+    sd = (x - mu).pow(2).mean().sqrt().clamp_min(1e-6)
     xs = ((x - mu) / sd).to(device)
     y = y.to(device)
     gen = torch.Generator().manual_seed(seed)
@@ -111,7 +112,7 @@ def fit_linear_probe(train_x: np.ndarray, train_y: np.ndarray, n_classes: int, e
             loss.backward()
             opt.step()
             sched.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
             correct += int((logits.argmax(1) == y[idx]).sum())
         curves.append({"epoch": epoch + 1, "train_loss": total / len(xs), "train_top1": 100.0 * correct / len(xs)})
     # fold the standardisation in: W (x - mu) / sd + b = (W / sd) x + (b - W (mu / sd))
