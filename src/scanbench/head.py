@@ -126,7 +126,7 @@ def fit_linear_probe(train_x: np.ndarray, train_y: np.ndarray, n_classes: int, e
 
 def top1(layer: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
     with torch.inference_mode():
-        pred = layer(torch.as_tensor(np.asarray(x, dtype=np.float32))).argmax(1).numpy()
+        pred = layer(torch.as_tensor(np.asarray(x, dtype=np.float32))).argmax(1).cpu().numpy()
     return float((pred == np.asarray(y)).mean() * 100) if len(y) else float("nan")
 
 
