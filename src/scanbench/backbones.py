@@ -400,12 +400,11 @@ def _timm_factory(timm_name: str):
     return factory
 
 
-def _paper(name, family, timm_name, grid, scan_layer, gradcam_layer, layers, input_size=224):
-    from timm.models import get_pretrained_cfg
-
-    # the normalisation the pretrained weights were trained with, from timm (augreg ViT and resnetv2_50.a1h: 0.5)
-    cfg = get_pretrained_cfg(timm_name)
-    mean, std = (tuple(cfg.mean), tuple(cfg.std)) if cfg is not None else (IMAGENET_MEAN, IMAGENET_STD)
+def _paper(name, family, timm_name, grid, scan_layer, gradcam_layer, layers, mean=IMAGENET_MEAN,
+           std=IMAGENET_STD, input_size=224):
+    # mean/std: the normalisation the weights were trained with, as timm's pretrained_cfg gives it (augreg ViT and
+    # resnetv2_50.a1h: 0.5); written here, not read, so that importing the registry does not import timm (~1.5 s of
+    # every stage's start-up); tests/test_paper_backbones.py checks them against timm
     register_backbone(BackboneSpec(
         name=name, family=family, input_size=input_size, grid=grid, scan_layer=scan_layer,
         gradcam_layer=gradcam_layer, layers={"default": scan_layer, **layers}, mean=mean, std=std,
@@ -415,13 +414,13 @@ def _paper(name, family, timm_name, grid, scan_layer, gradcam_layer, layers, inp
 
 _vit_layers = {"alt1": "net.blocks.3", "alt2": "net.blocks.7"}
 _paper("vit_base_patch16_224", "vit", "vit_base_patch16_224", 14, "net.blocks.5", "net.blocks.11.norm1",
-       _vit_layers)
+       _vit_layers, mean=HALF, std=HALF)
 _paper("deit_base_patch16_224", "vit", "deit_base_patch16_224", 14, "net.blocks.5", "net.blocks.11.norm1",
        _vit_layers)
 _paper("vit_base_patch16_224.dino", "vit", "vit_base_patch16_224.dino", 14, "net.blocks.5",
        "net.blocks.11.norm1", _vit_layers)
 _paper("resnetv2_50", "cnn", "resnetv2_50", 7, "net.stages.3", "net.norm",
-       {"alt1": "net.stages.2", "alt2": "net.stages.1"})
+       {"alt1": "net.stages.2", "alt2": "net.stages.1"}, mean=HALF, std=HALF)
 _paper("vgg16", "cnn", "vgg16", 14, "net.features.29", "net.features.29",
        {"alt1": "net.features.22", "alt2": "net.features.15"})
 _paper("convnext_small", "cnn", "convnext_small", 7, "net.stages.3", "net.stages.3",
