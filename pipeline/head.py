@@ -1,7 +1,7 @@
 """Stage `head`: fit a classifier head for each pretrained backbone that cannot score the data's classes as it is
 (no classifier in timm, as DINO; or classes that are not ImageNet's), by a linear probe on its penultimate features
-of the train split (cached as float16 in the output), and measure the probe's val top-1 on the `targets` stage's
-val images. Writes cache/head/meta.json always (`heads` empty when no backbone needs one: the stage then loads no
+of the train split (cached as float16 in the output), and with head.kind last_block then fine-tune the backbone's
+last block with it on the train images; measure val top-1 on the `targets` stage's val images. Writes cache/head/meta.json always (`heads` empty when no backbone needs one: the stage then loads no
 model), and cache/head/<backbone>/{head.pt, curves.csv, features_*.npy} per fitted head."""
 from __future__ import annotations
 
@@ -14,14 +14,15 @@ from _common import log_fact, run_stage  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+import torch  # noqa: E402
 
 from scanbench.backbones import get_backbone, validate_backbone_params  # noqa: E402
 from scanbench.compute import resolve  # noqa: E402
 from scanbench.config import check_head_params, data_root, load_params, seed_everything  # noqa: E402
 from scanbench.errors import ScanbenchError  # noqa: E402
 from scanbench.data import class_table, load_images, load_manifest, seeded_subset  # noqa: E402
-from scanbench.head import (fit_linear_probe, heads_needed, penultimate_features,  # noqa: E402
-                            save_head, top1, weights_file)
+from scanbench.head import (fine_tune_last_block, fit_linear_probe, heads_needed,  # noqa: E402
+                            penultimate_features, save_head, top1, weights_file)
 from scanbench.io import atomic_path, write_json  # noqa: E402
 
 
@@ -44,6 +45,15 @@ def cache_features(model, root: Path, rel_paths, size: int, batch: int, device, 
         arr.flush()
         del arr
     return np.load(path, mmap_mode="r")
+
+
+def images_top1(model, root: Path, rel_paths, labels: np.ndarray, size: int, batch: int, device) -> float:
+    correct = 0
+    with torch.inference_mode():
+        for i in range(0, len(rel_paths), batch):
+            pred = model(load_images(root, rel_paths[i:i + batch], size).to(device)).argmax(1).cpu().numpy()
+            correct += int((pred == labels[i:i + batch]).sum())
+    return 100.0 * correct / max(len(labels), 1)
 
 
 def main() -> None:
@@ -89,11 +99,30 @@ def main() -> None:
         info = {"reason": reason, "feature_dim": int(f_train.shape[1]), "n_train": int(len(train_idx)),
                 "n_val": int(len(val_idx)), "epochs": cfg["epochs"],
                 "train_top1": round(curves[-1]["train_top1"], 2), "val_top1": round(val, 2)}
-        save_head(out / name / "head.pt", name, layer, info)
+        model.head.load_state_dict(layer.state_dict())
+        state = {f"head.{k}": v for k, v in layer.state_dict().items()}
+        if cfg["kind"] == "last_block":
+            # from the probe, the last block and the head together, on the images (the features change)
+            def load(rows, idx=train_idx):
+                return load_images(root, rel[idx[rows]], spec.input_size)
+
+            names, tuned = fine_tune_last_block(model, spec.last_block, load, labels[train_idx],
+                                                cfg["last_block_epochs"], cfg["last_block_lr"], cfg["weight_decay"],
+                                                cfg["batch_size"], params["seed"])
+            curves = [{**row, "phase": "probe"} for row in curves] + [{**row, "phase": "last_block"} for row in tuned]
+            val_tuned = images_top1(model, root, rel[val_idx], labels[val_idx], spec.input_size, batch, device)
+            info.update(probe_val_top1=info["val_top1"], val_top1=round(val_tuned, 2),
+                        train_top1=round(tuned[-1]["train_top1"], 2), fine_tuned_from=spec.last_block,
+                        last_block_epochs=cfg["last_block_epochs"],
+                        n_fine_tuned_params=int(sum(model.get_parameter(n).numel() for n in names)))
+            params_by_name = dict(model.named_parameters())
+            state = {n: params_by_name[n] for n in names}
+        save_head(out / name / "head.pt", name, len(classes), state, info)
         with atomic_path(out / name / "curves.csv", suffix=".csv") as tmp:
             pd.DataFrame(curves).to_csv(tmp, index=False)
         meta["heads"][name] = info
-        print(f"head {name}: val top-1 {val:.2f}% on {len(val_idx)} images (train {info['train_top1']:.2f}%)")
+        print(f"head {name}: val top-1 {info['val_top1']:.2f}% on {len(val_idx)} images "
+              f"(train {info['train_top1']:.2f}%)")
     log_fact(n_heads=len(needed))
     write_json(out / "meta.json", meta)
 

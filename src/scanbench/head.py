@@ -9,7 +9,7 @@ and every later stage uses backbone + head as the target model (`pretrained_targ
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -130,11 +130,65 @@ def top1(layer: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
     return float((pred == np.asarray(y)).mean() * 100) if len(y) else float("nan")
 
 
-def save_head(path: str | Path, name: str, layer: nn.Linear, meta: dict) -> None:
+def trainable_from(model: TargetModel, path: str) -> list[str]:
+    """Names of the parameters of module `path` and of every parameter registered after it (the rest of the
+    network, then the head): timm registers modules in forward order, so this is "the last block onward"."""
+    names = [n for n, _ in model.named_parameters()]
+    first = next((i for i, n in enumerate(names) if n.startswith(path + ".")), None)
+    if first is None:
+        raise ScanbenchError(f"the model has no parameters under {path!r} (the backbone's last_block)")
+    return names[first:]
+
+
+def fine_tune_last_block(model: TargetModel, path: str, load: Callable[[np.ndarray], torch.Tensor],
+                         labels: np.ndarray, epochs: int, lr: float, weight_decay: float, batch_size: int,
+                         seed: int) -> tuple[list[str], list[dict]]:
+    """Fine-tune the parameters from module `path` onward (and the head, already fitted as a probe) on the train
+    images (`load(rows)` -> [0, 1] batch, rows into `labels`), by AdamW with a cosine decay, seeded; the rest is
+    frozen and the network stays in eval mode (batch-norm statistics and dropout as pretrained). Returns the
+    trained parameter names and one row per epoch."""
+    device = next(model.parameters()).device
+    names = trainable_from(model, path)
+    trained = set(names)
+    params = []
+    for n, q in model.named_parameters():
+        q.requires_grad_(n in trained)
+        if n in trained:
+            params.append(q)
+    model.eval()
+    y_all = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    steps = epochs * ((len(y_all) + batch_size - 1) // batch_size)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1))
+    curves = []
+    for epoch in range(epochs):
+        order = torch.randperm(len(y_all), generator=gen).cpu().numpy()   # a seeded CPU draw
+        total, correct = 0.0, 0
+        for i in range(0, len(order), batch_size):
+            rows = order[i:i + batch_size]
+            x, y = load(rows).to(device), y_all[rows].to(device)
+            logits = model(x)
+            loss = nn.functional.cross_entropy(logits, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss.detach()) * len(rows)
+            correct += int((logits.detach().argmax(1) == y).sum())
+        curves.append({"epoch": epoch + 1, "train_loss": total / len(order),
+                       "train_top1": 100.0 * correct / len(order)})
+    for q in model.parameters():
+        q.requires_grad_(True)
+    return names, curves
+
+
+def save_head(path: str | Path, name: str, n_classes: int, state: dict[str, torch.Tensor], meta: dict) -> None:
+    """The fitted tensors, keyed as in the TargetModel (`head.weight`, and with last_block `net.blocks...`)."""
     from .io import save_torch
 
-    save_torch(path, {"backbone": name, "n_classes": int(layer.out_features), "meta": dict(meta),
-                      "state_dict": {k: v.detach().cpu() for k, v in layer.state_dict().items()}})
+    save_torch(path, {"backbone": name, "n_classes": int(n_classes), "meta": dict(meta),
+                      "state_dict": {k: v.detach().cpu() for k, v in state.items()}})
 
 
 def pretrained_target(spec: BackboneSpec, class_table, head_dir: str | Path, params: dict,
@@ -162,5 +216,11 @@ def pretrained_target(spec: BackboneSpec, class_table, head_dir: str | Path, par
                              f"{ckpt.get('n_classes')} classes, not {spec.name} with {len(class_table)}: "
                              f"run `dvc repro head`")
     model = spec.build(pretrained=True, head_classes=len(class_table), weights=weights)
-    model.head.load_state_dict(ckpt["state_dict"])
+    state = ckpt["state_dict"]
+    own = model.state_dict()
+    bad = [k for k in state if k not in own or tuple(own[k].shape) != tuple(state[k].shape)]
+    if bad or "head.weight" not in state:
+        raise ScanbenchError(f"{head_dir / spec.name / 'head.pt'} does not fit {spec.name} "
+                             f"({', '.join(bad[:3]) or 'no head.weight'}): run `dvc repro head`")
+    model.load_state_dict(state, strict=False)   # the pretrained tensors, with the fitted ones over them
     return model.to(device).eval()
