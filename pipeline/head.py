@@ -69,14 +69,20 @@ def main() -> None:
     manifest = load_manifest(args.manifest)
     classes = class_table(manifest)
     needed = heads_needed(params, classes["imagenet_index"].tolist())
-    meta: dict = {"kind": cfg["kind"], "n_classes": int(len(classes)), "heads": {}}
     if not needed:
         # Every backbone keeps its ImageNet head (or is trained here): the marker keeps the DAG's shape the same
-        # for every profile and data root, as `teacher` does.
-        meta["skipped"] = "every backbone has an ImageNet head and every class is an ImageNet class"
-        write_json(out / "meta.json", meta)
+        # for every profile and data root, as `teacher` does. It holds no head param, so changing one re-runs
+        # this stage alone (same bytes: `targets` does not re-run).
+        write_json(out / "meta.json", {"heads": {}, "skipped": "every backbone has an ImageNet head and every "
+                                                                "class is an ImageNet class"})
         print("head: skipped (every backbone has an ImageNet head and every class is an ImageNet class)")
         return
+    meta: dict = {"kind": cfg["kind"], "n_classes": int(len(classes)), "heads": {}}
+    if cfg["kind"] == "last_block":
+        lacking = [name for name in needed if not get_backbone(name).last_block]
+        if lacking:
+            raise ScanbenchError(f"head.kind last_block: backbone(s) {', '.join(lacking)} name no last_block in the "
+                                 f"registry; set head.kind: linear_probe")
     device = resolve(params)
     seed_everything(params["seed"])
     root = data_root(params)

@@ -78,8 +78,11 @@ def main() -> None:
         # with a fitted head, load_target rebuilds backbone + head from the class count, then loads the tensors
         build_kwargs = {} if head is None else {"head_classes": len(classes)}
         if head is not None:
-            extra = {"head": {"kind": head_meta["kind"], "reason": head["reason"],
-                              "probe_val_top1": head["val_top1"], "n_train": head["n_train"]}}
+            # the head stage's measures (on float16 features, or the fine-tuned model): val_top1 below is the
+            # saved model's through ONNX, on the same images
+            extra = {"head": {"kind": head_meta["kind"], "reason": head["reason"], "n_train": head["n_train"],
+                              "probe_val_top1": head.get("probe_val_top1", head["val_top1"]),
+                              **({"fine_tuned_val_top1": head["val_top1"]} if "fine_tuned_from" in head else {})}}
     save_target(out / "model.pt", spec, model, build_kwargs)
     model = load_target(spec.name, out / "model.pt", device=device)  # what later stages load: measure exactly that
     export_onnx(model, out / "model.onnx", spec.input_size)
