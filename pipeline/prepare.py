@@ -1,8 +1,9 @@
 """Stage `prepare`: index the dataset into data/manifest.csv; report converted and unreadable images.
 
-Refuses (one line, nothing written) a tree that the later stages cannot score: fewer than 2 classes, class folders
-that are not ImageNet wnids, images below the minimum side, or a val split too small for explain.n_images +
-features.n_holdout (checked again where those subsets are drawn, so a later change of those params is caught too)."""
+Refuses (one line, nothing written) a tree that the later stages cannot score: fewer than 2 classes, images below
+the minimum side, or a val split too small for explain.n_images + features.n_holdout (checked again where those
+subsets are drawn, so a later change of those params is caught too). Class folders that are not ImageNet wnids are
+the data's own classes (imagenet_index -1); the `head` stage fits a head for them."""
 from __future__ import annotations
 
 import argparse

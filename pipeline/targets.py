@@ -1,5 +1,6 @@
-"""Stage `targets` (one per backbone): obtain the target model (pretrained weights, or trained here for
-the default profile's ViT), export it to ONNX for forward-only work, and measure val top-1."""
+"""Stage `targets` (one per backbone): obtain the target model (pretrained weights, with the head the `head` stage
+fitted where it fitted one, or trained here for the default profile's ViT), export it to ONNX for forward-only
+work, and measure val top-1 (of backbone + head where there is a fitted head: the model every later stage uses)."""
 from __future__ import annotations
 
 import argparse
@@ -18,6 +19,7 @@ from scanbench.compute import resolve  # noqa: E402
 from scanbench.config import data_root, load_params, seed_everything  # noqa: E402
 from scanbench.data import class_table, load_images, load_manifest, seeded_subset  # noqa: E402
 from scanbench.engine import ForwardEngine, export_onnx  # noqa: E402
+from scanbench.head import pretrained_target  # noqa: E402
 from scanbench.io import atomic_path, load_npy, read_json, write_json  # noqa: E402
 from scanbench.vit_train import ViTTrainConfig, train_vit  # noqa: E402
 
@@ -36,6 +38,7 @@ def main() -> None:
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--manifest", default="data/manifest.csv")
     ap.add_argument("--teacher", default="cache/teacher")
+    ap.add_argument("--head", default="cache/head", help="the `head` stage's output (heads fitted for the data)")
     ap.add_argument("--out", default=None, help="default: models/targets/<backbone>")
     ap.add_argument("--results", default="results/targets")
     args = ap.parse_args()
@@ -69,8 +72,17 @@ def main() -> None:
             pd.DataFrame(curves).to_csv(tmp, index=False)
         extra = {"epochs": cfg["epochs"], "n_train": int(len(train_idx))}
     else:
-        build_kwargs = {}
-        model = spec.build(class_indices=classes["imagenet_index"].tolist(), pretrained=True)
+        model = pretrained_target(spec, classes, args.head, params)
+        head_meta = read_json(Path(args.head) / "meta.json")
+        head = head_meta["heads"].get(spec.name)
+        # with a fitted head, load_target rebuilds backbone + head from the class count, then loads the tensors
+        build_kwargs = {} if head is None else {"head_classes": len(classes)}
+        if head is not None:
+            # the head stage's measures (on float16 features, or the fine-tuned model): val_top1 below is the
+            # saved model's through ONNX, on the same images
+            extra = {"head": {"kind": head_meta["kind"], "reason": head["reason"], "n_train": head["n_train"],
+                              "probe_val_top1": head.get("probe_val_top1", head["val_top1"]),
+                              **({"fine_tuned_val_top1": head["val_top1"]} if "fine_tuned_from" in head else {})}}
     save_target(out / "model.pt", spec, model, build_kwargs)
     model = load_target(spec.name, out / "model.pt", device=device)  # what later stages load: measure exactly that
     export_onnx(model, out / "model.onnx", spec.input_size)

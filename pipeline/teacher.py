@@ -16,6 +16,7 @@ from scanbench.compute import resolve  # noqa: E402
 from scanbench.config import data_root, load_params, seed_everything  # noqa: E402
 from scanbench.data import class_table, load_manifest, seeded_subset  # noqa: E402
 from scanbench.engine import ForwardEngine, export_onnx  # noqa: E402
+from scanbench.head import pretrained_target  # noqa: E402
 from scanbench.io import atomic_path, save_npy, write_json  # noqa: E402
 from scanbench.teacher import resize_images, teacher_logits  # noqa: E402
 
@@ -24,6 +25,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--manifest", default="data/manifest.csv")
+    ap.add_argument("--head", default="cache/head", help="the `head` stage's output (heads fitted for the data)")
     ap.add_argument("--out", default="cache/teacher")
     args = ap.parse_args()
     params = load_params(args.params)
@@ -44,8 +46,8 @@ def main() -> None:
     val_idx = seeded_subset(manifest, "val", params["targets"].get("n_val"), params["seed"])
     teacher_name = cfg.get("teacher", "effnet_lite0")
     spec = get_backbone(teacher_name)
-    classes = class_table(manifest)["imagenet_index"].tolist()
-    model = spec.build(class_indices=classes, pretrained=True).to(device)
+    # over the data's classes: its ImageNet head restricted to them, or the head the `head` stage fitted
+    model = pretrained_target(spec, class_table(manifest), args.head, params, device)
     with atomic_path(out / "teacher.onnx", suffix=".onnx") as tmp_onnx:
         export_onnx(model, tmp_onnx, spec.input_size)
         # ONNX Runtime on the CPU; on a GPU without its CUDA provider, the PyTorch engine there (engine.py)

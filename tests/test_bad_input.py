@@ -63,24 +63,21 @@ def write_params(folder: Path, mutate=lambda p: None) -> Path:
 
 # ------------------------------------------------------------------------------------- own data: the classes
 
-def test_non_wnid_class_folders_are_refused(tmp_path):
+def test_non_wnid_class_folders_are_the_datas_own_classes(tmp_path):
+    # issue 15: no longer refused; labels are the data's class indices, imagenet_index -1 where no wnid (the
+    # `head` stage fits a head for them: tests/test_head.py)
     root = _tree(tmp_path / "ds", classes=("n01440764", "cat", "dog"))
-    with pytest.raises(ScanbenchError, match=r"'cat', 'dog' .* not ImageNet wnids.*issue 15.*rename"):
-        build_manifest(root, check_images=False)
+    manifest, _ = build_manifest(root, check_images=False)
+    table = manifest.drop_duplicates("label").sort_values("label")
+    assert table["wnid"].tolist() == ["cat", "dog", "n01440764"]
+    assert table["label"].tolist() == [0, 1, 2]
+    assert table["imagenet_index"].tolist() == [-1, -1, 0]
 
 
 def test_fewer_than_two_classes_are_refused(tmp_path):
     root = _tree(tmp_path / "ds", classes=("n01440764",))
     with pytest.raises(ScanbenchError, match="at least 2 classes"):
         build_manifest(root, check_images=False)
-
-
-def test_prepare_refuses_non_wnid_folders_in_one_line(tmp_path):
-    root = _tree(tmp_path / "ds", classes=("n01440764", "my_cats"))
-    write_params(tmp_path, lambda p: p["data"].update(root=str(root)))
-    last = one_line_error(run_stage("prepare.py", [], tmp_path))
-    assert "'my_cats'" in last and "issue 15" in last
-    assert not (tmp_path / "data" / "manifest.csv").exists()
 
 
 # ------------------------------------------------------------------------------------- params

@@ -84,3 +84,24 @@ def test_teacher_stage_skips_when_nothing_is_trained(repo):
     assert res.returncode == 0, res.stderr
     assert sorted(p.name for p in (repo / "cache" / "teacher").iterdir()) == ["meta.json"]
     assert "skipped" in (repo / "cache" / "teacher" / "meta.json").read_text()
+
+
+def test_profile_says_whether_the_head_stage_fits_heads(repo):
+    """Derived like the teacher's line: from the backbones (timm's pretrained_cfg) and the data's class folders."""
+    for cls in ("apples", "frogs"):
+        (repo / "mydata" / "train" / cls).mkdir()
+    _, changes = use_profile("smoke", repo, data_root="mydata", backbones=["effnet_lite0"])
+    line = [c for c in changes if c.startswith("head stage:")]
+    assert line == [f"head stage: fits a linear probe for effnet_lite0 (effnet_lite0: 2 of the data's 2 classes are "
+                    f"not ImageNet classes; from the 2 class folders under {repo / 'mydata' / 'train'})"]
+    wnids = repo / "wnids" / "train"
+    for cls in ("n01440764", "n02102040"):
+        (wnids / cls).mkdir(parents=True)
+    _, changes = use_profile("smoke", repo, data_root="wnids", backbones=["effnet_lite0", "vit_tiny_convstem"])
+    assert any(c.startswith("head stage: skips (ImageNet heads and ImageNet classes") for c in changes)
+    # the paper's backbones, its data root absent here: DINO needs a head whatever the classes
+    _, changes = use_profile("paper", repo, backbones=["vgg16", "vit_base_patch16_224.dino"])
+    line = [c for c in changes if c.startswith("head stage:")][0]
+    assert line.startswith("head stage: fits a linear probe for vit_base_patch16_224.dino (vit_base_patch16_224.dino: "
+                           "vit_base_patch16_224.dino has no ImageNet classifier (timm num_classes=0)")
+    assert "vgg16" not in line.split("(")[0]

