@@ -141,7 +141,7 @@ PARAMS_SCHEMA: dict[str, Any] = {
                 "centre": {"sigma": LEAF},
                 ANY_NAME: {}},
     "evaluate": dict.fromkeys(["engine", "batch_size", "fractions", "bootstrap", "calibration_maps"], LEAF),
-    "sanity": {"n_images": LEAF, "methods": _FAMILIES},
+    "sanity": {"n_images": LEAF, "methods": _FAMILIES, "cascade": LEAF, "similarity_size": LEAF},
     "timing": {"n_images": LEAF, "batch_size": LEAF, "n_images_per_method": {ANY_NAME: LEAF}, "methods": LEAF},
     "ablation": dict.fromkeys(["backbones", "n_images", "n_train", "base_alpha", "alphas", "layers", "percentiles",
                                "components", "epochs"], LEAF),
