@@ -132,7 +132,7 @@ def sanity_maps_content(m: str) -> dict:
                           "0.5": rec(0.6, share=0.5, n_groups=2, randomised=["head", "blocks.1"]),
                           "1": rec(full, share=1.0, n_groups=4, randomised=SANITY_GROUPS[::-1])},
             "independent": {g: rec(0.8 - 0.1 * i, position=i, randomised=[g]) for i, g in enumerate(SANITY_GROUPS)},
-            "random_label": rec(0.7)}
+            "random_label": rec(0.7), "other_image": rec(0.2)}
 
 
 def make_results_tree(root: Path, params: dict = PARAMS) -> Path:
@@ -259,12 +259,10 @@ def test_metric_json_structure(built):
                            VIT: {"scan": {"original": 34.1, "random_weights": 0.3, "random_label": 20.0}}}
     # map similarities after full randomisation and after label randomisation; the depths are in the table
     assert m["sanity_maps"] == {
-        CNN: {"layercam": {"all_weights": {"spearman": 0.4, "ssim": 0.2, "hog": 0.5},
-                           "random_label": {"spearman": 0.7, "ssim": 0.35, "hog": 0.8}},
-              "scan": {"all_weights": {"spearman": 0.1, "ssim": 0.05, "hog": 0.2},
-                       "random_label": {"spearman": 0.7, "ssim": 0.35, "hog": 0.8}}},
-        VIT: {"scan": {"all_weights": {"spearman": 0.1, "ssim": 0.05, "hog": 0.2},
-                       "random_label": {"spearman": 0.7, "ssim": 0.35, "hog": 0.8}}}}
+        b: {m: {"all_weights": {"spearman": full, "ssim": full / 2, "hog": pytest.approx(full + 0.1)},
+                "random_label": {"spearman": 0.7, "ssim": 0.35, "hog": 0.8},
+                "other_image": {"spearman": 0.2, "ssim": 0.1, "hog": pytest.approx(0.3)}}
+            for m, full in FULL_SPEARMAN.items() if b == CNN or m == "scan"} for b in (CNN, VIT)}
     assert list(m["sanity_maps"][CNN]) == ["layercam", "scan"]
     assert m["scan_training"][CNN]["default"] == {
         "alpha": None, "final_loss": 0.123457, "val_confidence_area": 0.21,
@@ -427,7 +425,7 @@ def test_sanity_similarity_table_beside_table4(built):
     cnn_scan = df[(df["backbone"] == CNN) & (df["method"] == "scan")]
     # cascading by depth, then the random label, then independent from the stem up
     assert list(zip(cnn_scan["randomisation"], cnn_scan["setting"])) == [
-        ("cascading", "0"), ("cascading", "0.5"), ("cascading", "1"), ("random_label", ""),
+        ("cascading", "0"), ("cascading", "0.5"), ("cascading", "1"), ("random_label", ""), ("other_image", ""),
         *(("independent", g) for g in SANITY_GROUPS)]
     full = _row(df, backbone=CNN, method="scan", randomisation="cascading", setting="1")
     assert full["spearman"] == pytest.approx(0.1) and full["spearman_ci95"] == "[0.05, 0.15]"
@@ -439,7 +437,8 @@ def test_sanity_similarity_table_beside_table4(built):
     assert list(dict.fromkeys(df.loc[df["backbone"] == CNN, "method"])) == ["layercam", "scan"]
     # the note quotes every method after full randomisation, from the results
     note = next(n for n in t.notes if n.startswith(CNN))
-    assert "LayerCAM Spearman 0.4, SSIM 0.2, HOG 0.5" in note and "SCAN Spearman 0.1, SSIM 0.05, HOG 0.2" in note
+    assert "LayerCAM Spearman 0.4 (another image's map: 0.2), SSIM 0.2, HOG 0.5" in note
+    assert "SCAN Spearman 0.1 (another image's map: 0.2), SSIM 0.05, HOG 0.2" in note
     md = markdown(t)
     assert "| randomisation" in md and "cascading" in md
 

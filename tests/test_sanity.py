@@ -269,11 +269,12 @@ def test_map_sanity_tells_a_weight_blind_map_from_a_weight_dependent_one(fixture
     images = torch.rand(6, 3, spec.input_size, spec.input_size, generator=torch.Generator().manual_seed(0))
     classes = trained(images).argmax(1)
     rand = randomize_weights(trained, seed=2)
-    results = {}
+    results, originals = {}, {}
     for name, cls in (("blind", WeightBlind), ("gradient", InputGradient)):
         def make(m, forward, cls=cls):
             return cls(m)
         original = make(trained, None).explain(images, classes).detach()
+        originals[name] = original
         results[name] = map_sanity(make, trained, images, classes, original, rand, [0, 0.5, 1], size=32,
                                    n_resamples=100, seed=0, label_maps=original)
     blind, grad = results["blind"], results["gradient"]
@@ -287,3 +288,6 @@ def test_map_sanity_tells_a_weight_blind_map_from_a_weight_dependent_one(fixture
     assert full["randomised"][0] == "head" and full["randomised"][-1] == "stem"
     assert full["spearman"] < 0.6 and full["hog"] < 0.6, full
     assert grad["random_label"]["spearman"] == pytest.approx(1.0, abs=1e-6)   # label_maps = original here
+    # the reference level: map i against map i-1 of the trained model
+    expected = map_similarity(originals["gradient"], originals["gradient"].roll(1, 0), size=32)["spearman"]
+    assert grad["other_image"]["spearman"] == pytest.approx(float(expected.mean()), abs=1e-9)

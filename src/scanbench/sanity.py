@@ -15,6 +15,7 @@ maps against the maps of the same images and classes after
   exactly that model;
 - independent randomisation: one group at a time;
 - label randomisation: the random other class of Table IV's random_label setting, on the trained model;
+- and, as the reference level, another image's map from the trained model (`other_image`);
 scored by Spearman, SSIM and HOG similarity (metrics/similarity.py). A method that depends on what the model
 learned falls towards 0 as the weights go.
 """
@@ -197,7 +198,9 @@ def map_sanity(make: ExplainerMaker, model: nn.Module, images01: torch.Tensor, c
                n_resamples: int, seed: int, label_maps: torch.Tensor | None = None, batch_size: int = 64) -> dict:
     """Similarity of the trained model's maps (`original_maps`, of `classes`) to the maps of the same classes
     after cascading and independent randomisation (weights from `random_model`, Table IV's), and to
-    `label_maps` (the random-label maps). The randomised models explain the trained model's classes, so only the
+    `label_maps` (the random-label maps); `other_image`: each original map against another image's (the next
+    one's), the similarity of two maps that share the method and model but not the image: what a map falls to
+    once it stops depending on the image (a centre-heavy method stays above 0 there). The randomised models explain the trained model's classes, so only the
     weights change between the two maps (Table IV's random_weights AUCs explain the randomised model's own
     prediction, which its perturbation test needs)."""
     groups = layer_groups(model)
@@ -217,6 +220,9 @@ def map_sanity(make: ExplainerMaker, model: nn.Module, images01: torch.Tensor, c
     if label_maps is not None:
         out["random_label"] = summarise_similarity(map_similarity(original_maps, label_maps, size), n_resamples,
                                                    seed)
+    if len(original_maps) >= 2:   # the reference level: each image's map against the next image's, same model
+        out["other_image"] = summarise_similarity(map_similarity(original_maps, original_maps.roll(1, 0), size),
+                                                  n_resamples, seed)
     return out
 
 

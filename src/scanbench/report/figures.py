@@ -213,7 +213,8 @@ SIMILARITY_TITLES = {"spearman": "Spearman rank correlation", "ssim": "SSIM", "h
 def plot_sanity_similarity(rows: pd.DataFrame, path: str | Path, title: str = "") -> Path:
     """Similarity of the trained model's maps to the randomised model's, one panel per measure, one line per
     method (95% bootstrap band): top row cascading randomisation against the share of blocks randomised below
-    the head (1 = every weight), bottom row independent randomisation per group (stem ... head).
+    the head (1 = every weight), bottom row independent randomisation per group (stem ... head); a dashed line
+    in the method's colour: its reference level (another image's map from the trained model).
     rows: one backbone's `sanity_maps` rows of the results table."""
     sns.set_theme(style="whitegrid", context="paper")
     measures = list(SIMILARITY_TITLES)
@@ -230,6 +231,10 @@ def plot_sanity_similarity(rows: pd.DataFrame, path: str | Path, title: str = ""
                         label=METHOD_LABELS.get(m, m))
                 ax.fill_between(x.to_numpy(), vals["ci_lo"].to_numpy(), vals["ci_hi"].to_numpy(), color=color,
                                 alpha=0.15, linewidth=0)
+            ref = mine[(mine["variant"] == "other_image")].set_index("metric")["value"]
+            for ax, k in zip(axes[r], measures):   # the reference level: another image's map, same model
+                if k in ref.index:
+                    ax.axhline(float(ref[k]), color=color, linestyle="--", linewidth=0.9)
             if mode == "independent" and len(x):
                 for ax in axes[r]:
                     ax.set_xticks(x.to_numpy(), list(x.index), rotation=45, fontsize=7)

@@ -23,7 +23,8 @@ INTERVAL_KEYS = {"auc_d_ci95": "auc_d", "auc_d_minus_scan_ci95": "auc_d_minus_sc
                  "auc_d_minus_centre_ci95": "auc_d_minus_centre"}
 SANITY_SETTINGS = ("original", "random_weights", "random_label")
 # sanity_maps.json: the map similarities after full randomisation (cascading depth "1": every weight) and after
-# label randomisation; the depths in between are in the sanity-similarity table
+# label randomisation, and the reference level (another image's map, same model); the depths in between are in the
+# sanity-similarity table
 SIMILARITY_KEYS = ("spearman", "ssim", "hog")
 # diagnostics/B.json key -> scan_training.json key (held-out unless named train_)
 DIAGNOSTIC_KEYS = {"recon_err": "val_recon_err", "mean_image_err": "val_mean_image_err",
@@ -79,7 +80,8 @@ def build_metrics(results: pd.DataFrame, scan_alpha: float | None = None) -> dic
                        for m in sort_methods(methods)} for b, methods in keys("sanity", "method").items()},
         "sanity_maps": {b: {m: {name: {k: _num(get("sanity_maps", b, k, m, setting, variant)) for k in SIMILARITY_KEYS}
                                 for name, setting, variant in (("all_weights", "1", "cascading"),
-                                                               ("random_label", "", "random_label"))}
+                                                               ("random_label", "", "random_label"),
+                                                               ("other_image", "", "other_image"))}
                             for m in sort_methods(methods)} for b, methods in keys("sanity_maps", "method").items()},
         "scan_training": {},
         "targets": {b: {"family": family[b], "val_top1": _num(get("targets", b, "val_top1")),

@@ -186,17 +186,18 @@ def load_results(results_dir: str | Path, params: Mapping[str, Any]) -> pd.DataF
     return long_table(rows)
 
 
-SANITY_MAP_MODES = ("cascading", "independent", "random_label")
+SANITY_MAP_MODES = ("cascading", "independent", "random_label", "other_image")
 
 
 def sanity_map_rows(data: Mapping[str, Any], keys: Mapping[str, Any]) -> list[dict]:
     """A sanity_maps JSON as rows: variant = the randomisation (cascading / independent / random_label), setting =
-    its depth (the share of blocks, "0" ... "1") or group (stem, blocks.<i>, head); "" for random_label. Per-image
+    its depth (the share of blocks, "0" ... "1") or group (stem, blocks.<i>, head); "" for random_label and
+    other_image (the reference: another image's map from the trained model). Per-image
     values and the lists of randomised groups stay in the JSON."""
     rows = []
     for mode in SANITY_MAP_MODES:
         block = data.get(mode) or {}
-        for setting, rec in ([("", block)] if mode == "random_label" else block.items()):
+        for setting, rec in ([("", block)] if mode in ("random_label", "other_image") else block.items()):
             scalars = {k: v for k, v in rec.items() if k not in ("per_image", "randomised")}
             rows += [{**r, "variant": mode} for r in tidy(scalars, **{**keys, "setting": setting})]
     return rows

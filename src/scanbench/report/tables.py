@@ -300,7 +300,7 @@ def build_tables(results: pd.DataFrame, params: Mapping[str, Any], paper: Paper 
 SIMILARITY_MEASURES = ("spearman", "ssim", "hog")
 SIMILARITY_COLUMNS = ("backbone", "method", "randomisation", "setting", "n_groups", "spearman", "spearman_ci95",
                       "ssim", "ssim_ci95", "hog", "hog_ci95", "n_constant", "n_images")
-SIMILARITY_MODES = ("cascading", "random_label", "independent")
+SIMILARITY_MODES = ("cascading", "random_label", "other_image", "independent")
 
 
 def sanity_similarity_table(results: pd.DataFrame) -> Table | None:
@@ -331,10 +331,15 @@ def sanity_similarity_table(results: pd.DataFrame) -> Table | None:
         df[c] = df[c].astype("Int64")
     notes = []
     full = df[(df["randomisation"] == "cascading") & (df["setting"] == "1")]
+    other = df[df["randomisation"] == "other_image"].set_index(["backbone", "method"])
     for b, g in full.groupby("backbone", sort=True):
-        quoted = "; ".join(f"{METHOD_LABELS.get(r.method, r.method)} Spearman {fmt(r.spearman)}, SSIM {fmt(r.ssim)}, "
-                           f"HOG {fmt(r.hog)}" for r in g.itertuples())
-        notes.append(f"{b}, after full randomisation (every weight, Table IV's randomised model): {quoted}.")
+        def quote(r) -> str:
+            ref = f" (another image's map: {fmt(other.at[(b, r.method), 'spearman'])})" \
+                if (b, r.method) in other.index else ""
+            return (f"{METHOD_LABELS.get(r.method, r.method)} Spearman {fmt(r.spearman)}{ref}, SSIM {fmt(r.ssim)}, "
+                    f"HOG {fmt(r.hog)}")
+        notes.append(f"{b}, after full randomisation (every weight, Table IV's randomised model): "
+                     f"{'; '.join(quote(r) for r in g.itertuples())}.")
     notes += ["Similarity of the trained model's map to the map of the same image and class after randomisation "
               "(Adebayo et al. 2018): 1 = unchanged (the map ignores what was randomised: the check fails), ~0 = "
               "unrelated. Maps area-averaged to sanity.similarity_size px and min-max normalised; Spearman rank "
@@ -343,7 +348,10 @@ def sanity_similarity_table(results: pd.DataFrame) -> Table | None:
               "cascading: the head, then the top share (`setting`) of the blocks, then (1) the stem too, take the "
               "weights of Table IV's randomised model; `n_groups` = groups randomised (head, blocks, stem). "
               "independent: one group at a time (`setting` = the group). random_label: the trained model "
-              "explaining a random other class (Quantus' random logit), not a model retrained on shuffled labels.",
+              "explaining a random other class (Quantus' random logit), not a model retrained on shuffled labels. "
+              "other_image (the reference level, no randomisation): each image's map against the next image's from "
+              "the trained model; a randomised map that scores about this has lost what tied it to the image, even "
+              "where a shared layout (objects near the centre) keeps it above 0.",
               "SCAN keeps its decoder (trained on the original model's features): only the backbone's features and "
               "gradients change, as in Table IV. `n_constant` = images where either map is constant (Spearman and "
               "HOG set to 0 there)."]
