@@ -30,7 +30,7 @@ def main() -> None:
     params = load_params(args.params)
     device = resolve(params)
     ev, sc = params["evaluate"], params["sanity"]
-    cascade = check_cascade(sc["cascade"])   # bad params fail before any model is loaded
+    cascade = check_cascade(sc["cascade"])   # (load_params checked it; this gives the floats)
     spec = get_backbone(args.backbone)
     manifest = load_manifest(args.manifest)
     idx = eval_indices(manifest, params)[: sc["n_images"]]

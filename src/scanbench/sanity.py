@@ -31,6 +31,7 @@ import torch
 import torch.nn as nn
 
 from .compute import module_device
+from .config import check_cascade
 from .engine import ForwardEngine
 from .errors import ScanbenchError
 from .metrics.perturbation import Forward, auc, curve, fair_resolution, perturbation_correct
@@ -157,17 +158,6 @@ def layer_groups(model: nn.Module) -> list[LayerGroup]:
             groups.append(LayerGroup(n, (f"net.{n}",)))
     groups.append(LayerGroup("head", tuple(f"net.{n}" for n, _ in children[last + 1:])))
     return [g for g in groups if g.prefixes]
-
-
-def check_cascade(cascade: object) -> list[float]:
-    """sanity.cascade: increasing shares of the blocks randomised below the head, in [0, 1], ending at 1 (every
-    weight: the randomised model of Table IV)."""
-    ok = isinstance(cascade, list) and len(cascade) >= 1 and all(
-        isinstance(f, (int, float)) and not isinstance(f, bool) and 0 <= f <= 1 for f in cascade)
-    if not ok or any(b <= a for a, b in zip(cascade, cascade[1:])) or cascade[-1] != 1:
-        raise ScanbenchError(f"sanity.cascade must be increasing shares of the blocks in [0, 1] ending at 1 (every "
-                             f"weight randomised), e.g. [0, 0.25, 0.5, 0.75, 1] (got {cascade!r})")
-    return [float(f) for f in cascade]
 
 
 def cascade_steps(groups: Sequence[LayerGroup], cascade: Sequence[float]) -> list[tuple[str, float, list[LayerGroup]]]:
