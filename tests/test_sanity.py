@@ -106,7 +106,7 @@ import math  # noqa: E402
 import numpy as np  # noqa: E402
 
 from scanbench.errors import ScanbenchError  # noqa: E402
-from scanbench.metrics.similarity import map_similarity, resize_maps, summarise_similarity  # noqa: E402
+from scanbench.similarity import map_similarity, resize_maps, summarise_similarity  # noqa: E402
 from scanbench.sanity import (cascade_steps, check_cascade, layer_groups, map_sanity,  # noqa: E402
                               partially_randomised)
 

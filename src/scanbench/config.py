@@ -76,7 +76,7 @@ def validate_params(params: dict[str, Any]) -> None:
     compute_params(params)   # device / threads / nproc: their form (whether CUDA exists is scanbench.compute's)
 
 
-MIN_SIMILARITY_SIZE = 16   # px: the map-similarity measures' smallest side (metrics/similarity.py)
+MIN_SIMILARITY_SIZE = 16   # px: the map-similarity measures' smallest side (similarity.py)
 
 
 def check_cascade(cascade: Any) -> list[float]:

@@ -16,7 +16,7 @@ maps against the maps of the same images and classes after
 - independent randomisation: one group at a time;
 - label randomisation: the random other class of Table IV's random_label setting, on the trained model;
 - and, as the reference level, another image's map from the trained model (`other_image`);
-scored by Spearman, SSIM and HOG similarity (metrics/similarity.py). A method that depends on what the model
+scored by Spearman, SSIM and HOG similarity (similarity.py). A method that depends on what the model
 learned falls towards 0 as the weights go.
 """
 from __future__ import annotations
@@ -35,7 +35,7 @@ from .config import check_cascade
 from .engine import ForwardEngine
 from .errors import ScanbenchError
 from .metrics.perturbation import Forward, auc, curve, fair_resolution, perturbation_correct
-from .metrics.similarity import map_similarity, summarise_similarity
+from .similarity import map_similarity, summarise_similarity
 
 # (model, forward engine of that model) -> an Explainer
 ExplainerMaker = Callable[[nn.Module, Forward], object]

@@ -23,9 +23,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..config import MIN_SIMILARITY_SIZE
-from ..errors import ScanbenchError
-from .bootstrap import bootstrap_ci
+from .config import MIN_SIMILARITY_SIZE
+from .errors import ScanbenchError
+from .metrics.bootstrap import bootstrap_ci
 
 MEASURES = ("spearman", "ssim", "hog")
 MIN_SIZE = MIN_SIMILARITY_SIZE   # HOG needs 2 x 2 cells of 8 px; SSIM a 7-px window
