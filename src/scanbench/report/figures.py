@@ -210,6 +210,10 @@ def plot_scaling(table: pd.DataFrame, path: str | Path) -> Path:
 SIMILARITY_TITLES = {"spearman": "Spearman rank correlation", "ssim": "SSIM", "hog": "HOG similarity"}
 
 
+def _cascade_label(share: float) -> str:
+    return "head" if share == 0 else "all" if share == 1 else f"+{share:.0%}"
+
+
 def plot_sanity_similarity(rows: pd.DataFrame, path: str | Path, title: str = "") -> Path:
     """Similarity of the trained model's maps to the randomised model's, one panel per measure, one line per
     method (95% bootstrap band): top row cascading randomisation against the share of blocks randomised below
@@ -235,10 +239,11 @@ def plot_sanity_similarity(rows: pd.DataFrame, path: str | Path, title: str = ""
             for ax, k in zip(axes[r], measures):   # the reference level: another image's map, same model
                 if k in ref.index:
                     ax.axhline(float(ref[k]), color=color, linestyle="--", linewidth=0.9)
-            if mode == "independent" and len(x):
+            if len(x):
+                labels = list(x.index) if mode == "independent" else [_cascade_label(v) for v in x]
                 for ax in axes[r]:
-                    ax.set_xticks(x.to_numpy(), list(x.index), rotation=45, fontsize=7)
-    for r, xlabel in enumerate(("share of blocks randomised below the head (1: every weight)",
+                    ax.set_xticks(x.to_numpy(), labels, rotation=45 if mode == "independent" else 0, fontsize=7)
+    for r, xlabel in enumerate(("randomised from the top down (+ share of the blocks)",
                                 "the one group randomised")):
         _title_panels(axes[r], [f"{'cascading' if r == 0 else 'independent'}: {SIMILARITY_TITLES[k]}"
                                 for k in measures], xlabel=xlabel)
