@@ -37,7 +37,7 @@ def resize_maps(maps: torch.Tensor, size: int) -> np.ndarray:
     becomes zeros)."""
     if maps.ndim != 3:
         raise ScanbenchError(f"maps must be B x H x W (got {tuple(maps.shape)})")
-    small = F.adaptive_avg_pool2d(maps.detach().float()[:, None], size)[:, 0].cpu().double().numpy()
+    small = F.adaptive_avg_pool2d(maps.detach().float()[:, None], size)[:, 0].double().cpu().numpy()
     flat = small.reshape(len(small), -1)
     lo, hi = flat.min(1, keepdims=True), flat.max(1, keepdims=True)
     span = hi - lo
