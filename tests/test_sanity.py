@@ -88,8 +88,13 @@ def test_sanity_check_explains_the_right_model_and_class(tiny_cnn):
         assert forward(images).shape == (4, 10)
         return Recording(m)
 
-    out = sanity_check(make, model, engine, images, labels, spec.grid, FRACTIONS, seed=0)
+    kept = {}
+    out = sanity_check(make, model, engine, images, labels, spec.grid, FRACTIONS, seed=0, maps_out=kept)
     assert list(out) == list(SETTINGS)
+    # what map_sanity reuses: the predictions, the original and random-label maps, Table IV's randomised model
+    assert torch.equal(kept["pred"], pred) and kept["original"].shape == kept["random_label"].shape == (4, 64, 64)
+    for a, b in zip(kept["random_model"].parameters(), randomize_weights(model, seed=0).parameters()):
+        assert torch.equal(a, b)
     for r in out.values():
         assert set(r) == {"auc_d", "neg_auc", "pos_auc"}
         assert r["auc_d"] == pytest.approx(r["neg_auc"] - r["pos_auc"])
