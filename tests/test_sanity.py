@@ -188,6 +188,11 @@ def test_layer_groups_cover_every_weight_once(fixture, blocks, request):
     for key in model.state_dict():
         owners = [g.name for g in groups if g.owns(key)]
         assert len(owners) == int(key.startswith("net.")), (key, owners)   # preprocessing buffers: none
+    # a head fitted beside `net` (TargetModel.head, for non-ImageNet classes) tops the head group
+    with_head = copy.deepcopy(model)
+    with_head.fitted = torch.nn.Linear(4, 2)
+    head = layer_groups(with_head)[-1]
+    assert head.owns("fitted.weight") and head.owns("fitted.bias") and not head.owns("mean")
     if fixture == "tiny_vit":
         assert groups[0].owns("net.pos_embed") and groups[0].owns("net.cls_token")
         assert groups[-1].owns("net.head.weight")

@@ -133,7 +133,8 @@ def layer_groups(model: nn.Module) -> list[LayerGroup]:
     """The randomisation units of a TargetModel, bottom to top: `stem` (everything of `model.net` before the
     blocks, with the parameters `net` holds itself: a ViT's pos_embed, cls_token), each block (EfficientNet: its
     7 stages `blocks.<i>`; ViT: `blocks.<i>`; ResNet: `layer<i>`), `head` (everything after them: conv_head, norm,
-    classifier). The preprocessing buffers outside `net` (mean, std, class indices) belong to none."""
+    classifier, and a fitted head the TargetModel holds beside `net`). The preprocessing buffers (mean, std, class
+    indices) belong to none."""
     net = getattr(model, "net", None)
     if net is None:
         raise ScanbenchError("layer randomisation needs a TargetModel (a `net` submodule)")
@@ -156,7 +157,9 @@ def layer_groups(model: nn.Module) -> list[LayerGroup]:
             groups += [LayerGroup(f"blocks.{i}", (f"net.blocks.{i}",)) for i, _ in c.named_children()]
         else:
             groups.append(LayerGroup(n, (f"net.{n}",)))
-    groups.append(LayerGroup("head", tuple(f"net.{n}" for n, _ in children[last + 1:])))
+    # a head fitted outside `net` (the TargetModel's own `head`, for non-ImageNet classes) is the top of the head
+    fitted = tuple(n for n, c in model.named_children() if n != "net" and any(True for _ in c.state_dict()))
+    groups.append(LayerGroup("head", tuple(f"net.{n}" for n, _ in children[last + 1:]) + fitted))
     return [g for g in groups if g.prefixes]
 
 
