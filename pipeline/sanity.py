@@ -1,4 +1,5 @@
-"""Stage `sanity`: model-weight and label randomisation checks (Table IV) for one backbone and method."""
+"""Stage `sanity`: model-weight and label randomisation checks for one backbone and method: Table IV's AUCs
+(--out) and the map similarities after cascading / independent layer and label randomisation (--maps-out)."""
 from __future__ import annotations
 
 import sys
@@ -16,18 +17,20 @@ from scanbench.config import data_root, load_params  # noqa: E402
 from scanbench.data import eval_indices, load_images, load_manifest  # noqa: E402
 from scanbench.explainers.base import check_method  # noqa: E402
 from scanbench.io import write_json  # noqa: E402
-from scanbench.sanity import sanity_check, summary_line  # noqa: E402
+from scanbench.sanity import check_cascade, map_sanity, sanity_check, summary_line  # noqa: E402
 
 
 def main() -> None:
     ap = explainer_stage_parser(__doc__)
     ap.add_argument("--method", required=True, help="one of sanity.methods.<family>")
+    ap.add_argument("--maps-out", required=True, help="the map-similarity JSON (sanity_maps/<backbone>/<method>)")
     args = ap.parse_args()
     from scanbench.explainers.factory import explainer_from_params
 
     params = load_params(args.params)
     device = resolve(params)
     ev, sc = params["evaluate"], params["sanity"]
+    cascade = check_cascade(sc["cascade"])   # (load_params checked it; this gives the floats)
     spec = get_backbone(args.backbone)
     manifest = load_manifest(args.manifest)
     idx = eval_indices(manifest, params)[: sc["n_images"]]
@@ -42,10 +45,18 @@ def main() -> None:
     def make(m, forward):
         return explainer_from_params(method, m, spec, params, engine=forward,
                                      decoder_path=decoder if method == "scan" else None)
+    kept: dict = {}
     result = sanity_check(make, model, engine, images, labels, spec.grid, ev["fractions"],
-                          seed=params["seed"], batch_size=ev["batch_size"])
+                          seed=params["seed"], batch_size=ev["batch_size"], maps_out=kept)
     print(summary_line(method, result))
+    similarity = map_sanity(make, model, images, kept["pred"], kept["original"], kept["random_model"], cascade,
+                            size=sc["similarity_size"], n_resamples=ev["bootstrap"], seed=params["seed"],
+                            label_maps=kept["random_label"], batch_size=ev["batch_size"])
+    full = similarity["cascading"]["1"]
+    print(f"{method}: similarity to the trained model's maps after full randomisation: "
+          + ", ".join(f"{k} {full[k]:.3f}" for k in ("spearman", "ssim", "hog")))
     write_json(args.out, result)
+    write_json(args.maps_out, similarity)
 
 
 if __name__ == "__main__":

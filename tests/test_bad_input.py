@@ -117,6 +117,29 @@ def test_bad_image_counts_name_the_param(section, key, value, match):
         validate_params(params)
 
 
+@pytest.mark.parametrize("key, value, match", [
+    ("cascade", [0, 0.5], "sanity.cascade must be increasing shares .* ending at 1"),
+    ("cascade", [0.5, 0.25, 1], "sanity.cascade must be increasing"),
+    ("cascade", [0, 2], "sanity.cascade"),
+    ("cascade", "all", "sanity.cascade"),
+    ("similarity_size", 8, "sanity.similarity_size must be an integer >= 16"),
+    ("similarity_size", 56.5, "sanity.similarity_size must be an integer >= 16"),
+])
+def test_bad_sanity_similarity_params_name_the_param(key, value, match):
+    params = copy.deepcopy(SMOKE)
+    params["sanity"][key] = value
+    with pytest.raises(ScanbenchError, match=match):
+        validate_params(params)
+
+
+def test_sanity_stage_refuses_a_bad_cascade_in_one_line(tmp_path):
+    write_params(tmp_path, lambda p: p["sanity"].update(cascade=[0, 0.5]))
+    last = one_line_error(run_stage("sanity.py", ["--backbone", "effnet_lite0", "--method", "scan", "--out",
+                                                  "a.json", "--maps-out", "b.json"], tmp_path))
+    assert "sanity.cascade" in last and "[0, 0.5]" in last
+    assert not (tmp_path / "a.json").exists() and not (tmp_path / "b.json").exists()
+
+
 def test_null_counts_that_mean_all_are_kept():
     params = copy.deepcopy(SMOKE)
     params["features"]["n_holdout"] = None                  # every val image not evaluated

@@ -79,7 +79,8 @@ def test_render_figures_draws_every_figure_of_the_run(run_tree):
     figs = _run(run_tree, "figures", loader)
     out = run_tree / "figures"
     assert [f.path.name for f in figs] == [f"qualitative_{CNN}.png", f"scan_reconstruction_{CNN}.png",
-                                           f"perturbation_{CNN}.png", f"training_{CNN}.png", "ablation_p.png",
+                                           f"perturbation_{CNN}.png", f"training_{CNN}.png",
+                                           f"sanity_similarity_{CNN}.png", "ablation_p.png",
                                            "p_sweep.png", f"ablation_p_maps_{CNN}.png", "scaling.png"]
     assert sorted(p.name for p in out.iterdir()) == sorted(f.path.name for f in figs)
     assert all(f.caption for f in figs)

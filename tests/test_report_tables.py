@@ -108,11 +108,33 @@ def _content(f, family: str) -> dict | str:
         d = {"scan": (34.1, 0.3, 20.0), "layercam": (32.0, -0.2, 25.0)}[m]
         return {s: {"auc_d": v, "neg_auc": 40.0, "pos_auc": 40.0 - v}
                 for s, v in zip(("original", "random_weights", "random_label"), d)}
+    if f.part == "sanity_maps":
+        return sanity_maps_content(m)
     kind = f.part.removeprefix("ablation_")
     d = ABLATION_AUC_D[kind][s]
     return {"backbone": b, "kind": kind, "setting": s, "alpha": float(s) if kind == "alpha" else 4.0,
             "pos_auc": 8.0, "neg_auc": 8.0 + d, "auc_d": d, "auc_d_ci": [d - 2, d + 2], "n_images": 4,
             "full": {"pos_auc": 9.0, "neg_auc": 9.0 + d, "auc_d": d}, "val_confidence_area": 0.3}
+
+
+# Spearman after full randomisation per method (the other measures follow from it in sanity_maps_content)
+FULL_SPEARMAN = {"scan": 0.1, "layercam": 0.4}
+SANITY_GROUPS = ["stem", "blocks.0", "blocks.1", "head"]
+
+
+def sanity_maps_content(m: str) -> dict:
+    """A sanity_maps JSON as pipeline/sanity.py writes it (hand-set similarities)."""
+    def rec(v: float, **extra) -> dict:
+        return {**extra, "spearman": v, "spearman_ci": [v - 0.05, v + 0.05], "ssim": v / 2,
+                "ssim_ci": [v / 2 - 0.1, v / 2 + 0.1], "hog": v + 0.1, "hog_ci": [v, v + 0.2], "n_constant": 1,
+                "n_images": 4, "per_image": {"spearman": [v] * 4, "ssim": [v / 2] * 4, "hog": [v + 0.1] * 4}}
+    full = FULL_SPEARMAN[m]
+    return {"size": 56, "n_images": 4, "groups": SANITY_GROUPS,
+            "cascading": {"0": rec(0.9, share=0.0, n_groups=1, randomised=["head"]),
+                          "0.5": rec(0.6, share=0.5, n_groups=2, randomised=["head", "blocks.1"]),
+                          "1": rec(full, share=1.0, n_groups=4, randomised=SANITY_GROUPS[::-1])},
+            "independent": {g: rec(0.8 - 0.1 * i, position=i, randomised=[g]) for i, g in enumerate(SANITY_GROUPS)},
+            "random_label": rec(0.7), "other_image": rec(0.2)}
 
 
 def make_results_tree(root: Path, params: dict = PARAMS) -> Path:
@@ -209,8 +231,8 @@ def test_win_rate_by_hand_with_a_tie_and_calibration():
 def test_metric_json_structure(built):
     """The metric files are a contract with the committed CI reference: exact keys, nesting, order, rounding."""
     _, m, _ = built
-    assert list(m) == ["explanations", "sanity", "scan_training", "targets", "calibration", "ablation_alpha",
-                       "ablation_layer", "ablation_p", "ablation_components", "summary"]
+    assert list(m) == ["explanations", "sanity", "sanity_maps", "scan_training", "targets", "calibration",
+                       "ablation_alpha", "ablation_layer", "ablation_p", "ablation_components", "summary"]
     # keyed by name all the way down: DVC's metrics/exp commands print nothing for a list (issue 14)
     def no_lists_of_records(obj, path):
         if isinstance(obj, dict):
@@ -237,6 +259,13 @@ def test_metric_json_structure(built):
     assert m["sanity"] == {CNN: {"layercam": {"original": 32.0, "random_weights": -0.2, "random_label": 25.0},
                                  "scan": {"original": 34.1, "random_weights": 0.3, "random_label": 20.0}},
                            VIT: {"scan": {"original": 34.1, "random_weights": 0.3, "random_label": 20.0}}}
+    # map similarities after full randomisation and after label randomisation; the depths are in the table
+    assert m["sanity_maps"] == {
+        b: {m: {"all_weights": {"spearman": full, "ssim": full / 2, "hog": pytest.approx(full + 0.1)},
+                "random_label": {"spearman": 0.7, "ssim": 0.35, "hog": 0.8},
+                "other_image": {"spearman": 0.2, "ssim": 0.1, "hog": pytest.approx(0.3)}}
+            for m, full in FULL_SPEARMAN.items() if b == CNN or m == "scan"} for b in (CNN, VIT)}
+    assert list(m["sanity_maps"][CNN]) == ["layercam", "scan"]
     assert m["scan_training"][CNN]["default"] == {
         "alpha": None, "final_loss": 0.123457, "val_confidence_area": 0.21,
         "target_area": 0.2, "val_recon_err": 0.17, "val_mean_image_err": 0.2, "val_recon_skill": 0.15,
@@ -392,6 +421,40 @@ def test_table4_sanity(built):
     assert list(df.loc[df["backbone"] == CNN, "setting"])[:3] == ["original", "random_weights", "random_label"]
 
 
+def test_sanity_similarity_table_beside_table4(built):
+    results, _, _ = built
+    tables = build_tables(results, PARAMS)
+    stems = [t.stem for t in tables]
+    assert stems[stems.index("table4") + 1] == "sanity_similarity"
+    t = tables[stems.index("sanity_similarity")]
+    df = t.df
+    cnn_scan = df[(df["backbone"] == CNN) & (df["method"] == "scan")]
+    # cascading by depth, then the random label, then independent from the stem up
+    assert list(zip(cnn_scan["randomisation"], cnn_scan["setting"])) == [
+        ("cascading", "0"), ("cascading", "0.5"), ("cascading", "1"), ("random_label", ""), ("other_image", ""),
+        *(("independent", g) for g in SANITY_GROUPS)]
+    full = _row(df, backbone=CNN, method="scan", randomisation="cascading", setting="1")
+    assert full["spearman"] == pytest.approx(0.1) and full["spearman_ci95"] == "[0.05, 0.15]"
+    assert full["ssim"] == pytest.approx(0.05) and full["hog"] == pytest.approx(0.2)
+    assert full["n_groups"] == 4 and full["n_constant"] == 1 and full["n_images"] == 4
+    assert _row(df, backbone=CNN, method="layercam", randomisation="independent", setting="blocks.1")["spearman"] \
+        == pytest.approx(0.6)
+    # LayerCAM before SCAN (the paper's order), as in Table IV
+    assert list(dict.fromkeys(df.loc[df["backbone"] == CNN, "method"])) == ["layercam", "scan"]
+    # the note quotes every method after full randomisation, from the results
+    note = next(n for n in t.notes if n.startswith(CNN))
+    assert "LayerCAM Spearman 0.4 (another image's map: 0.2), SSIM 0.2, HOG 0.5" in note
+    assert "SCAN Spearman 0.1 (another image's map: 0.2), SSIM 0.05, HOG 0.2" in note
+    md = markdown(t)
+    assert "| randomisation" in md and "cascading" in md
+
+
+def test_no_sanity_similarity_table_without_its_results(built):
+    results, _, _ = built
+    stems = [t.stem for t in build_tables(results[results["part"] != "sanity_maps"], PARAMS)]
+    assert "sanity_similarity" not in stems and "table4" in stems
+
+
 def test_ablation_tables_pair_settings_with_the_paper(built):
     _, _, t = built
     vi = t["VI"].df
@@ -418,7 +481,7 @@ def test_layer_ablation_pairs_with_the_paper_at_the_alpha_it_ran(tmp_path):
     res = make_results_tree(tmp_path)
     path = res / "ablation" / "layer" / VIT / "default.json"
     _write(path, {**json.loads(path.read_text()), "alpha": 8.0})
-    vii = build_tables(load_results(res, PARAMS), PARAMS)[TABLES.index(next(s for s in TABLES if s.number == "VII"))]
+    vii = next(t for t in build_tables(load_results(res, PARAMS), PARAMS) if t.number == "VII")
     assert _row(vii.df, backbone=VIT, setting="default")["paper_auc_d"] == pytest.approx(34.30)   # alpha = 8
     assert _row(vii.df, backbone=VIT, setting="alt1")["paper_auc_d"] == pytest.approx(33.10)      # alpha = 4
 
@@ -512,16 +575,19 @@ def test_report_stage_end_to_end(tmp_path, monkeypatch):
     run_report_stage(tmp_path, monkeypatch, "--no-figures")
     out = tmp_path / "reports"
     assert sorted(p.stem for p in (out / "metrics").glob("*.json")) == sorted(
-        ["explanations", "sanity", "scan_training", "targets", "calibration", "ablation_alpha", "ablation_layer",
-         "ablation_p", "ablation_components", "summary"])   # no timing.json: Table V is the timing stage's
+        ["explanations", "sanity", "sanity_maps", "scan_training", "targets", "calibration", "ablation_alpha",
+         "ablation_layer", "ablation_p", "ablation_components", "summary"])   # no timing.json: the timing stage's
     assert json.loads((out / "metrics" / "targets.json").read_text())[CNN]["val_top1"] == 97.5
     assert sorted(p.name for p in (out / "tables").glob("*.md")) == sorted(
-        f"table{i}.md" for i in (1, 2, 3, 4, 6, 7, 8, 9, 10))      # 10: the data-scaling table (ours)
+        [f"table{i}.md" for i in (1, 2, 3, 4, 6, 7, 8, 9, 10)]     # 10: the data-scaling table (ours)
+        + ["sanity_similarity.md"])
     table10 = pd.read_csv(out / "tables" / "table10.csv")
     assert list(table10["setting"]) == [10, 40] * 2 and list(table10["auc_d"]) == [5.0, 12.5] * 2
     readme = (out / "README.md").read_text()
     assert "profile: `default`" in readme and "`results/default/`" in readme and "ties count" in readme
     assert "(tables/table1.md)" in readme and "](timing/README.md)" in readme and "EfficientNet-Lite0" in readme
+    assert readme.index("(tables/table4.md)") < readme.index("(tables/sanity_similarity.md)") < readme.index(
+        "(tables/table6.md)")
     # the headline: SCAN [interval], the centre prior, SCAN - centre prior and best - SCAN with paired intervals
     row = next(line for line in readme.splitlines() if line.startswith(f"| {CNN} |"))
     lo, hi = json.loads((out / "metrics" / "explanations.json").read_text())[CNN]["methods"]["layercam"][

@@ -67,6 +67,14 @@ def validate_params(params: dict[str, Any]) -> None:
     check_image_counts(params)
     if "head" in params:
         check_head_params(params)
+    sanity = params.get("sanity") or {}
+    if "cascade" in sanity:
+        check_cascade(sanity["cascade"])
+    if "similarity_size" in sanity:
+        size = sanity["similarity_size"]
+        if isinstance(size, bool) or not isinstance(size, int) or size < MIN_SIMILARITY_SIZE:
+            raise ScanbenchError(f"sanity.similarity_size must be an integer >= {MIN_SIMILARITY_SIZE} px (HOG's 2 x 2 "
+                                 f"cells of 8 px; got {size!r})")
     compute_params(params)   # device / threads / nproc: their form (whether CUDA exists is scanbench.compute's)
 
 
@@ -91,6 +99,20 @@ def check_head_params(params: dict[str, Any]) -> dict[str, Any]:
                                  f"(got {v!r})")
     _count(head.get("n_train"), "head.n_train", allow_null=True)
     return head
+
+
+MIN_SIMILARITY_SIZE = 16   # px: the map-similarity measures' smallest side (similarity.py)
+
+
+def check_cascade(cascade: Any) -> list[float]:
+    """sanity.cascade: increasing shares of the blocks randomised below the head, in [0, 1], ending at 1 (every
+    weight: the randomised model of Table IV)."""
+    ok = isinstance(cascade, list) and len(cascade) >= 1 and all(
+        isinstance(f, (int, float)) and not isinstance(f, bool) and 0 <= f <= 1 for f in cascade)
+    if not ok or any(b <= a for a, b in zip(cascade, cascade[1:])) or cascade[-1] != 1:
+        raise ScanbenchError(f"sanity.cascade must be increasing shares of the blocks in [0, 1] ending at 1 (every "
+                             f"weight randomised), e.g. [0, 0.25, 0.5, 0.75, 1] (got {cascade!r})")
+    return [float(f) for f in cascade]
 
 
 def check_fractions(fractions: Any) -> None:
@@ -173,7 +195,7 @@ PARAMS_SCHEMA: dict[str, Any] = {
                 "partial_lrp": dict.fromkeys(["rule", "alpha", "epsilon"], LEAF),
                 ANY_NAME: {}},
     "evaluate": dict.fromkeys(["engine", "batch_size", "fractions", "bootstrap", "calibration_maps"], LEAF),
-    "sanity": {"n_images": LEAF, "methods": _FAMILIES},
+    "sanity": {"n_images": LEAF, "methods": _FAMILIES, "cascade": LEAF, "similarity_size": LEAF},
     "timing": {"n_images": LEAF, "batch_size": LEAF, "n_images_per_method": {ANY_NAME: LEAF}, "methods": LEAF},
     "ablation": dict.fromkeys(["backbones", "n_images", "n_train", "base_alpha", "alphas", "layers", "percentiles",
                                "components", "epochs"], LEAF),

@@ -207,6 +207,53 @@ def plot_scaling(table: pd.DataFrame, path: str | Path) -> Path:
     return _save(fig, path)
 
 
+SIMILARITY_TITLES = {"spearman": "Spearman rank correlation", "ssim": "SSIM", "hog": "HOG similarity"}
+
+
+def _cascade_label(share: float) -> str:
+    return "head" if share == 0 else "all" if share == 1 else f"+{share:.0%}"
+
+
+def plot_sanity_similarity(rows: pd.DataFrame, path: str | Path, title: str = "") -> Path:
+    """Similarity of the trained model's maps to the randomised model's, one panel per measure, one line per
+    method (95% bootstrap band): top row cascading randomisation against the share of blocks randomised below
+    the head (1 = every weight), bottom row independent randomisation per group (stem ... head); a dashed line
+    in the method's colour: its reference level (another image's map from the trained model).
+    rows: one backbone's `sanity_maps` rows of the results table."""
+    sns.set_theme(style="whitegrid", context="paper")
+    measures = list(SIMILARITY_TITLES)
+    fig, axes = plt.subplots(2, len(measures), figsize=(4 * len(measures), 6.4), squeeze=False)
+    methods = sort_methods(list(dict.fromkeys(rows["method"])))
+    for color, m in zip(sns.color_palette("deep", max(len(methods), 1)), methods):
+        mine = rows[rows["method"] == m]
+        for r, (mode, xkey) in enumerate((("cascading", "share"), ("independent", "position"))):
+            sel = mine[mine["variant"] == mode]
+            x = sel[sel["metric"] == xkey].set_index("setting")["value"].sort_values()
+            for ax, k in zip(axes[r], measures):
+                vals = sel[sel["metric"] == k].set_index("setting").reindex(x.index)
+                ax.plot(x.to_numpy(), vals["value"].to_numpy(), "-o", color=color, markersize=4,
+                        label=METHOD_LABELS.get(m, m))
+                ax.fill_between(x.to_numpy(), vals["ci_lo"].to_numpy(), vals["ci_hi"].to_numpy(), color=color,
+                                alpha=0.15, linewidth=0)
+            ref = mine[(mine["variant"] == "other_image")].set_index("metric")["value"]
+            for ax, k in zip(axes[r], measures):   # the reference level: another image's map, same model
+                if k in ref.index:
+                    ax.axhline(float(ref[k]), color=color, linestyle="--", linewidth=0.9)
+            if len(x):
+                labels = list(x.index) if mode == "independent" else [_cascade_label(v) for v in x]
+                for ax in axes[r]:
+                    ax.set_xticks(x.to_numpy(), labels, rotation=45 if mode == "independent" else 0, fontsize=7)
+    for r, xlabel in enumerate(("randomised from the top down (+ share of the blocks)",
+                                "the one group randomised")):
+        _title_panels(axes[r], [f"{'cascading' if r == 0 else 'independent'}: {SIMILARITY_TITLES[k]}"
+                                for k in measures], xlabel=xlabel)
+        for ax in axes[r]:
+            ax.axhline(0.0, color="grey", linewidth=0.8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
+
+
 # ---------------------------------------------------------------------------------------------- one run
 
 def _load_npz(path: Path) -> dict[str, np.ndarray]:
@@ -292,6 +339,12 @@ def render_figures(results: pd.DataFrame, tables: Sequence[Table], params: Mappi
         figs.append(Figure(plot_training_curves(mine[(mine["part"] == "train_scan") & mine["x"].notna()],
                                                 out_dir / f"training_{b}.png", title=f"{b}: SCAN decoder training"),
                            f"SCAN decoder training curves on {b}, one line per layer"))
+        similarity = mine[(mine["part"] == "sanity_maps") & mine["x"].isna()]
+        if len(similarity):
+            figs.append(Figure(plot_sanity_similarity(similarity, out_dir / f"sanity_similarity_{b}.png",
+                                                      title=f"{b}: maps after randomisation vs the trained model's"),
+                               f"Sanity checks on {b}: similarity of each method's maps to the trained model's after "
+                               f"cascading and independent weight randomisation (near 0 = passes)"))
     by_number = {t.number: t for t in tables}
     ablation = params.get("ablation", {})
     for (kind, key), number, fig_no in zip(ABLATION_PARAM.items(), ("VI", "VII", "VIII", "IX"), ("7", "8", "9", "")):

@@ -22,6 +22,10 @@ AUC_KEYS = ("pos_auc", "neg_auc", "auc_d")
 INTERVAL_KEYS = {"auc_d_ci95": "auc_d", "auc_d_minus_scan_ci95": "auc_d_minus_scan",
                  "auc_d_minus_centre_ci95": "auc_d_minus_centre"}
 SANITY_SETTINGS = ("original", "random_weights", "random_label")
+# sanity_maps.json: the map similarities after full randomisation (cascading depth "1": every weight) and after
+# label randomisation, and the reference level (another image's map, same model); the depths in between are in the
+# sanity-similarity table
+SIMILARITY_KEYS = ("spearman", "ssim", "hog")
 # diagnostics/B.json key -> scan_training.json key (held-out unless named train_)
 DIAGNOSTIC_KEYS = {"recon_err": "val_recon_err", "mean_image_err": "val_mean_image_err",
                    "recon_skill": "val_recon_skill", "conf_image_std": "val_conf_image_std",
@@ -74,6 +78,11 @@ def build_metrics(results: pd.DataFrame, scan_alpha: float | None = None) -> dic
         "explanations": explanations,
         "sanity": {b: {m: {s: _num(get("sanity", b, "auc_d", m, s)) for s in SANITY_SETTINGS}
                        for m in sort_methods(methods)} for b, methods in keys("sanity", "method").items()},
+        "sanity_maps": {b: {m: {name: {k: _num(get("sanity_maps", b, k, m, setting, variant)) for k in SIMILARITY_KEYS}
+                                for name, setting, variant in (("all_weights", "1", "cascading"),
+                                                               ("random_label", "", "random_label"),
+                                                               ("other_image", "", "other_image"))}
+                            for m in sort_methods(methods)} for b, methods in keys("sanity_maps", "method").items()},
         "scan_training": {},
         "targets": {b: {"family": family[b], "val_top1": _num(get("targets", b, "val_top1")),
                         "n_val": _count(get("targets", b, "n_val"))} for b in keys("targets", "metric")},

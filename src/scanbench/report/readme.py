@@ -82,6 +82,14 @@ def deviations(params: Mapping[str, Any]) -> list[str]:
         "the patch embedding to pixels), so their maps live on the token grid as the attention methods' do.",
         "The SCAN sanity check (random weights) applies the decoder trained on the original model to the "
         "randomised model's features and gradients; it is not retrained.",
+    ]
+    if (params.get("sanity") or {}).get("cascade"):
+        out.append("Sanity checks on the maps (ours, beside Table IV, after Adebayo et al. 2018): Spearman, SSIM and "
+                   "HOG similarity of the trained model's maps to the maps after cascading (shares of the blocks "
+                   f"{params['sanity']['cascade']}, 1 = every weight) and independent layer randomisation and label "
+                   "randomisation (a random other class explained, not a model retrained on shuffled labels), at "
+                   f"{params['sanity'].get('similarity_size')} px; SCAN keeps its decoder.")
+    out += [
         "Evaluation uses a fixed seeded subset of the validation split (sizes above), and every AUC comes with "
         "a 95% bootstrap interval over images; the paper reports point values. Every method's AUC-D is also "
         "compared with SCAN's and the centre prior's by a paired bootstrap on the same images (ours; the paper "

@@ -4,8 +4,8 @@ The report reads exactly the files the params name (`result_files`) from one run
 results/<profile>/; nothing else in the folder is looked at, and a missing file is an error naming the stage
 that writes it. Every number becomes one row of:
 
-    part      the stage output: targets, train_scan, diagnostics, scaling, evaluate, sanity, ablation_<kind>,
-              (timing)
+    part      the stage output: targets, train_scan, diagnostics, scaling, evaluate, sanity, sanity_maps,
+              ablation_<kind>, (timing)
     backbone, family, method, setting     what was measured ("" where not applicable)
     variant   the JSON object the number sat in ("fair" / "full" / "calibration" for evaluate; "" top level)
     metric    its key; x the abscissa for curve points (NaN otherwise); value; ci_lo / ci_hi its interval
@@ -105,6 +105,7 @@ def result_files(params: Mapping[str, Any]) -> list[ResultFile]:
             files.append(ResultFile(f"evaluate/{b}/{m}.json", stage, "evaluate", b, m))
         for m in params.get("sanity", {}).get("methods", {}).get(fam, []):
             files.append(ResultFile(f"sanity/{b}/{m}.json", f"sanity_{fam}", "sanity", b, m))
+            files.append(ResultFile(f"sanity_maps/{b}/{m}.json", f"sanity_{fam}", "sanity_maps", b, m))
     ablation = params.get("ablation", {})
     for kind, key in ABLATION_PARAM.items():
         for b in ablation.get("backbones", []):
@@ -168,6 +169,8 @@ def load_results(results_dir: str | Path, params: Mapping[str, Any]) -> pd.DataF
                      for xi, v in zip(x, data[c]) if _is_number(v)]
         elif f.part == "sanity":           # {setting: {auc_d, ...}}
             rows += [r for s, v in data.items() if isinstance(v, dict) for r in tidy(v, **{**keys, "setting": s})]
+        elif f.part == "sanity_maps":      # {mode: {setting: {spearman, ssim, hog, ...}}, random_label: {...}}
+            rows += sanity_map_rows(data, keys)
         elif f.part == "scaling":          # one row per training-set size: the size is the setting
             rows += [r for row in data.get("rows", [])
                      for r in tidy({**row, "n_images": data.get("n_images")}, **{**keys, "setting": str(row["n_train"])})]
@@ -181,6 +184,23 @@ def load_results(results_dir: str | Path, params: Mapping[str, Any]) -> pd.DataF
         rows += [{"part": "evaluate", "backbone": b, "family": families[b], "method": m, "metric": "win",
                   "value": w} for m, w in win_rates(per_method).items() if w is not None]
     return long_table(rows)
+
+
+SANITY_MAP_MODES = ("cascading", "independent", "random_label", "other_image")
+
+
+def sanity_map_rows(data: Mapping[str, Any], keys: Mapping[str, Any]) -> list[dict]:
+    """A sanity_maps JSON as rows: variant = the randomisation (cascading / independent / random_label), setting =
+    its depth (the share of blocks, "0" ... "1") or group (stem, blocks.<i>, head); "" for random_label and
+    other_image (the reference: another image's map from the trained model). Per-image
+    values and the lists of randomised groups stay in the JSON."""
+    rows = []
+    for mode in SANITY_MAP_MODES:
+        block = data.get(mode) or {}
+        for setting, rec in ([("", block)] if mode in ("random_label", "other_image") else block.items()):
+            scalars = {k: v for k, v in rec.items() if k not in ("per_image", "randomised")}
+            rows += [{**r, "variant": mode} for r in tidy(scalars, **{**keys, "setting": setting})]
+    return rows
 
 
 def win_rates(per_image_drop: Mapping[str, Sequence[float]],

@@ -21,7 +21,8 @@ import yaml
 from ..config import configured_data_root, setting_name
 from ..errors import ScanbenchError
 from ..io import write_text
-from .results import CALIBRATION_METHODS, families_of, long_table, method_sort_key, setting_sort_key, tidy
+from .results import (CALIBRATION_METHODS, METHOD_LABELS, families_of, long_table, method_sort_key,
+                      setting_sort_key, tidy)
 
 ROMAN = ("I", "II", "III", "IV", "V", "VI", "VII", "VIII", "IX", "X")
 AUCS = ("auc_d", "neg_auc", "pos_auc")   # the paper's column order
@@ -285,9 +286,79 @@ def build_table(spec: TableSpec, results: pd.DataFrame, params: Mapping[str, Any
 
 
 def build_tables(results: pd.DataFrame, params: Mapping[str, Any], paper: Paper | None = None) -> list[Table]:
-    """The paper's tables, then the localisation table where the run scored boxes (none without boxes)."""
+    """The paper's tables (the map-similarity sanity table right after Table IV), then the localisation table
+    where the run scored boxes (none without boxes)."""
+    tables = []
+    for spec in TABLES:
+        tables.append(build_table(spec, results, params, paper))
+        if spec.number == "IV":
+            similarity = sanity_similarity_table(results)
+            tables += [similarity] if similarity else []
     loc = localisation_table(results)
-    return [build_table(spec, results, params, paper) for spec in TABLES] + ([loc] if loc else [])
+    return tables + ([loc] if loc else [])
+
+
+SIMILARITY_MEASURES = ("spearman", "ssim", "hog")
+SIMILARITY_COLUMNS = ("backbone", "method", "randomisation", "setting", "n_groups", "spearman", "spearman_ci95",
+                      "ssim", "ssim_ci95", "hog", "hog_ci95", "n_constant", "n_images")
+SIMILARITY_MODES = ("cascading", "random_label", "other_image", "independent")
+
+
+def sanity_similarity_table(results: pd.DataFrame) -> Table | None:
+    """Beside Table IV: per backbone and method, the similarity of the trained model's maps to the maps after
+    cascading randomisation (per depth; "1" = every weight), label randomisation and independent randomisation
+    (per group), with 95% bootstrap intervals; the notes quote each method after full randomisation. None when
+    the run has no sanity_maps results."""
+    sel = results[(results["part"] == "sanity_maps") & results["x"].isna()]
+    if sel.empty:
+        return None
+    rows = []
+    for (b, m, mode, setting), cell in sel.groupby(["backbone", "method", "variant", "setting"], sort=False):
+        cell = cell.set_index("metric")
+        row: dict[str, Any] = {"backbone": b, "method": m, "randomisation": mode, "setting": setting}
+        for k in SIMILARITY_MEASURES:
+            row[k] = float(cell.at[k, "value"]) if k in cell.index else None
+            lo, hi = (cell.at[k, c] if k in cell.index else math.nan for c in ("ci_lo", "ci_hi"))
+            row[f"{k}_ci95"] = None if pd.isna(lo) else f"[{fmt(lo)}, {fmt(hi)}]"
+        for k in ("n_groups", "n_constant", "n_images", "share", "position"):
+            row[k] = cell.at[k, "value"] if k in cell.index else None
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    order = [(r.backbone, method_sort_key(r.method), SIMILARITY_MODES.index(r.randomisation),
+              r.share if r.randomisation == "cascading" else (r.position if r.randomisation == "independent" else 0))
+             for r in df.itertuples()]
+    df = df.iloc[sorted(range(len(df)), key=lambda i: order[i])].reindex(columns=list(SIMILARITY_COLUMNS))
+    for c in ("n_groups", "n_constant", "n_images"):
+        df[c] = df[c].astype("Int64")
+    notes = []
+    full = df[(df["randomisation"] == "cascading") & (df["setting"] == "1")]
+    other = df[df["randomisation"] == "other_image"].set_index(["backbone", "method"])
+    for b, g in full.groupby("backbone", sort=True):
+        def quote(r) -> str:
+            ref = f" (another image's map: {fmt(other.at[(b, r.method), 'spearman'])})" \
+                if (b, r.method) in other.index else ""
+            return (f"{METHOD_LABELS.get(r.method, r.method)} Spearman {fmt(r.spearman)}{ref}, SSIM {fmt(r.ssim)}, "
+                    f"HOG {fmt(r.hog)}")
+        notes.append(f"{b}, after full randomisation (every weight, Table IV's randomised model): "
+                     f"{'; '.join(quote(r) for r in g.itertuples())}.")
+    notes += ["Similarity of the trained model's map to the map of the same image and class after randomisation "
+              "(Adebayo et al. 2018): 1 = unchanged (the map ignores what was randomised: the check fails), ~0 = "
+              "unrelated. Maps area-averaged to sanity.similarity_size px and min-max normalised; Spearman rank "
+              "correlation, SSIM, Pearson correlation of the HOG descriptors (unsigned orientations: an inverted "
+              "map scores 1); intervals: 95% bootstrap over images.",
+              "cascading: the head, then the top share (`setting`) of the blocks, then (1) the stem too, take the "
+              "weights of Table IV's randomised model; `n_groups` = groups randomised (head, blocks, stem). "
+              "independent: one group at a time (`setting` = the group). random_label: the trained model "
+              "explaining a random other class (Quantus' random logit), not a model retrained on shuffled labels. "
+              "other_image (the reference level, no randomisation): each image's map against the next image's from "
+              "the trained model; a randomised map that scores about this has lost what tied it to the image, even "
+              "where a shared layout (objects near the centre) keeps it above 0.",
+              "SCAN keeps its decoder (trained on the original model's features): only the backbone's features and "
+              "gradients change, as in Table IV. `n_constant` = images where either map is constant (Spearman and "
+              "HOG set to 0 there)."]
+    return Table("", "Sanity checks on the maps: similarity to the trained model's maps after cascading, label and "
+                 "independent randomisation", df.astype(object).where(df.notna(), None), notes,
+                 name="sanity_similarity")
 
 
 LOCALISATION_COLUMNS = ("backbone", "method", "energy", "energy_ci95", "pointing", "pointing_ci95", "n_images")
@@ -345,7 +416,8 @@ def timing_table(timings: Mapping[str, Mapping[str, Any]], params: Mapping[str, 
 
 
 def markdown(table: Table) -> str:
-    numeric = [c not in ("backbone", "method", "role", "setting", "paper_row", "paper_ref") for c in table.df]
+    numeric = [c not in ("backbone", "method", "role", "randomisation", "setting", "paper_row", "paper_ref")
+               for c in table.df]
     body = table.df.map(fmt).to_markdown(index=False, disable_numparse=True,
                                          colalign=["right" if n else "left" for n in numeric])
     notes = "".join(f"\n- {n}" for n in table.notes)
