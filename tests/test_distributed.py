@@ -1,0 +1,196 @@
+"""Data-parallel stages (compute.nproc 2: torchrun, gloo, one CPU thread per rank) give the single run's outputs.
+
+The stage scripts run as DVC runs them, in a folder with a smoke-sized params.yaml, a manifest of a few real
+Imagenette images and randomly initialised targets (the numbers need not be good, only equal): `explain` and
+`evaluate` for a CNN method (Grad-CAM on EfficientNet-Lite0) and a ViT one (the random map, whose seeded stream
+must skip the earlier shard's images; its evaluation adds the seeded calibration maps), `features` and
+`train_scan` (a few DDP steps on the ViT's features). Tolerances: float16 maps within two float16 steps, metrics
+and features within float32 rounding, decoder weights within what 2-rank gradient sums allow after a few steps.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from scanbench.backbones import get_backbone, save_target
+from scanbench.boxes import CHECKED_COLUMNS
+from scanbench.data import build_manifest, class_table
+from scanbench.distributed import DistContext, shard, torchrun_command
+
+REPO = Path(__file__).resolve().parents[1]
+SMOKE = yaml.safe_load((REPO / "profiles" / "smoke.yaml").read_text())
+
+needs_gloo = pytest.mark.skipif(not (torch.distributed.is_available() and torch.distributed.is_gloo_available()),
+                                reason="torch.distributed with gloo is not available")
+
+
+def test_shards_are_contiguous_blocks_that_concatenate_to_all_images():
+    for n in (0, 1, 5, 12, 13):
+        for world in (1, 2, 3):
+            for align in (1, 4):
+                blocks = [shard(n, DistContext(r, world), align) for r in range(world)]
+                assert [i for b in blocks for i in b] == list(range(n)), (n, world, align)
+                assert all(b.start % align == 0 for b in blocks if len(b))
+
+
+def test_torchrun_command_is_one_host_unless_rendezvous_flags_are_given():
+    cmd = torchrun_command(2, ["pipeline/explain.py", "--backbone", "b"], extra="")
+    assert cmd[:3] == [sys.executable, "-m", "torch.distributed.run"]
+    assert cmd[3:6] == ["--nproc-per-node", "2", "--standalone"] and cmd[-3:] == ["pipeline/explain.py",
+                                                                                  "--backbone", "b"]
+    multi = torchrun_command(4, ["s.py"], extra="--nnodes 2 --rdzv-backend c10d --rdzv-endpoint h:29500")
+    assert "--standalone" not in multi and multi[5:11] == ["--nnodes", "2", "--rdzv-backend", "c10d",
+                                                           "--rdzv-endpoint", "h:29500"]
+
+
+# ---------------------------------------------------------------- the stages, 1 vs 2 processes
+
+def _params(root: Path, nproc: int) -> dict:
+    p = copy.deepcopy(SMOKE)
+    p["data"].update(root=str(root), limit_per_class=3)
+    p["compute"] = {"device": "cpu", "threads": nproc, "nproc": nproc}   # one thread per rank
+    p["explain"]["n_images"] = 5                  # odd: the two shards differ in size
+    p["ablation"]["n_images"] = 4
+    p["sanity"]["n_images"] = 5
+    p["explain"]["batch_size"] = 3
+    p["features"].update(n_train=11, n_holdout=4, batch_size=4)
+    p["evaluate"].update(engine="torch", bootstrap=50, calibration_maps=2, fractions=[0.0, 0.3, 0.6, 0.9])
+    p["scan"].update(batch_size=5)               # 11 images: a last batch of 1, so one rank gets no sample
+    return p
+
+
+@pytest.fixture(scope="module")
+def stage_dir(tmp_path_factory, data_root):
+    d = tmp_path_factory.mktemp("ddp")
+    for nproc in (1, 2):
+        (d / f"params{nproc}.yaml").write_text(yaml.safe_dump(_params(data_root, nproc)))
+    (d / "data").mkdir()
+    manifest, _ = build_manifest(data_root, limit_per_class=3, check_images=False)
+    manifest.to_csv(d / "data" / "manifest.csv", index=False)
+    (d / "data" / "boxes.csv").write_text(",".join(CHECKED_COLUMNS) + "\n")   # the boxes stage's file for data without boxes
+    torch.manual_seed(0)
+    cnn = get_backbone("effnet_lite0")
+    save_target(d / "models/targets/effnet_lite0/model.pt", cnn,
+                cnn.build(class_indices=class_table(manifest)["imagenet_index"].tolist(), pretrained=False))
+    vit = get_backbone("vit_tiny_convstem")
+    kwargs = {"num_classes": 10, "width": 32, "heads": 2}
+    save_target(d / "models/targets/vit_tiny_convstem/model.pt", vit, vit.build(**kwargs), kwargs)
+    return d
+
+
+def _run(d: Path, script: str, *args: str, nproc: int = 1) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
+    env.pop("SCANBENCH_TORCHRUN_ARGS", None)
+    r = subprocess.run([sys.executable, str(REPO / "pipeline" / script), *args, "--params", f"params{nproc}.yaml"],
+                       cwd=d, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, f"{script} nproc={nproc} failed:\n{r.stderr[-3000:]}"
+
+
+def _leaves(obj, prefix=""):
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _leaves(v, f"{prefix}.{k}")
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield from _leaves(v, f"{prefix}[{i}]")
+    else:
+        yield prefix, obj
+
+
+def _assert_same_json(a: Path, b: Path) -> None:
+    ja, jb = json.loads(a.read_text()), json.loads(b.read_text())
+    la, lb = dict(_leaves(ja)), dict(_leaves(jb))
+    assert la.keys() == lb.keys()
+    for k, va in la.items():
+        vb = lb[k]
+        if isinstance(va, float) or isinstance(vb, float):
+            assert vb == pytest.approx(va, rel=1e-6, abs=1e-9), k
+        else:
+            assert va == vb, k
+
+
+@needs_gloo
+@pytest.mark.parametrize("backbone,method", [("effnet_lite0", "gradcam"), ("vit_tiny_convstem", "random")])
+def test_explain_and_evaluate_on_two_ranks_equal_one_process(stage_dir, backbone, method):
+    d = stage_dir
+    for nproc in (1, 2):
+        _run(d, "explain.py", "--backbone", backbone, "--method", method, "--out", f"maps{nproc}/{method}.npz",
+             nproc=nproc)
+    one, two = np.load(d / f"maps1/{method}.npz"), np.load(d / f"maps2/{method}.npz")
+    assert sorted(one.files) == sorted(two.files)
+    for key in ("indices", "labels", "classes"):
+        np.testing.assert_array_equal(two[key], one[key])
+    assert one["maps"].shape[0] == 5 and one["maps"].dtype == np.float16
+    # float16 maps in [0, 1]: batch composition may move a value by a float32 ulp, so one float16 step at most
+    np.testing.assert_allclose(two["maps"].astype(np.float32), one["maps"].astype(np.float32), atol=1e-3, rtol=0)
+    if method == "random":   # the second shard's maps come from the stream position the single run had there
+        assert not np.array_equal(two["maps"][3], two["maps"][0])
+    # the same maps evaluated by 1 and 2 processes: the same metrics, bootstrap intervals included
+    for nproc in (1, 2):
+        _run(d, "evaluate.py", "--backbone", backbone, "--method", method, "--maps", f"maps1/{method}.npz",
+             "--out", f"eval{nproc}/{backbone}-{method}.json", nproc=nproc)
+    _assert_same_json(d / f"eval1/{backbone}-{method}.json", d / f"eval2/{backbone}-{method}.json")
+    if method == "random":
+        assert json.loads((d / f"eval1/{backbone}-{method}.json").read_text())["calibration"] is not None
+
+
+@needs_gloo
+def test_features_and_train_scan_on_two_ranks_equal_one_process(stage_dir):
+    d = stage_dir
+    backbone = "vit_tiny_convstem"
+    for nproc in (1, 2):
+        _run(d, "features.py", "--backbone", backbone, "--layer", "default", "--out", f"feat{nproc}", nproc=nproc)
+    for subset in ("train", "holdout"):
+        a, b = d / f"feat1/default/{subset}", d / f"feat2/default/{subset}"
+        assert sorted(p.name for p in a.iterdir()) == sorted(p.name for p in b.iterdir())
+        for f in sorted(a.glob("*.npy")):
+            x, y = np.load(f), np.load(b / f.name)
+            assert x.dtype == y.dtype and x.shape == y.shape, f.name
+            if x.dtype.kind == "f":   # float16 features and gradients: one float16 step at most
+                np.testing.assert_allclose(y.astype(np.float32), x.astype(np.float32), rtol=2e-3, atol=1e-6,
+                                           err_msg=f.name)
+            else:
+                np.testing.assert_array_equal(y, x, err_msg=f.name)
+        assert json.loads((a / "meta.json").read_text()) == json.loads((b / "meta.json").read_text())
+
+    for nproc in (1, 2):   # both train on the single run's features: only the training differs
+        _run(d, "train_scan.py", "--backbone", backbone, "--layer", "default", "--features", "feat1/default",
+             "--steps", "4", "--out", f"scan{nproc}", "--no-progress", nproc=nproc)
+    one = torch.load(d / "scan1/decoder.pt", weights_only=True)["state_dict"]
+    two = torch.load(d / "scan2/decoder.pt", weights_only=True)["state_dict"]
+    assert one.keys() == two.keys()
+    moved = 0
+    init = _initial_decoder(d, backbone)
+    for k in one:
+        torch.testing.assert_close(two[k], one[k], rtol=1e-4, atol=1e-5, msg=k)
+        moved += int(not torch.equal(one[k], init[k]))
+    assert moved > len(one) // 2   # the steps did train (the comparison is not of two untouched decoders)
+    s1, s2 = (json.loads((d / f"scan{n}/summary.json").read_text()) for n in (1, 2))
+    assert s1.keys() == s2.keys()
+    for k, v in s1.items():
+        if isinstance(v, float):
+            assert s2[k] == pytest.approx(v, rel=1e-4, abs=1e-6), k
+        else:
+            assert s2[k] == v, k
+    c1, c2 = ((d / f"scan{n}/curves.csv").read_text().splitlines() for n in (1, 2))
+    assert c1[0] == c2[0] and len(c1) == len(c2) == 2   # 4 steps of 5 over 11 images: one (partial) pass
+    np.testing.assert_allclose(np.array(c2[1].split(","), float), np.array(c1[1].split(","), float), rtol=1e-4)
+
+
+def _initial_decoder(d: Path, backbone: str) -> dict:
+    from scanbench.features import load_features
+    from scanbench.scan.decoder import build_decoder
+
+    params = _params(Path("."), 1)
+    fs = load_features(d / "feat1/default/train")
+    torch.manual_seed(params["seed"])
+    return build_decoder(get_backbone(backbone), fs.F.shape[1:], params, out_size=fs.images.shape[-1]).state_dict()
