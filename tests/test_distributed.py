@@ -29,6 +29,7 @@ from scanbench.distributed import DistContext, shard, torchrun_command
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = yaml.safe_load((REPO / "profiles" / "smoke.yaml").read_text())
 
+TRAIN_LR = 1e-5
 needs_gloo = pytest.mark.skipif(not (torch.distributed.is_available() and torch.distributed.is_gloo_available()),
                                 reason="torch.distributed with gloo is not available")
 
@@ -64,7 +65,9 @@ def _params(root: Path, nproc: int) -> dict:
     p["explain"]["batch_size"] = 3
     p["features"].update(n_train=11, n_holdout=4, batch_size=4)
     p["evaluate"].update(engine="torch", bootstrap=50, calibration_maps=2, fractions=[0.0, 0.3, 0.6, 0.9])
-    p["scan"].update(batch_size=5)               # 11 images: a last batch of 1, so one rank gets no sample
+    # 11 images in batches of 5: a last batch of 1, so one rank gets no sample; a small lr keeps the few steps
+    # near-linear, so that float noise does not grow into a difference of trajectories
+    p["scan"].update(batch_size=5, lr=TRAIN_LR)
     return p
 
 
@@ -167,23 +170,33 @@ def test_features_and_train_scan_on_two_ranks_equal_one_process(stage_dir):
              "--steps", "4", "--out", f"scan{nproc}", "--no-progress", nproc=nproc)
     one = torch.load(d / "scan1/decoder.pt", weights_only=True)["state_dict"]
     two = torch.load(d / "scan2/decoder.pt", weights_only=True)["state_dict"]
-    assert one.keys() == two.keys()
-    moved = 0
     init = _initial_decoder(d, backbone)
-    for k in one:
-        torch.testing.assert_close(two[k], one[k], rtol=1e-4, atol=1e-5, msg=k)
-        moved += int(not torch.equal(one[k], init[k]))
-    assert moved > len(one) // 2   # the steps did train (the comparison is not of two untouched decoders)
+    assert one.keys() == two.keys() == init.keys()
+    # Adam's first steps move every weight by about lr whatever its gradient's size, so a weight whose gradient
+    # is float noise (e.g. a conv bias before a batch norm, exactly 0 in exact arithmetic) may step the other way
+    # on two ranks: a few weights differ by up to 2 lr per step; the rest must agree to float tolerance.
+    lr, steps = TRAIN_LR, 4
+    weights = [k for k in one if one[k].is_floating_point() and "running" not in k]
+    a, b, w0 = (torch.cat([s[k].float().flatten() for k in weights]) for s in (one, two, init))
+    assert (a - w0).abs().mean() > 0.5 * lr            # it trained: every weight moved by about lr per step
+    diff = (b - a).abs()
+    assert diff.max() <= 2 * lr * steps
+    assert (diff <= 0.5 * lr).float().mean() >= 0.99, (diff <= 0.5 * lr).float().mean()
+    assert diff.mean() <= 0.05 * (a - w0).abs().mean()
+    for k in one:   # batch-norm running statistics of the global batch on both (a conv bias that stepped the
+        if "running" in k:   # other way before a batch norm moves its running mean by as much)
+            torch.testing.assert_close(two[k], one[k], rtol=1e-3, atol=2 * lr * steps, msg=k)
     s1, s2 = (json.loads((d / f"scan{n}/summary.json").read_text()) for n in (1, 2))
     assert s1.keys() == s2.keys()
     for k, v in s1.items():
         if isinstance(v, float):
-            assert s2[k] == pytest.approx(v, rel=1e-4, abs=1e-6), k
+            assert s2[k] == pytest.approx(v, rel=1e-3, abs=1e-6), k
         else:
             assert s2[k] == v, k
     c1, c2 = ((d / f"scan{n}/curves.csv").read_text().splitlines() for n in (1, 2))
-    assert c1[0] == c2[0] and len(c1) == len(c2) == 2   # 4 steps of 5 over 11 images: one (partial) pass
-    np.testing.assert_allclose(np.array(c2[1].split(","), float), np.array(c1[1].split(","), float), rtol=1e-4)
+    assert c1[0] == c2[0] and len(c1) == len(c2) == 3   # 4 steps of 5 over 11 images: a pass (5, 5, 1) + 1 step
+    for r1, r2 in zip(c1[1:], c2[1:]):   # loss terms per pass: the same global batches, the same means
+        np.testing.assert_allclose(np.array(r2.split(","), float), np.array(r1.split(","), float), rtol=1e-4)
 
 
 def _initial_decoder(d: Path, backbone: str) -> dict:

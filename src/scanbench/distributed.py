@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import warnings
+
 import torch
 import torch.nn as nn
 
@@ -170,8 +172,9 @@ class GlobalBatchNorm2d(nn.BatchNorm2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
+        from torch.distributed.nn.functional import all_reduce   # differentiable: backward sums the gradients
 
+        warnings.filterwarnings("ignore", "torch.distributed.nn.functional.all_reduce is deprecated")
         dims = (0, 2, 3)
         count = all_reduce(x.new_tensor([x.shape[0] * x.shape[2] * x.shape[3]], dtype=x.dtype), group=self.group)
         mean = all_reduce(x.sum(dims), group=self.group) / count

@@ -7,6 +7,7 @@ minimises Eq. 10 with Adam. Everything random (init, shuffling, P) is drawn from
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -156,7 +157,9 @@ def train_decoder(train_set: FeatureSet, holdout_set: FeatureSet | None, spec, p
         from ..distributed import sync_batch_norm
 
         decoder = sync_batch_norm(decoder, ctx)
-        # buffers (batch-norm running statistics) stay equal on every rank by construction: no broadcast
+        # buffers (batch-norm running statistics) stay equal on every rank by construction: no broadcast (torch
+        # deprecates broadcast_buffers but itself advises keeping it where buffers must not be re-synced)
+        warnings.filterwarnings("ignore", "`broadcast_buffers` is deprecated")
         model = DistributedDataParallel(decoder, device_ids=[device] if torch.device(device).type == "cuda" else None,
                                         broadcast_buffers=False)
         progress = progress and ctx.is_main
@@ -183,7 +186,8 @@ def train_decoder(train_set: FeatureSet, holdout_set: FeatureSet | None, spec, p
                 lo, hi = len(batch) * ctx.rank // world, len(batch) * (ctx.rank + 1) // world
                 batch, p = np.sort(batch)[lo:hi], p[lo:hi]
             F, G, images01 = load_batch(train_set, batch, device)
-            out = model(decoder_input(F, G, p, variant))
+            # an empty part (a short last batch, fewer samples than ranks) skips the masking, which needs a sample
+            out = model(decoder_input(F, G, p, variant) if F.shape[0] else F)
             for group in opt.param_groups:
                 group["lr"] = _lr_at(step, total_steps, lr, schedule)
             opt.zero_grad(set_to_none=True)
