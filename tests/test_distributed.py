@@ -3,8 +3,8 @@
 The stage scripts run as DVC runs them, in a folder with a smoke-sized params.yaml, a manifest of a few real
 Imagenette images and randomly initialised targets (the numbers need not be good, only equal): `explain` and
 `evaluate` for a CNN method (Grad-CAM on EfficientNet-Lite0) and a ViT one (the random map, whose seeded stream
-must skip the earlier shard's images; its evaluation adds the seeded calibration maps), `features` and
-`train_scan` (a few DDP steps on the ViT's features). Tolerances: float16 maps within two float16 steps, metrics
+must skip the earlier shard's images; its evaluation adds the seeded calibration maps, and its `sanity` run the
+seeded random labels), `features` and `train_scan` (a few DDP steps on the ViT's features). Tolerances: float16 maps within two float16 steps, metrics
 and features within float32 rounding, decoder weights within what 2-rank gradient sums allow after a few steps.
 """
 from __future__ import annotations
@@ -144,6 +144,11 @@ def test_explain_and_evaluate_on_two_ranks_equal_one_process(stage_dir, backbone
     _assert_same_json(d / f"eval1/{backbone}-{method}.json", d / f"eval2/{backbone}-{method}.json")
     if method == "random":
         assert json.loads((d / f"eval1/{backbone}-{method}.json").read_text())["calibration"] is not None
+        # sanity: three settings, two seeded streams (the random maps, the random labels) across the shards
+        for nproc in (1, 2):
+            _run(d, "sanity.py", "--backbone", backbone, "--method", method, "--out", f"sanity{nproc}.json",
+                 nproc=nproc)
+        _assert_same_json(d / "sanity1.json", d / "sanity2.json")
 
 
 @needs_gloo

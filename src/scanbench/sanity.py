@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 from typing import Callable, Sequence
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -50,21 +51,79 @@ def randomize_weights(model: nn.Module, seed: int, std: float = 0.02) -> nn.Modu
     return rand.to(device).eval()
 
 
-def random_other_classes(pred: torch.Tensor, n_classes: int, seed: int) -> torch.Tensor:
-    """For each prediction, a class drawn uniformly from the other n_classes - 1 classes."""
+def random_other_classes(pred: torch.Tensor, n_classes: int, seed: int, rows: range | None = None,
+                         n_total: int | None = None) -> torch.Tensor:
+    """For each prediction, a class drawn uniformly from the other n_classes - 1 classes. A shard of a
+    data-parallel run passes its `rows` of the `n_total` images: every image's draw is made, its rows' kept."""
     if n_classes < 2:
         raise ScanbenchError(f"the random-label check needs at least 2 classes (got {n_classes})")
     pred = torch.as_tensor(pred, dtype=torch.long).view(-1).cpu()   # drawn on the CPU: the same on every device
-    r = torch.randint(0, n_classes - 1, pred.shape, generator=torch.Generator().manual_seed(seed))
+    shape = pred.shape if rows is None else (n_total,)
+    r = torch.randint(0, n_classes - 1, shape, generator=torch.Generator().manual_seed(seed))
+    if rows is not None:
+        r = r[rows.start:rows.stop]
     return r + (r >= pred).long()   # skip the predicted class
+
+
+def fair_correctness(forward: Forward, images01: torch.Tensor, maps: torch.Tensor, labels: torch.Tensor, grid: int,
+                     fractions: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-image (pos, neg) correctness (N x S) of the perturbation test on fair-resolution maps."""
+    res = perturbation_correct(forward, images01, fair_resolution(maps, grid), labels, fractions)
+    return res.pos, res.neg
+
+
+def fair_aucs_of(pos: np.ndarray, neg: np.ndarray, fractions: Sequence[float]) -> dict[str, float]:
+    """{"auc_d", "neg_auc", "pos_auc"} (percent) from per-image correctness."""
+    pos_auc, neg_auc = float(auc(curve(pos), fractions)), float(auc(curve(neg), fractions))
+    return {"auc_d": neg_auc - pos_auc, "neg_auc": neg_auc, "pos_auc": pos_auc}
 
 
 def fair_aucs(forward: Forward, images01: torch.Tensor, maps: torch.Tensor, labels: torch.Tensor, grid: int,
               fractions: Sequence[float]) -> dict[str, float]:
     """{"auc_d", "neg_auc", "pos_auc"} (percent) of the perturbation test on fair-resolution maps."""
-    res = perturbation_correct(forward, images01, fair_resolution(maps, grid), labels, fractions)
-    pos, neg = float(auc(curve(res.pos), fractions)), float(auc(curve(res.neg), fractions))
-    return {"auc_d": neg - pos, "neg_auc": neg, "pos_auc": pos}
+    return fair_aucs_of(*fair_correctness(forward, images01, maps, labels, grid, fractions), fractions)
+
+
+def sanity_scores(make: ExplainerMaker, model: nn.Module, forward: Forward, images01: torch.Tensor,
+                  labels: torch.Tensor, grid: int, fractions: Sequence[float], seed: int, batch_size: int = 64,
+                  rows: range | None = None, n_total: int | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per setting, per-image (pos, neg) correctness of the three settings of Table IV (`sanity_check`'s
+    per-image part). A shard of a data-parallel run passes its `rows` of `n_total` images: its seeded draws
+    (random classes, a random method's maps) are those the single run makes for these images."""
+    labels = torch.as_tensor(labels, dtype=torch.long)
+    n, h, w = images01.shape[0], images01.shape[-2], images01.shape[-1]
+    start, total = (0, n) if rows is None else (rows.start, n_total)
+    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    logits = forward(images01)
+    pred = logits.argmax(1)
+    explainer = make(model, forward)
+    explainer.skip(start, h, w)
+    out["original"] = fair_correctness(forward, images01, explainer.explain(images01, pred), labels, grid, fractions)
+
+    rand_model = randomize_weights(model, seed)
+    rand_forward = ForwardEngine(rand_model, "torch", batch_size=batch_size)
+    rand_pred = rand_forward(images01).argmax(1)
+    rand_explainer = make(rand_model, rand_forward)
+    rand_explainer.skip(start, h, w)
+    out["random_weights"] = fair_correctness(rand_forward, images01, rand_explainer.explain(images01, rand_pred),
+                                             labels, grid, fractions)
+
+    other = random_other_classes(pred, logits.shape[1], seed, rows, n_total)
+    explainer.skip(total - n, h, w)   # the single run explains every image before the random labels
+    out["random_label"] = fair_correctness(forward, images01, explainer.explain(images01, other), labels, grid,
+                                           fractions)
+    return out
+
+
+def concat_sanity_scores(parts: Sequence[dict]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per-image scores of consecutive shards (in image order) as those of all their images."""
+    return {s: (np.concatenate([p[s][0] for p in parts]), np.concatenate([p[s][1] for p in parts]))
+            for s in parts[0]}
+
+
+def sanity_summary(scores: dict[str, tuple[np.ndarray, np.ndarray]], fractions: Sequence[float]
+                   ) -> dict[str, dict[str, float]]:
+    return {s: fair_aucs_of(pos, neg, fractions) for s, (pos, neg) in scores.items()}
 
 
 def sanity_check(make: ExplainerMaker, model: nn.Module, forward: Forward, images01: torch.Tensor,
@@ -72,27 +131,13 @@ def sanity_check(make: ExplainerMaker, model: nn.Module, forward: Forward, image
                  batch_size: int = 64) -> dict[str, dict[str, float]]:
     """The three settings of Table IV for one method. `forward` is the trained target's engine; the
     randomised model is run through a torch ForwardEngine (it has no exported graph)."""
-    labels = torch.as_tensor(labels, dtype=torch.long)
-    out: dict[str, dict[str, float]] = {}
-    logits = forward(images01)
-    pred = logits.argmax(1)
-    explainer = make(model, forward)
-    out["original"] = fair_aucs(forward, images01, explainer.explain(images01, pred), labels, grid, fractions)
-
-    rand_model = randomize_weights(model, seed)
-    rand_forward = ForwardEngine(rand_model, "torch", batch_size=batch_size)
-    rand_pred = rand_forward(images01).argmax(1)
-    rand_explainer = make(rand_model, rand_forward)
-    out["random_weights"] = fair_aucs(rand_forward, images01, rand_explainer.explain(images01, rand_pred),
-                                      labels, grid, fractions)
-
-    other = random_other_classes(pred, logits.shape[1], seed)
-    out["random_label"] = fair_aucs(forward, images01, explainer.explain(images01, other), labels, grid, fractions)
-    return out
+    return sanity_summary(sanity_scores(make, model, forward, images01, labels, grid, fractions, seed, batch_size),
+                          fractions)
 
 
 def summary_line(method: str, result: dict[str, dict[str, float]]) -> str:
     return f"{method}: " + ", ".join(f"{s} AUC-D {result[s]['auc_d']:.2f}" for s in SETTINGS if s in result)
 
 
-__all__ = ["SETTINGS", "fair_aucs", "random_other_classes", "randomize_weights", "sanity_check", "summary_line"]
+__all__ = ["SETTINGS", "concat_sanity_scores", "fair_aucs", "random_other_classes", "randomize_weights", "sanity_check",
+           "sanity_scores", "sanity_summary", "summary_line"]
