@@ -84,6 +84,12 @@ def fair_aucs(forward: Forward, images01: torch.Tensor, maps: torch.Tensor, labe
     return fair_aucs_of(*fair_correctness(forward, images01, maps, labels, grid, fractions), fractions)
 
 
+def _skip(explainer, n_images: int, h: int, w: int) -> None:
+    """Explainer.skip where there is something to skip (a single run never calls it)."""
+    if n_images:
+        explainer.skip(n_images, h, w)
+
+
 def sanity_scores(make: ExplainerMaker, model: nn.Module, forward: Forward, images01: torch.Tensor,
                   labels: torch.Tensor, grid: int, fractions: Sequence[float], seed: int, batch_size: int = 64,
                   rows: range | None = None, n_total: int | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -97,19 +103,19 @@ def sanity_scores(make: ExplainerMaker, model: nn.Module, forward: Forward, imag
     logits = forward(images01)
     pred = logits.argmax(1)
     explainer = make(model, forward)
-    explainer.skip(start, h, w)
+    _skip(explainer, start, h, w)
     out["original"] = fair_correctness(forward, images01, explainer.explain(images01, pred), labels, grid, fractions)
 
     rand_model = randomize_weights(model, seed)
     rand_forward = ForwardEngine(rand_model, "torch", batch_size=batch_size)
     rand_pred = rand_forward(images01).argmax(1)
     rand_explainer = make(rand_model, rand_forward)
-    rand_explainer.skip(start, h, w)
+    _skip(rand_explainer, start, h, w)
     out["random_weights"] = fair_correctness(rand_forward, images01, rand_explainer.explain(images01, rand_pred),
                                              labels, grid, fractions)
 
     other = random_other_classes(pred, logits.shape[1], seed, rows, n_total)
-    explainer.skip(total - n, h, w)   # the single run explains every image before the random labels
+    _skip(explainer, total - n, h, w)   # the single run explains every image before the random labels
     out["random_label"] = fair_correctness(forward, images01, explainer.explain(images01, other), labels, grid,
                                            fractions)
     return out
