@@ -212,3 +212,15 @@ def _initial_decoder(d: Path, backbone: str) -> dict:
     fs = load_features(d / "feat1/default/train")
     torch.manual_seed(params["seed"])
     return build_decoder(get_backbone(backbone), fs.F.shape[1:], params, out_size=fs.images.shape[-1]).state_dict()
+
+
+@needs_gloo
+def test_a_workers_bad_input_is_one_line_and_exit_2(stage_dir):
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
+    env.pop("SCANBENCH_TORCHRUN_ARGS", None)
+    r = subprocess.run([sys.executable, str(REPO / "pipeline" / "evaluate.py"), "--backbone", "effnet_lite0",
+                        "--method", "gradcam", "--maps", "missing.npz", "--out", "x.json", "--params", "params2.yaml"],
+                       cwd=stage_dir, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines()[-1] == ("error: maps file missing.npz not found: run the explain stage "
+                                                 "first")
