@@ -122,6 +122,7 @@ def _assert_same_json(a: Path, b: Path) -> None:
 
 
 @needs_gloo
+@pytest.mark.slow   # launches the stage scripts, 1 and 2 processes (torchrun)
 @pytest.mark.parametrize("backbone,method", [("effnet_lite0", "gradcam"), ("vit_tiny_convstem", "random")])
 def test_explain_and_evaluate_on_two_ranks_equal_one_process(stage_dir, backbone, method):
     d = stage_dir
@@ -152,6 +153,7 @@ def test_explain_and_evaluate_on_two_ranks_equal_one_process(stage_dir, backbone
 
 
 @needs_gloo
+@pytest.mark.slow   # launches the stage scripts, 1 and 2 processes (torchrun)
 def test_features_and_train_scan_on_two_ranks_equal_one_process(stage_dir):
     d = stage_dir
     backbone = "vit_tiny_convstem"
@@ -215,6 +217,7 @@ def _initial_decoder(d: Path, backbone: str) -> dict:
 
 
 @needs_gloo
+@pytest.mark.slow   # launches the stage scripts, 1 and 2 processes (torchrun)
 def test_a_workers_bad_input_is_one_line_and_exit_2(stage_dir):
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
     env.pop("SCANBENCH_TORCHRUN_ARGS", None)
