@@ -53,6 +53,38 @@ def test_torchrun_command_is_one_host_unless_rendezvous_flags_are_given():
                                                            "--rdzv-endpoint", "h:29500"]
 
 
+@needs_gloo
+def test_global_batch_norm_is_batch_norm_on_one_rank(tmp_path):
+    """GlobalBatchNorm2d (gloo's stand-in for SyncBatchNorm) against BatchNorm2d: outputs, input and weight
+    gradients, running statistics, in a 1-rank gloo group (2 ranks: the train_scan test below)."""
+    import torch.distributed as dist
+    from scanbench.distributed import GlobalBatchNorm2d, sync_batch_norm
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        torch.manual_seed(0)
+        ref = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+        ref[1].weight.data.uniform_(0.5, 1.5)
+        glob = copy.deepcopy(ref)
+        sync_batch_norm(glob, DistContext(0, 2))   # world 2 in the context: convert (the group has one rank)
+        assert type(glob[1]) is GlobalBatchNorm2d and glob[1].state_dict().keys() == ref[1].state_dict().keys()
+        for _ in range(2):   # two steps: the running statistics' update is checked twice
+            x = (torch.randn(5, 3, 8, 8) * 3 + 1).requires_grad_()
+            x2 = x.detach().clone().requires_grad_()
+            w = torch.randn(5, 4, 6, 6)
+            y_ref, y = ref(x), glob(x2)
+            (y_ref * w).sum().backward()
+            (y * w).sum().backward()
+            torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(x2.grad, x.grad, rtol=1e-4, atol=1e-5)
+            for a, b in zip(glob.parameters(), ref.parameters()):   # sums of 180 products: float32 rounding
+                torch.testing.assert_close(a.grad, b.grad, rtol=1e-3, atol=1e-4)
+        for k, v in ref[1].state_dict().items():
+            torch.testing.assert_close(glob[1].state_dict()[k], v, rtol=1e-5, atol=1e-6, msg=k)
+    finally:
+        dist.destroy_process_group()
+
+
 # ---------------------------------------------------------------- the stages, 1 vs 2 processes
 
 def _params(root: Path, nproc: int) -> dict:

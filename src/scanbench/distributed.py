@@ -174,18 +174,18 @@ class GlobalBatchNorm2d(nn.BatchNorm2d):
             return super().forward(x)
         from torch.distributed.nn.functional import all_reduce   # differentiable: backward sums the gradients
 
-        warnings.filterwarnings("ignore", "torch.distributed.nn.functional.all_reduce is deprecated")
         dims = (0, 2, 3)
         count = all_reduce(x.new_tensor([x.shape[0] * x.shape[2] * x.shape[3]], dtype=x.dtype), group=self.group)
         mean = all_reduce(x.sum(dims), group=self.group) / count
         centred = x - mean.view(1, -1, 1, 1)
         var = all_reduce((centred * centred).sum(dims), group=self.group) / count
         with torch.no_grad():
-            m = self.momentum if self.momentum is not None else 0.0
+            self.num_batches_tracked.add_(1)
+            # momentum None: a cumulative average, as BatchNorm2d does
+            m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
             n = count.item()
             self.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
             self.running_var.mul_(1 - m).add_(var.detach() * (n / max(n - 1, 1)), alpha=m)
-            self.num_batches_tracked.add_(1)
         y = centred * torch.rsqrt(var + self.eps).view(1, -1, 1, 1)
         return y * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
 
@@ -199,6 +199,9 @@ def sync_batch_norm(module: nn.Module, ctx: DistContext) -> nn.Module:
         return nn.SyncBatchNorm.convert_sync_batchnorm(module)
     import torch.distributed as dist
 
+    # torch.distributed.nn.functional.all_reduce is deprecated for a private successor (_functional_collectives)
+    # whose autograd support is not public API; the public one is kept and its notice silenced
+    warnings.filterwarnings("ignore", "torch.distributed.nn.functional.all_reduce is deprecated")
     _convert_children(module, dist.new_group(backend="gloo"))
     return module
 
