@@ -49,13 +49,22 @@ def record_run(name: str, seconds: float) -> None:
              "| stage | seconds |\n|---|---|\n" + "\n".join(rows) + f"\n| **total** | {total:.1f} |\n")
 
 
+def _report_rank_error(message: str) -> None:
+    """Under torchrun, hand the one-line error to the launching process (scanbench.distributed)."""
+    if "scanbench.distributed" in sys.modules:
+        sys.modules["scanbench.distributed"].report_rank_error(message)
+
+
 def run_stage(main: Callable[[], None]) -> None:
     start = time.perf_counter()
     try:
         main()
     except ScanbenchError as err:
         print(f"error: {err}", file=sys.stderr)
+        _report_rank_error(str(err))
         sys.exit(2)
     seconds = time.perf_counter() - start
+    if os.environ.get("RANK", "0") != "0":   # a torchrun worker other than rank 0: rank 0 logs the run
+        return
     record_run(stage_name(), seconds)
     print(f"[{stage_name()}] done in {seconds:.1f} s", file=sys.stderr)

@@ -24,10 +24,12 @@ from scanbench.boxes import box_masks, load_checked_boxes  # noqa: E402
 from scanbench.compute import resolve  # noqa: E402
 from scanbench.config import data_root, load_params  # noqa: E402
 from scanbench.data import load_images, load_manifest  # noqa: E402
+from scanbench.distributed import (destroy_process_group, gather_to_rank0, init_process_group,  # noqa: E402
+                                   relaunch_under_torchrun, shard)
 from scanbench.engine import target_engine  # noqa: E402
 from scanbench.errors import ScanbenchError  # noqa: E402
 from scanbench.io import load_npz, write_json  # noqa: E402
-from scanbench.metrics import evaluate_maps, localisation_scores  # noqa: E402
+from scanbench.metrics import concat_scores, localisation_scores, per_image_scores, summarize_scores, throughput  # noqa: E402,E501
 
 
 def load_maps(path: Path, stage: str = "explain") -> dict[str, np.ndarray]:
@@ -62,6 +64,7 @@ def main() -> None:
     ap.add_argument("--targets", default="models/targets", type=Path, help="folder of <backbone>/model.{pt,onnx}")
     args = ap.parse_args()
     params = load_params(args.params)
+    relaunch_under_torchrun(params)   # compute.nproc > 1: this script again, under torchrun (then exits here)
     device = resolve(params)
     ev = params["evaluate"]
     spec = get_backbone(args.backbone)
@@ -76,20 +79,31 @@ def main() -> None:
         raise ScanbenchError(f"labels in {args.maps} disagree with {args.manifest}: re-run the explain stage")
     boxes = load_checked_boxes(args.boxes)   # before the long part: a missing file fails at once
     # ONNX Runtime on the CPU (or its CUDA provider); without that provider on a GPU, the PyTorch engine there
+    n = len(z["indices"])
+    if z["maps"].shape != (n, spec.input_size, spec.input_size):
+        raise ScanbenchError(f"maps in {args.maps} have shape {tuple(z['maps'].shape)}, expected "
+                             f"{n} x {spec.input_size} x {spec.input_size}: re-run the explain stage")
+    ctx = init_process_group(device)
+    rows = shard(n, ctx)   # all of them in one process; per-image scores, so any split gives the same numbers
     engine = target_engine(args.backbone, args.targets, ev["engine"], batch_size=ev["batch_size"], device=device)
-    images = load_images(data_root(params), manifest["path"].to_numpy()[z["indices"]], spec.input_size)
+    images = load_images(data_root(params), manifest["path"].to_numpy()[z["indices"][rows.start:rows.stop]],
+                         spec.input_size)
     if engine.kind == "torch":   # the perturbed copies are built where the model runs
         images = images.to(engine.device)
-    maps = torch.from_numpy(z["maps"].astype(np.float32))
-    if maps.shape != (len(images), spec.input_size, spec.input_size):
-        raise ScanbenchError(f"maps in {args.maps} have shape {tuple(maps.shape)}, expected "
-                             f"{len(images)} x {spec.input_size} x {spec.input_size}: re-run the explain stage")
-    result = evaluate_maps(engine, images, maps, torch.from_numpy(labels), torch.from_numpy(z["classes"]),
-                           grid=spec.grid, fractions=ev["fractions"], n_resamples=ev["bootstrap"],
-                           seed=params["seed"],
-                           calibration_maps=ev["calibration_maps"] if args.method == "random" else None)
-    tp = result.pop("throughput")   # a run fact, not part of the (hashed) result
-    log_fact(**tp)
+    maps = torch.from_numpy(z["maps"][rows.start:rows.stop].astype(np.float32))
+    scores = per_image_scores(engine, images, maps, torch.from_numpy(labels[rows.start:rows.stop]),
+                              torch.from_numpy(z["classes"][rows.start:rows.stop]), grid=spec.grid,
+                              fractions=ev["fractions"], seed=params["seed"],
+                              calibration_maps=ev["calibration_maps"] if args.method == "random" else None,
+                              rows=rows, n_total=n)
+    parts = gather_to_rank0(scores, ctx)
+    if not ctx.is_main:   # rank 0 writes
+        destroy_process_group(ctx)
+        return
+    tp = throughput(engine, images, len(ev["fractions"]), scores["seconds"])   # run facts (rank 0's shard)
+    # the bootstrap intervals: on rank 0, over every image's scores
+    result = summarize_scores(concat_scores(parts), ev["fractions"], ev["bootstrap"], params["seed"])
+    log_fact(**tp, nproc=ctx.world)
     # per_image.index: each image's manifest row, so that the report pairs methods image by image
     result["per_image"] = {"index": z["indices"].astype(int).tolist(), **result["per_image"]}
     loc = localisation(boxes, manifest["path"].astype(str).to_numpy()[z["indices"]].tolist(), z["indices"], z["maps"],
@@ -97,9 +111,10 @@ def main() -> None:
     if loc is not None:   # only with boxes: without them the JSON is what it was before localisation existed
         result["localisation"] = loc
     write_json(args.out, {"backbone": args.backbone, "method": args.method, "family": spec.family, **result})
+    destroy_process_group(ctx)
     fair = result["variants"]["fair"]
     print(f"{args.backbone}/{args.method}: AUC-D {fair['auc_d']:.2f} (neg {fair['neg_auc']:.2f}, pos "
-          f"{fair['pos_auc']:.2f}), drop {result['drop']:.1f}%, inc {result['inc']:.1f}% on {len(images)} images")
+          f"{fair['pos_auc']:.2f}), drop {result['drop']:.1f}%, inc {result['inc']:.1f}% on {n} images")
     print(f"throughput ({ev['engine']}): perturbation {tp['perturbation_img_steps_per_s']:.1f} image-steps/s, "
           f"plain forward {tp['forward_img_per_s']:.1f} images/s")
     if loc and loc["n_images"]:

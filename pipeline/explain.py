@@ -23,6 +23,8 @@ from scanbench.backbones import get_backbone, load_target  # noqa: E402
 from scanbench.compute import resolve  # noqa: E402
 from scanbench.config import data_root, load_params  # noqa: E402
 from scanbench.data import eval_indices, load_images, load_manifest  # noqa: E402
+from scanbench.distributed import (destroy_process_group, gather_to_rank0, init_process_group,  # noqa: E402
+                                   relaunch_under_torchrun, shard)
 from scanbench.engine import ForwardEngine  # noqa: E402
 from scanbench.errors import ScanbenchError  # noqa: E402
 from scanbench.explainers.base import check_method  # noqa: E402
@@ -46,6 +48,7 @@ def main() -> None:
                     help="folder of <backbone>/default/decoder.pt (SCAN only)")
     args = ap.parse_args()
     params = load_params(args.params)
+    relaunch_under_torchrun(params)   # compute.nproc > 1: this script again, under torchrun (then exits here)
     device = resolve(params)
     spec = get_backbone(args.backbone)
     check_method(args.method, spec.family)   # fail before loading anything
@@ -56,34 +59,49 @@ def main() -> None:
     manifest = load_manifest(args.manifest)
     idx = eval_indices(manifest, params)
     labels = manifest["label"].to_numpy()[idx]
-    images = load_images(data_root(params), manifest["path"].to_numpy()[idx], spec.input_size)
+    bs = int(params["explain"]["batch_size"])
+    ctx = init_process_group(device)
+    # this rank's block of the images (maps are per image; the random method's stream skips the earlier blocks)
+    rows = shard(len(idx), ctx)
+    paths = manifest["path"].to_numpy()[idx]
+    images = load_images(data_root(params), paths[rows.start:rows.stop], spec.input_size)
     model = load_target(args.backbone, args.targets / args.backbone / "model.pt", device=device)
 
-    bs = int(params["explain"]["batch_size"])
     with torch.no_grad():   # not inference_mode: these classes index logits under autograd later
-        classes = torch.cat([model(images[i:i + bs].to(device)).argmax(1).cpu() for i in range(0, len(images), bs)])
+        classes = torch.cat([model(images[i:i + bs].to(device)).argmax(1).cpu() for i in range(0, len(images), bs)]
+                            or [torch.zeros(0, dtype=torch.long)])   # an empty shard: more ranks than images
     engine = None
     if args.method in FORWARD_ONLY:
         engine = ForwardEngine(model, params["evaluate"]["engine"], args.targets / args.backbone / "model.onnx",
                                batch_size=params["evaluate"]["batch_size"], device=device)
     explainer = explainer_from_params(args.method, model, spec, params, engine=engine, decoder_path=decoder)
+    explainer.skip(rows.start, spec.input_size, spec.input_size)   # random streams: past the earlier shards
 
     maps, seconds = [], 0.0
     for i in tqdm(range(0, len(images), bs), desc=f"{args.backbone}/{args.method}", unit="batch"):
         start = time.perf_counter()
         maps.append(explainer.explain(images[i:i + bs], classes[i:i + bs]))
         seconds += time.perf_counter() - start
-    maps_t = torch.cat(maps)
+    part = (torch.cat(maps).cpu().numpy().astype(np.float16) if maps else
+            np.zeros((0, spec.input_size, spec.input_size), np.float16), classes.cpu().numpy().astype(np.int64))
+    parts = gather_to_rank0(part, ctx)
+    if not ctx.is_main:   # rank 0 writes
+        destroy_process_group(ctx)
+        return
 
-    out = {"maps": maps_t.cpu().numpy().astype(np.float16), "indices": idx.astype(np.int64),
-           "labels": labels.astype(np.int64), "classes": classes.cpu().numpy().astype(np.int64)}
-    seconds_per_image = seconds / max(len(images), 1)   # a run fact: logged, not stored in the maps
-    log_fact(seconds_per_image=round(seconds_per_image, 4))
+    out = {"maps": np.concatenate([p[0] for p in parts]), "indices": idx.astype(np.int64),
+           "labels": labels.astype(np.int64), "classes": np.concatenate([p[1] for p in parts])}
+    seconds_per_image = seconds / max(len(images), 1)   # a run fact (rank 0's shard): logged, not stored
+    log_fact(seconds_per_image=round(seconds_per_image, 4), nproc=ctx.world)
     if args.method == "scan":
-        _, recon = explainer.explain_with_reconstruction(images[:N_RECON], classes[:N_RECON])
+        first = images[:N_RECON]
+        if len(first) < min(N_RECON, len(idx)):   # rank 0's shard is shorter than the reconstructions shown
+            first = load_images(data_root(params), paths[:N_RECON], spec.input_size)
+        _, recon = explainer.explain_with_reconstruction(first, torch.from_numpy(out["classes"][:N_RECON]))
         out["recon"] = recon.cpu().numpy().astype(np.float16)
     save_npz(args.out, **out)
-    print(f"{args.backbone}/{args.method}: {len(images)} maps, {seconds_per_image:.3f} s/image -> {args.out}")
+    destroy_process_group(ctx)
+    print(f"{args.backbone}/{args.method}: {len(idx)} maps, {seconds_per_image:.3f} s/image -> {args.out}")
 
 
 if __name__ == "__main__":

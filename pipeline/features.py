@@ -16,6 +16,7 @@ from scanbench.backbones import get_backbone, load_target  # noqa: E402
 from scanbench.compute import resolve  # noqa: E402
 from scanbench.config import data_root, load_params, seed_everything  # noqa: E402
 from scanbench.data import holdout_indices, load_manifest, scan_train_indices  # noqa: E402
+from scanbench.distributed import destroy_process_group, init_process_group, relaunch_under_torchrun  # noqa: E402
 from scanbench.feature_extraction import extract_features  # noqa: E402
 from scanbench.features import feature_layers, training_rows  # noqa: E402
 
@@ -31,6 +32,7 @@ def main() -> None:
     ap.add_argument("--out", default=None, type=Path, help="<out>/<layer> per layer (default: features/<backbone>)")
     args = ap.parse_args()
     params = load_params(args.params)
+    relaunch_under_torchrun(params)   # compute.nproc > 1: this script again, under torchrun (then exits here)
     device = resolve(params)
     seed_everything(params["seed"])
     spec = get_backbone(args.backbone)
@@ -41,6 +43,7 @@ def main() -> None:
     model = load_target(spec.name, f"models/targets/{spec.name}/model.pt", device=device)
     out = args.out or Path(f"features/{spec.name}")
     root = data_root(params)
+    ctx = init_process_group(device)   # each rank extracts its block of the images; rank 0 writes
     for alias, layer in modules.items():
         train_idx = scan_train_indices(manifest, params)
         if alias not in params["scan"]["layers"]:
@@ -52,8 +55,10 @@ def main() -> None:
                                     spec.input_size, out / alias / subset,
                                     batch_size=params["features"]["batch_size"], indices=idx.tolist(),
                                     extra_meta={"backbone": spec.name, "layer_alias": alias, "subset": subset},
-                                    out_size=params["scan"].get("out_size"), grid=spec.grid)
-            print(f"{spec.name} {layer} {subset}: {len(idx)} images -> {path}")
+                                    out_size=params["scan"].get("out_size"), grid=spec.grid, ctx=ctx)
+            if ctx.is_main:
+                print(f"{spec.name} {layer} {subset}: {len(idx)} images -> {path}")
+    destroy_process_group(ctx)
 
 if __name__ == "__main__":
     run_stage(main)

@@ -23,6 +23,7 @@ import pandas as pd  # noqa: E402
 from scanbench.backbones import get_backbone  # noqa: E402
 from scanbench.compute import resolve  # noqa: E402
 from scanbench.config import load_params  # noqa: E402
+from scanbench.distributed import destroy_process_group, init_process_group, relaunch_under_torchrun  # noqa: E402
 from scanbench.errors import ScanbenchError  # noqa: E402
 from scanbench.features import load_features  # noqa: E402
 from scanbench.io import write_json, write_text  # noqa: E402
@@ -51,6 +52,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     params = load_params(args.params)
+    relaunch_under_torchrun(params)   # compute.nproc > 1: this script again, under torchrun (then exits here)
     device = resolve(params)
     spec = get_backbone(args.backbone)
     alpha = params["alpha"] if args.alpha is None else args.alpha
@@ -60,17 +62,22 @@ def main(argv: list[str] | None = None) -> None:
     feat_dir = args.features or Path("features") / args.backbone / args.layer
     train_set = load_features(feat_dir / "train")
     holdout_set = load_features(feat_dir / "holdout")
+    ctx = init_process_group(device)   # DistributedDataParallel over torchrun's ranks (one process: plain)
     start = time.perf_counter()
     decoder, curves, summary = train_decoder(train_set, holdout_set, spec, params, alpha, variant=args.variant,
                                              steps=args.steps, n_train=args.n_train,
                                              seed=int(params.get("seed", 0)), progress=not args.no_progress,
-                                             device=device)
+                                             device=device, ctx=ctx)
     train_seconds = time.perf_counter() - start
+    if not ctx.is_main:   # rank 0 writes
+        destroy_process_group(ctx)
+        return
     log_fact(train_seconds=round(train_seconds, 1))
     save_decoder(args.out / "decoder.pt", decoder, summary)
     results = args.results or args.out
     write_json(results / "summary.json", summary)
     write_text(results / "curves.csv", pd.DataFrame(curves).to_csv(index=False))
+    destroy_process_group(ctx)
     area = summary["val_confidence_area"]
     print(f"{args.backbone}/{args.layer} alpha={alpha} variant={args.variant}: final loss "
           f"{summary['final_loss']:.4f}, held-out confidence area "

@@ -47,7 +47,7 @@ def test_defaults_and_profiles():
     ({"threads": True}, "compute.threads must be an integer >= 1"),
     ({"threads": 1.5}, "compute.threads must be an integer >= 1"),
     ({"nproc": 0}, "compute.nproc must be an integer >= 1"),
-    ({"nproc": 2}, "only 1 process per host is supported so far"),
+    ({"nproc": 2, "device": "cuda:1"}, "pins one GPU, but compute.nproc = 2 runs a process per GPU"),
 ])
 def test_bad_compute_params_are_one_line(section, needle):
     with pytest.raises(ScanbenchError) as err:
@@ -59,10 +59,28 @@ def test_load_params_checks_compute(tmp_path):
     from scanbench.config import load_params
 
     params = yaml.safe_load((REPO / "profiles" / "smoke.yaml").read_text())
-    params["compute"]["nproc"] = 4
+    params["compute"]["nproc"] = 0
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    with pytest.raises(ScanbenchError, match="compute.nproc = 4"):
+    with pytest.raises(ScanbenchError, match="compute.nproc must be an integer >= 1"):
         load_params(tmp_path / "params.yaml")
+    params["compute"]["nproc"] = 4   # data-parallel stages (tests/test_distributed.py)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    assert load_params(tmp_path / "params.yaml")["compute"]["nproc"] == 4
+
+
+def test_torchrun_workers_share_the_cores_and_take_a_gpu_each(monkeypatch):
+    from scanbench import compute
+
+    params = {"compute": {"device": "cpu", "threads": 8, "nproc": 2}}
+    assert compute.thread_count(params) == 8   # a plain process (the launcher)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert compute.thread_count(params) == 4
+    assert compute.thread_count({"compute": {"device": "cpu", "threads": 1, "nproc": 2}}) == 1   # never 0
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert compute.resolve_device("cuda") == torch.device("cuda:1")
+    assert compute.resolve_device("auto") == torch.device("cuda:1")
 
 
 def test_resolve_cpu_and_threads():

@@ -6,8 +6,8 @@
 - `device`: `auto` (CUDA when torch sees one, else the CPU), `cpu`, `cuda` or `cuda:N`. Asking for CUDA on a
   machine without it is bad input (one line, exit 2), never a silent fall-back to the CPU.
 - `threads`: PyTorch's intra-op threads (and ONNX Runtime's); null = every core the machine has.
-- `nproc`: processes per host. Only 1 today: launching stages through torchrun (data-parallel, issue 15 item 3)
-  is later work, so a larger value is refused rather than ignored.
+- `nproc`: processes per host. Above 1, the data-parallel stages re-run themselves under torchrun
+  (scanbench.distributed); each worker then takes cuda:LOCAL_RANK on a GPU and threads // nproc CPU threads.
 
 Everything else follows the model: explainers, decoders and metrics take the device from the model's parameters
 (as pytorch-grad-cam's BaseCAM does) and build their tensors on their input's device, so nothing but the stage
@@ -42,9 +42,16 @@ def available_cores() -> int:
     return max(1, n)
 
 
+def local_world() -> tuple[int, int]:
+    """(LOCAL_RANK, LOCAL_WORLD_SIZE) of a torchrun worker; (0, 1) in a plain process."""
+    return int(os.environ.get("LOCAL_RANK", 0)), int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+
+
 def thread_count(params: dict[str, Any]) -> int:
-    """compute.threads, or every available core when null."""
-    return compute_params(params)["threads"] or available_cores()
+    """compute.threads, or every available core when null; a torchrun worker gets its share, threads // the
+    workers on its host (at least 1), so that nproc workers do not oversubscribe the cores."""
+    threads = compute_params(params)["threads"] or available_cores()
+    return max(1, threads // local_world()[1])
 
 
 def resolve_device(spec: str):
@@ -52,13 +59,15 @@ def resolve_device(spec: str):
     import torch
 
     if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        spec = "cuda" if torch.cuda.is_available() else "cpu"
     if spec == "cpu":
         return torch.device("cpu")
     if not torch.cuda.is_available():
         raise ScanbenchError(f"compute.device is {spec!r} but this machine has no CUDA device (torch "
                              f"{torch.__version__}, torch.cuda.is_available() is False): set compute.device to "
                              f"auto or cpu")
+    if spec == "cuda" and local_world()[1] > 1:   # one GPU per torchrun worker on this host
+        spec = f"cuda:{local_world()[0]}"
     dev = torch.device(spec)
     if dev.index is not None and dev.index >= torch.cuda.device_count():
         raise ScanbenchError(f"compute.device is {spec!r} but this machine has {torch.cuda.device_count()} CUDA "

@@ -326,7 +326,7 @@ def compute_params(params: dict[str, Any]) -> dict[str, Any]:
     nproc = c["nproc"]
     if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
         raise ScanbenchError(f"compute.nproc must be an integer >= 1 (got {nproc!r})")
-    if nproc != 1:
-        raise ScanbenchError(f"compute.nproc = {nproc}: only 1 process per host is supported so far (torchrun "
-                             f"launching is not built yet, issue 15 item 3); set compute.nproc: 1")
+    if nproc > 1 and device.startswith("cuda:"):
+        raise ScanbenchError(f"compute.device {device!r} pins one GPU, but compute.nproc = {nproc} runs a process "
+                             f"per GPU: set compute.device to cuda (or auto), or compute.nproc to 1")
     return c

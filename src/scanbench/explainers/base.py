@@ -75,6 +75,12 @@ class Explainer(ABC):
     def _explain(self, images01: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
         """Raw maps for one batch (B x h x w, any scale); every method implements this hook."""
 
+    def skip(self, n_images: int, height: int, width: int) -> None:
+        """Advance the method's random stream past `n_images` images of this size, as if it had explained them:
+        a shard of a data-parallel run that starts at image n then draws what the single run draws for its
+        images. Nothing to do for methods without randomness, or whose randomness is per image or fixed by the
+        seed (LIME, RISE's masks)."""
+
     def check_inputs(self, images01: torch.Tensor, classes: torch.Tensor | None) -> torch.Tensor:
         """Validate the image batch; return the classes to explain (the predictions when not given)."""
         if images01.ndim != 4 or images01.shape[1] != 3:

@@ -1,5 +1,6 @@
 """A random map: the calibration row (its AUC-D must be ~0). Drawn on the CPU (the seeded generator's), then
-moved to the input's device, so the maps are the same on every device."""
+moved to the input's device, so the maps are the same on every device. One stream over the images in order
+(draws of consecutive batches concatenate), so `skip` draws and drops the maps of the images before a shard."""
 import torch
 
 from .base import Explainer, register_explainer
@@ -14,3 +15,6 @@ class RandomExplainer(Explainer):
     def _explain(self, images01, classes):
         b, _, h, w = images01.shape
         return torch.rand(b, h, w, generator=self.generator).to(images01.device)
+
+    def skip(self, n_images, height, width):
+        torch.rand(n_images, height, width, generator=self.generator)

@@ -153,11 +153,14 @@ def summarize(fractions: Sequence[float], pos: np.ndarray, neg: np.ndarray, n_re
 
 def random_map_calibration(forward: Forward, images01: torch.Tensor, labels: torch.Tensor,
                            fractions: Sequence[float], n_maps: int, seed: int,
-                           max_chunk_bytes: int = 256 * 2**20) -> PerturbationResult:
+                           max_chunk_bytes: int = 256 * 2**20, rows: range | None = None,
+                           n_total: int | None = None) -> PerturbationResult:
     """Perturbation test with `n_maps` uniform random full-resolution maps per image (seeded);
     correctness is averaged over the maps, so each image's entries are fractions in [0, 1].
     A sound test gives Pos AUC ~= Neg AUC here (the paper's ten-random-maps check). The maps are drawn on the
-    CPU (the seeded generator's) and moved to the images' device: the same maps on every device."""
+    CPU (the seeded generator's) and moved to the images' device: the same maps on every device. A shard of a
+    data-parallel run (`rows` of `n_total` images) draws every image's maps and keeps its rows': the same maps
+    as the single run."""
     if n_maps < 1:
         raise ScanbenchError(f"evaluate.calibration_maps must be >= 1 (got {n_maps})")
     gen = torch.Generator().manual_seed(seed)
@@ -165,8 +168,10 @@ def random_map_calibration(forward: Forward, images01: torch.Tensor, labels: tor
     pos = np.zeros((n, len(fractions)))
     neg = np.zeros((n, len(fractions)))
     for _ in range(n_maps):
-        res = perturbation_correct(forward, images01, torch.rand(n, h, w, generator=gen).to(images01.device),
-                                   labels, fractions, max_chunk_bytes)
+        drawn = torch.rand(n if rows is None else n_total, h, w, generator=gen)
+        if rows is not None:
+            drawn = drawn[rows.start:rows.stop]
+        res = perturbation_correct(forward, images01, drawn.to(images01.device), labels, fractions, max_chunk_bytes)
         pos += res.pos
         neg += res.neg
     return PerturbationResult(np.asarray(fractions, dtype=np.float64), pos / n_maps, neg / n_maps)

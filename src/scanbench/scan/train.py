@@ -7,6 +7,7 @@ minimises Eq. 10 with Adam. Everything random (init, shuffling, P) is drawn from
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -95,9 +96,15 @@ def _lr_at(step: int, total: int, lr: float, schedule: str) -> float:
 
 def train_decoder(train_set: FeatureSet, holdout_set: FeatureSet | None, spec, params: dict, alpha: float,
                   variant: str = "full", epochs: int | None = None, n_train: int | None = None, seed: int = 0,
-                  progress: bool = True, steps: int | None = None, device: torch.device | str = "cpu"
-                  ) -> tuple[nn.Module, list[dict], dict]:
+                  progress: bool = True, steps: int | None = None, device: torch.device | str = "cpu",
+                  ctx=None) -> tuple[nn.Module, list[dict], dict]:
     """Train a SCAN decoder on `device`; returns (decoder in eval mode, curves, summary).
+
+    Data-parallel (`ctx`, a scanbench.distributed.DistContext of world > 1): DistributedDataParallel, each rank
+    taking its contiguous part of every global batch of `scan.batch_size`. Every rank draws the same global order
+    and percentiles from `seed` (the single run's stream), batch norms use the global batch's statistics, and
+    each rank's loss is weighted by its share of the batch, so the averaged gradient is the single run's
+    (docs/DECISIONS.md: why not torch's DistributedSampler).
 
     The decoder's initial weights, the shuffling and the percentiles are drawn on the CPU (seeded), so a run on
     another device starts from the same decoder and sees the same batches.
@@ -142,6 +149,20 @@ def train_decoder(train_set: FeatureSet, holdout_set: FeatureSet | None, spec, p
         torch.manual_seed(seed)
         decoder = build_decoder(spec, train_set.F.shape[1:], params, out_size=size)
     decoder = decoder.to(device)   # the CPU: a no-op
+    world = ctx.world if ctx is not None else 1
+    model = decoder
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        from ..distributed import sync_batch_norm
+
+        decoder = sync_batch_norm(decoder, ctx)
+        # buffers (batch-norm running statistics) stay equal on every rank by construction: no broadcast (torch
+        # deprecates broadcast_buffers but itself advises keeping it where buffers must not be re-synced)
+        warnings.filterwarnings("ignore", "`broadcast_buffers` is deprecated")
+        model = DistributedDataParallel(decoder, device_ids=[device] if torch.device(device).type == "cuda" else None,
+                                        broadcast_buffers=False)
+        progress = progress and ctx.is_main
     opt = torch.optim.Adam(decoder.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
 
@@ -157,25 +178,43 @@ def train_decoder(train_set: FeatureSet, holdout_set: FeatureSet | None, spec, p
         for start in range(0, n, bs):
             if step >= total_steps:
                 break
-            F, G, images01 = load_batch(train_set, order[start:start + bs], device)
-            p = sample_percentiles(F.shape[0], p_low, p_high, generator=gen)
-            out = decoder(decoder_input(F, G, p, variant))
-            terms = scan_loss(out, make_target(images01, grid, variant), alpha, lambda_c, variant)
-            if not torch.isfinite(terms["loss"]):
-                raise FloatingPointError(f"non-finite SCAN loss at step {step + 1}: {terms}")
+            batch = order[start:start + bs]
+            n_global = len(batch)
+            # the global batch's percentiles, in load_batch's (ascending) row order: the same on every rank
+            p = sample_percentiles(len(batch), p_low, p_high, generator=gen)
+            if world > 1:   # this rank's contiguous part of the (sorted) global batch
+                lo, hi = len(batch) * ctx.rank // world, len(batch) * (ctx.rank + 1) // world
+                batch, p = np.sort(batch)[lo:hi], p[lo:hi]
+            F, G, images01 = load_batch(train_set, batch, device)
+            # an empty part (a short last batch, fewer samples than ranks) skips the masking, which needs a sample
+            out = model(decoder_input(F, G, p, variant) if F.shape[0] else F)
             for group in opt.param_groups:
                 group["lr"] = _lr_at(step, total_steps, lr, schedule)
             opt.zero_grad(set_to_none=True)
-            terms["loss"].backward()
+            if F.shape[0]:
+                terms = scan_loss(out, make_target(images01, grid, variant), alpha, lambda_c, variant)
+                if not torch.isfinite(terms["loss"]):
+                    raise FloatingPointError(f"non-finite SCAN loss at step {step + 1}: {terms}")
+                # DDP averages over ranks: weighting by the rank's share makes it the global batch's mean
+                loss = terms["loss"] if world == 1 else terms["loss"] * (F.shape[0] * world / n_global)
+            else:   # a rank with no sample in a short last batch still joins the gradient all-reduce, with zeros
+                terms, loss = None, out.sum() * 0.0
+            loss.backward()
             opt.step()
             step += 1
             seen += F.shape[0]
-            for k in CURVE_KEYS:
-                sums[k] += terms[k].item() * F.shape[0]
+            if terms is not None:
+                for k in CURVE_KEYS:
+                    sums[k] += terms[k].item() * F.shape[0]
             bar.update(1)
-            # refresh=False: the bar redraws at its mininterval, not every step (logs stayed MBs otherwise)
-            bar.set_postfix(loss=f"{terms['loss'].item():.4f}", area=f"{terms['conf_area'].item():.3f}",
-                            refresh=False)
+            if terms is not None:   # refresh=False: the bar redraws at its mininterval (logs stayed MBs otherwise)
+                bar.set_postfix(loss=f"{terms['loss'].item():.4f}", area=f"{terms['conf_area'].item():.3f}",
+                                refresh=False)
+        if world > 1:   # the pass's sums over every rank's samples
+            from ..distributed import all_reduce_sum
+
+            total = all_reduce_sum(torch.tensor([*sums.values(), seen], dtype=torch.float64, device=device), ctx)
+            sums, seen = dict(zip(CURVE_KEYS, total[:-1].tolist())), int(total[-1].item())
         # no wall time in curves or summary: they are DVC outputs and must depend on the inputs only
         curves.append({"epoch": epoch, "step": step, **{k: v / max(seen, 1) for k, v in sums.items()}})
     bar.close()
