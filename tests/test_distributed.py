@@ -180,8 +180,10 @@ def test_explain_and_evaluate_on_two_ranks_equal_one_process(stage_dir, backbone
         # sanity: three settings, two seeded streams (the random maps, the random labels) across the shards
         for nproc in (1, 2):
             _run(d, "sanity.py", "--backbone", backbone, "--method", method, "--out", f"sanity{nproc}.json",
-                 nproc=nproc)
+                 "--maps-out", f"sanity_maps{nproc}.json", nproc=nproc)
         _assert_same_json(d / "sanity1.json", d / "sanity2.json")
+        # the map similarities: rank 0 scores every image from the shards' gathered maps
+        _assert_same_json(d / "sanity_maps1.json", d / "sanity_maps2.json")
 
 
 @needs_gloo
