@@ -172,4 +172,12 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    from scanbench.errors import ScanbenchError
+
+    try:
+        main()
+    except ScanbenchError as err:   # e.g. no decoder yet: one line, as the stages do
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
