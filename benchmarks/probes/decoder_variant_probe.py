@@ -14,12 +14,12 @@ torch.set_num_threads(available_cores())
 b, steps, sched = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 n_train = None if len(sys.argv) < 5 or sys.argv[4] == "all" else int(sys.argv[4])
 extra = json.loads(sys.argv[5]) if len(sys.argv) > 5 else {}
-params = load_params("params.yaml"); params["scan"]["lr_schedule"] = sched; 
+params = load_params("params.yaml"); params["scan"]["lr_schedule"] = sched
 spec = get_backbone(b)
 tr, ho = load_features(f"features/{b}/default/train"), load_features(f"features/{b}/default/holdout")
 t = time.perf_counter()
 variant = extra.pop("variant", "full"); params["scan"].update(extra)
-dec, curves, summ = train_decoder(tr, ho, spec, params, 4.0, variant=variant, steps=steps, n_train=n_train, progress=False)
+dec, curves, summ = train_decoder(tr, ho, spec, params, float(params["alpha"]), variant=variant, steps=steps, n_train=n_train, progress=False)
 dt = time.perf_counter() - t
 g = decoder_generalisation(dec, tr, ho, 95, variant=variant)
 print(json.dumps({"b": b, "steps": steps, "sched": sched, "n": summ["n_train"], "extra": extra, "s_per_step": round(dt/steps, 4),
