@@ -1,10 +1,12 @@
 """Issue-13 research probe (not a pipeline stage; its numbers are quoted in the issue note, not in reports/): train an EfficientNet SCAN decoder on a given layer, score held-out
 skill and AUC-D on the 200 held-out val images (never the evaluation images); baselines on the same images.
 Run from a checkout holding a default-profile run (features, models), with PYTHONPATH=src; writes /tmp/sb/probe/.
+PROBE_BACKBONE=<name> (default effnet_lite0) probes another backbone (held-out baselines: centre, Grad-CAM and
+LayerCAM for a CNN, LRP for a ViT; output under /tmp/sb/probe/<name>/).
 usage: effnet_layer_probe.py baselines                       (centre, Grad-CAM, LayerCAM on the held-out images; first)
        effnet_layer_probe.py decoder PATH TAG '[80, 90, 95]'  (an existing decoder at these inference P)
        effnet_layer_probe.py TAG LAYER STEPS '{"n_train": 3000, "variant": "full", "p": 95, <scan.* overrides>}'"""
-import sys, json, time, numpy as np, torch
+import os, sys, json, time, numpy as np, torch
 from pathlib import Path
 from scanbench.backbones import get_backbone, load_target
 from scanbench.config import data_root, load_params
@@ -18,7 +20,7 @@ from scanbench.diagnostics import decoder_generalisation
 from scanbench.metrics.bootstrap import paired_bootstrap_ci
 from scanbench.compute import available_cores  # noqa: E402
 torch.set_num_threads(available_cores())
-params = load_params("params.yaml"); b = "effnet_lite0"; spec = get_backbone(b)
+params = load_params("params.yaml"); b = os.environ.get("PROBE_BACKBONE", "effnet_lite0"); spec = get_backbone(b)
 manifest = load_manifest("data/manifest.csv"); idx = holdout_indices(manifest, params)
 images = load_images(data_root(params), manifest["path"].to_numpy()[idx], spec.input_size)
 labels = torch.from_numpy(manifest["label"].to_numpy()[idx])
@@ -30,9 +32,9 @@ def score(ex):
     r = evaluate_maps(engine, images, maps, labels, cls, grid=spec.grid, fractions=params["evaluate"]["fractions"],
                       n_resamples=1000, seed=0)
     return r["variants"]["fair"]["auc_d"], np.asarray(r["variants"]["fair"]["per_image_auc_d"])
-out = Path("/tmp/sb/probe"); out.mkdir(parents=True, exist_ok=True)
+out = Path("/tmp/sb/probe") / ("" if b == "effnet_lite0" else b); out.mkdir(parents=True, exist_ok=True)
 if sys.argv[1] == "baselines":
-    for m in ("centre", "gradcam", "layercam"):
+    for m in (("centre", "gradcam", "layercam") if spec.family == "cnn" else ("centre", "gradcam", "lrp")):
         a, per = score(explainer_from_params(m, model, spec, params)); np.save(out / f"{m}.npy", per)
         print(json.dumps({"method": m, "holdout_auc_d": round(a, 2)}), flush=True)
     sys.exit()

@@ -2,7 +2,8 @@
 200 held-out val images and a seeded 3,000-image subset of the decoder-training images (the rows
 `training_rows(n, 3000, seed 0)` picks, so a decoder on the default layer with n_train=3000 sees the same images).
 Run from a checkout holding a default-profile run (data/manifest.csv, models/targets): 
-    PYTHONPATH=src python benchmarks/probes/extract_layer_features.py alt1
+    PYTHONPATH=src python benchmarks/probes/extract_layer_features.py alt1 [N_TRAIN]
+(N_TRAIN: the subset's size, default 3000; "all": every decoder-training image, as the features stage takes.)
 Writes features/effnet_lite0/<alias>/{holdout,train} at a 56-px reconstruction size."""
 import sys, torch
 from pathlib import Path
@@ -14,12 +15,13 @@ from scanbench.feature_extraction import extract_features
 from scanbench.compute import available_cores  # noqa: E402
 torch.set_num_threads(available_cores())
 alias = sys.argv[1]
+n_sub = None if len(sys.argv) > 2 and sys.argv[2] == "all" else int(sys.argv[2]) if len(sys.argv) > 2 else 3000
 params = load_params("params.yaml"); seed_everything(params["seed"])
 spec = get_backbone("effnet_lite0")
 manifest = load_manifest("data/manifest.csv")
 model = load_target(spec.name, f"models/targets/{spec.name}/model.pt")
 root = data_root(params)
-for subset, idx in (("holdout", holdout_indices(manifest, params)), ("train", scan_train_indices(manifest, params)[training_rows(len(scan_train_indices(manifest, params)), 3000, 0)])):
+for subset, idx in (("holdout", holdout_indices(manifest, params)), ("train", scan_train_indices(manifest, params)[training_rows(len(scan_train_indices(manifest, params)), n_sub, 0)])):
     rows = manifest.iloc[idx]
     p = extract_features(model, spec.resolve_layer(alias), root, rows["path"].tolist(), rows["label"].tolist(),
                          spec.input_size, Path(f"features/{spec.name}/{alias}/{subset}"), batch_size=32,
