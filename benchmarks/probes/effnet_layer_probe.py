@@ -50,8 +50,8 @@ if sys.argv[1] == "decoder":   # score an existing checkpoint: decoder PATH TAG
     print(json.dumps(res), flush=True); sys.exit()
 tag, alias, steps = sys.argv[1], sys.argv[2], int(sys.argv[3])
 extra = json.loads(sys.argv[4]) if len(sys.argv) > 4 else {}
-variant = extra.pop("variant", "full"); p_inf = extra.pop("p", 95); n_train = extra.pop("n_train", None)
-params["scan"].update({"out_size": 56, **extra})
+variant = extra.pop("variant", "full"); p_inf = extra.pop("p", params["p"]); n_train = extra.pop("n_train", None)
+params["scan"].update(extra)   # out_size from params (null: the backbone's default, 56 px for EfficientNet)
 tr, ho = load_features(f"features/{b}/{alias}/train"), load_features(f"features/{b}/{alias}/holdout")
 t = time.perf_counter()
 dec, curves, summ = train_decoder(tr, ho, spec, params, 4.0, variant=variant, steps=steps, n_train=n_train, progress=False)

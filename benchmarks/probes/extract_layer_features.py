@@ -21,7 +21,8 @@ spec = get_backbone("effnet_lite0")
 manifest = load_manifest("data/manifest.csv")
 model = load_target(spec.name, f"models/targets/{spec.name}/model.pt")
 root = data_root(params)
-for subset, idx in (("holdout", holdout_indices(manifest, params)), ("train", scan_train_indices(manifest, params)[training_rows(len(scan_train_indices(manifest, params)), n_sub, 0)])):
+train_idx = scan_train_indices(manifest, params)
+for subset, idx in (("holdout", holdout_indices(manifest, params)), ("train", train_idx[training_rows(len(train_idx), n_sub, 0)])):
     rows = manifest.iloc[idx]
     p = extract_features(model, spec.resolve_layer(alias), root, rows["path"].tolist(), rows["label"].tolist(),
                          spec.input_size, Path(f"features/{spec.name}/{alias}/{subset}"), batch_size=32,
