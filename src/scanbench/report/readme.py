@@ -37,8 +37,10 @@ def deviations(params: Mapping[str, Any]) -> list[str]:
         out.append("Dataset: Imagenette (10 ImageNet classes, 224 px) instead of ImageNet (1000 classes), "
                    "CUB-200-2011 and Food-101; the paper's values are listed beside ours for reference only.")
     if "effnet_lite0" in backbones:
-        out.append("CNN target: EfficientNet-Lite0 (Google's ImageNet weights, 1280x7x7 `conv_head` as the SCAN "
-                   "layer, logits restricted to the 10 Imagenette classes) instead of ResNet50V2.")
+        out.append("CNN target: EfficientNet-Lite0 (Google's ImageNet weights, logits restricted to the 10 "
+                   "Imagenette classes) instead of ResNet50V2. SCAN reads its 192x7x7 `blocks.5`, not the paper's "
+                   "last convolutional layer (`conv_head`): on held-out images that decoder beat conv_head's and "
+                   "the centre prior (docs/DECISIONS.md).")
     if "vit_tiny_convstem" in backbones:
         vit = params.get("targets", {}).get("vit", {})
         out.append(f"Transformer target: a small ViT trained here (distilled from EfficientNet-Lite0) instead of "
