@@ -466,7 +466,10 @@ def test_ablation_tables_pair_settings_with_the_paper(built):
     vii = t["VII"].df
     assert _row(vii, backbone=VIT, setting="alt2")["paper_auc_d"] == pytest.approx(34.56)  # deeper = 9th block
     assert _row(vii, backbone=VIT, setting="alt1")["paper_auc_d"] == pytest.approx(33.10)  # shallower = 3rd
-    assert _row(vii, backbone=CNN, setting="alt2")["paper_auc_d"] == pytest.approx(32.28)  # 28x28 conv
+    # EfficientNet-Lite0 by name (its SCAN layer is blocks.5): alt2 = blocks.4, the last 14x14 conv; alt1 =
+    # conv_head, deeper than any layer the paper ablated
+    assert _row(vii, backbone=CNN, setting="alt2")["paper_auc_d"] == pytest.approx(36.36)
+    assert pd.isna(_row(vii, backbone=CNN, setting="alt1")["paper_auc_d"])
     assert "alpha = 4" in t["VII"].title
     viii = t["VIII"].df
     assert list(viii[viii["backbone"] == CNN]["setting"]) == ["0", "50", "95"]

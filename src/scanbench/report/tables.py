@@ -171,8 +171,9 @@ TABLES = (
               pair_on=("method", "setting", "alpha"), **ABLATION_COLUMNS,
               notes=("Layers pair with the paper's by role (at the alpha they ran with): default = the paper's "
                      "choice; ViT alt1 = shallower (paper 3rd block), alt2 = deeper (paper 9th); CNN alt1 / alt2 "
-                     "= one / two steps shallower (paper last 14x14 / 28x28 conv). For EfficientNet-Lite0, alt1 "
-                     "(blocks.5) is still at 7x7 and alt2 (blocks.4) at 14x14.",
+                     "= one / two steps shallower (paper last 14x14 / 28x28 conv), except EfficientNet-Lite0: its SCAN "
+                     "layer is blocks.5 (7x7, docs/DECISIONS.md), alt1 the deeper conv_head (7x7, no paper row), "
+                     "alt2 blocks.4 (14x14, paired with the paper's last 14x14 conv).",
                      "The paper's alpha = 8 columns have no counterpart here (listed as reference rows).")),
     TableSpec("VIII", "Table VIII: ablation on the inference percentile P (alpha = 4); paper: ViT-B/16 6th block, "
               "ResNet50V2 last conv layer", part="ablation_p", paper=("VIII",), **ABLATION_COLUMNS,
@@ -251,7 +252,8 @@ def build_table(spec: TableSpec, results: pd.DataFrame, params: Mapping[str, Any
     ours["_model"] = ours["family"].map(paper.model_for_family)
     ours["_method"] = ours["method"] if "method" in spec.pair_on else ""
     ours["_setting"] = ("" if "setting" not in spec.pair_on else ours["setting"] if not aliases else
-                        [aliases.get(f, {}).get(s, "?") for f, s in zip(ours["family"], ours["setting"])])
+                        [aliases.get(b, aliases.get(f, {})).get(s, "?")
+                         for b, f, s in zip(ours["backbone"], ours["family"], ours["setting"])])
     ran_at = ours["alpha"] if "alpha" in ours else pd.Series(math.nan, index=ours.index)  # else the base alpha
     ours["_alpha"] = [setting_name(alpha if pd.isna(a) else float(a)) for a in ran_at] if "alpha" in spec.pair_on \
         else ""
