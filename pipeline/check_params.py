@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import run_stage  # noqa: E402
 
 from scanbench.config import check_param_keys, load_params  # noqa: E402
+from scanbench.explainers.base import validate_method_params  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -24,6 +25,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = ap.parse_args(argv)
     params = load_params(args.params)          # refuses unknown keys and bad values, one line each
+    validate_method_params(params)             # the methods run, and each one's settings (explain.<method>)
     print(f"{args.params}: {len(check_param_keys(params))} keys, all known")
 
 

@@ -27,13 +27,13 @@ from scanbench.distributed import (destroy_process_group, gather_to_rank0, init_
                                    relaunch_under_torchrun, shard)
 from scanbench.engine import ForwardEngine  # noqa: E402
 from scanbench.errors import ScanbenchError  # noqa: E402
-from scanbench.explainers.base import check_method  # noqa: E402
+from scanbench.explainers.base import check_method, registered_methods  # noqa: E402
 from scanbench.explainers.factory import explainer_from_params  # noqa: E402
 from scanbench.io import save_npz  # noqa: E402
 from scanbench.scan.train import scan_decoder_path  # noqa: E402
 
 N_RECON = 8
-FORWARD_ONLY = ("lime", "rise")   # these only need logits: served by the forward engine (ONNX by default)
+FORWARD_ONLY = [m for m, c in registered_methods().items() if c.forward_only]   # only logits: the engine serves them
 
 
 def main() -> None:

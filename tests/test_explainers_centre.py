@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from scanbench.errors import ScanbenchError
-from scanbench.explainers import APPLIES, make_explainer
+from scanbench.explainers import family_methods, make_explainer
 from scanbench.explainers.centre import centre_map
 from scanbench.explainers.factory import explainer_from_params
 
@@ -63,7 +63,7 @@ def test_sigma_from_params_and_bad_sigma(tiny_cnn):
 
 
 def test_applies_to_both_families(tiny_vit):
-    assert "centre" in APPLIES["cnn"] and "centre" in APPLIES["vit"]
+    assert "centre" in family_methods("cnn") and "centre" in family_methods("vit")
     model, spec = tiny_vit
     m = make_explainer("centre", model, spec).explain(_images(2, spec.input_size, 4))
     assert m.shape == (2, spec.input_size, spec.input_size)

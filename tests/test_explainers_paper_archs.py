@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from scanbench.backbones import get_backbone
-from scanbench.explainers import APPLIES, make_explainer
+from scanbench.explainers import family_methods, make_explainer
 
 pytestmark = pytest.mark.slow   # full-size networks on a CPU: well over 20 s in total
 
@@ -24,7 +24,7 @@ def test_all_methods_run(name):
     with torch.no_grad():
         cls = model(x).argmax(1)
     took = {}
-    for method in APPLIES[spec.family]:
+    for method in family_methods(spec.family):
         if method == "scan":
             continue
         t0 = time.perf_counter()

@@ -13,6 +13,7 @@ import yaml
 
 from scanbench.config import MOVED_PARAMS, check_param_keys, load_params
 from scanbench.errors import ScanbenchError
+from scanbench.explainers.base import validate_method_params
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILES = ("smoke", "default", "paper")
@@ -40,10 +41,8 @@ def test_profiles_hold_only_known_keys(name):
     (lambda p: p.update(alfa=8), r"unknown key 'alfa' \(did you mean alpha\?\)"),
     (lambda p: p["scan"].update(stpes=3), r"unknown key 'scan.stpes' \(did you mean scan.steps\?\)"),
     (lambda p: p["targets"]["vit"].update(dropout=0.1), "unknown key 'targets.vit.dropout'"),
-    (lambda p: p["explain"]["lime"].update(kernel_width=3), "unknown key 'explain.lime.kernel_width'"),
     # explain.<name> holds a method's settings only for a method the params run
     (lambda p: p["explain"].update(gradcamz={}), "unknown key 'explain.gradcamz'"),
-    (lambda p: p["explain"]["gradcam"].update(layer="x"), "unknown key 'explain.gradcam.layer'"),
     (lambda p: p["explain"].update(gradcam=3), "explain.gradcam is a section"),
     (lambda p: p.update(data="../elsewhere"), "data is a section"),
     (lambda p: p["scan"].update(alpha=8), "scan.alpha moved to the top-level key 'alpha'"),
@@ -55,6 +54,26 @@ def test_unknown_keys_are_refused_naming_the_key(mutate, match):
     mutate(params)
     with pytest.raises(ScanbenchError, match=match) as err:
         check_param_keys(params)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("mutate, match", [
+    (lambda p: p["explain"]["lime"].update(kernel_width=3), "unknown key 'explain.lime.kernel_width'"),
+    (lambda p: p["explain"]["gradcam"].update(layer="x"), "unknown key 'explain.gradcam.layer'"),
+    (lambda p: p["explain"]["lrp"].update(rul="epsilon"), r"unknown key 'explain.lrp.rul' \(did you mean "
+                                                          r"explain.lrp.rule\?\)"),
+    (lambda p: p["explain"]["rise"].update(p1=2), r"explain.rise.p1 must be in \(0, 1\]"),
+])
+def test_method_settings_are_the_methods_own(mutate, match):
+    """The keys of explain.<method> are the method's settings, declared in its own file: the schema takes any key
+    there, and validate_method_params (check_params, `python -m scanbench.profile`, and building the method)
+    refuses one the method does not declare, naming it."""
+    params = profile("default")
+    validate_method_params(params)
+    mutate(params)
+    check_param_keys(params)
+    with pytest.raises(ScanbenchError, match=match) as err:
+        validate_method_params(params)
     assert "\n" not in str(err.value)
 
 
@@ -119,6 +138,11 @@ def test_check_params_stage_one_line(tmp_path):
     res = _run_check(tmp_path, bad)
     assert res.returncode == 2 and res.stderr.count("\n") == 1
     assert res.stderr.startswith("error: params: unknown key 'alfa' (did you mean alpha?)")
+    bad = profile("smoke")
+    bad["explain"]["lime"]["kernel_width"] = 3       # a key LIME's settings do not declare
+    res = _run_check(tmp_path, bad)
+    assert res.returncode == 2 and res.stderr.count("\n") == 1
+    assert res.stderr.startswith("error: params: unknown key 'explain.lime.kernel_width'")
 
 
 @pytest.mark.skipif(shutil.which("dvc") is None or shutil.which("git") is None, reason="needs dvc and git")

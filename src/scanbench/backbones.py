@@ -98,10 +98,13 @@ class ConvStemPatchEmbed(nn.Module):
         return self.norm(x)
 
 
+FAMILIES = ("cnn", "vit")   # a backbone's family: what explanation methods apply to it (scanbench.explainers)
+
+
 @dataclass
 class BackboneSpec:
     name: str
-    family: str                      # "cnn" | "vit"
+    family: str                      # one of FAMILIES
     input_size: int
     grid: int                        # side of the feature / token grid at the SCAN layer
     scan_layer: str

@@ -1,8 +1,9 @@
 """params.yaml -> a plain dict, plus the few derived values every stage needs.
 
 No registry import here: every stage reads params, so this module stays a small dependency of all of them.
-Names of backbones and methods are checked where the registries are (backbones.validate_backbone_params,
-explainers.base.validate_method_params), by the stages that use them and by `python -m scanbench.profile`.
+Names of backbones and methods, and the keys of each method's settings (`explain.<method>`), are checked where the
+registries are (backbones.validate_backbone_params, explainers.base.validate_method_params), by the stages that
+use them, the check_params stage and `python -m scanbench.profile`.
 """
 from __future__ import annotations
 
@@ -162,10 +163,12 @@ def check_image_counts(params: dict[str, Any]) -> None:
 # A stage refuses a params file with a key it does not know (a typo, or `dvc exp run -S +alfa=8`) instead of running
 # on without it. LEAF: any value (checked by validate_params or where it is used); a dict: a section with exactly
 # these keys (a missing key is fine: the reader names it); ANY_NAME: keys are names (backbone families, methods)
-# that the registries check, each holding the given schema. Add a key here when a reader starts using it.
+# that the registries check, each holding the given schema; METHOD_SETTINGS: a method's settings, whose keys the
+# method declares (explainers.base.MethodSettings). Add a key here when a reader starts using it.
 LEAF = None
 ANY_NAME = "*"
 _FAMILIES = {ANY_NAME: LEAF}
+METHOD_SETTINGS = {ANY_NAME: LEAF}
 PARAMS_SCHEMA: dict[str, Any] = {
     "profile": LEAF, "seed": LEAF, "alpha": LEAF, "p": LEAF,
     "compute": {"device": LEAF, "threads": LEAF, "nproc": LEAF},
@@ -187,13 +190,7 @@ PARAMS_SCHEMA: dict[str, Any] = {
              "widths": _FAMILIES},
     "scaling": {"n_train": LEAF, "steps": LEAF, "n_images": LEAF},
     # explain.<method>: each method's own settings; a name not among the params' methods is refused below
-    "explain": {"n_images": LEAF, "batch_size": LEAF, "baselines": _FAMILIES,
-                "lime": {"num_samples": LEAF, "batch_size": LEAF},
-                "rise": {"n_masks": LEAF, "s": LEAF, "p1": LEAF, "batch_size": LEAF},
-                "centre": {"sigma": LEAF},
-                "lrp": dict.fromkeys(["rule", "alpha", "epsilon"], LEAF),
-                "partial_lrp": dict.fromkeys(["rule", "alpha", "epsilon"], LEAF),
-                ANY_NAME: {}},
+    "explain": {"n_images": LEAF, "batch_size": LEAF, "baselines": _FAMILIES, ANY_NAME: METHOD_SETTINGS},
     "evaluate": dict.fromkeys(["engine", "batch_size", "fractions", "bootstrap", "calibration_maps"], LEAF),
     "sanity": {"n_images": LEAF, "methods": _FAMILIES, "cascade": LEAF, "similarity_size": LEAF},
     "timing": {"n_images": LEAF, "batch_size": LEAF, "n_images_per_method": {ANY_NAME: LEAF}, "methods": LEAF},
@@ -204,7 +201,7 @@ PARAMS_SCHEMA: dict[str, Any] = {
 MOVED_PARAMS = {"scan.alpha": "alpha", "scan.p_infer": "p"}
 
 
-def _method_names(params: dict[str, Any]) -> set[str]:
+def method_names(params: dict[str, Any]) -> set[str]:
     """Every method the params run (explain.<method> may hold the settings of exactly these)."""
     def names(v: Any) -> list[str]:
         if isinstance(v, dict):
@@ -218,18 +215,18 @@ def param_keys(params: Any, schema: Any = None, prefix: str = "", methods: set[s
     """Every dotted key of params (sections and leaves), checked against PARAMS_SCHEMA on the way.
 
     An unknown key raises ScanbenchError naming it (with the closest known key), as does a section given a plain
-    value. explain.<name> must name a method the params run (`methods`, default: the ones in params)."""
-    import difflib
-
+    value. explain.<name> must name a method the params run (`methods`, default: the ones in params); the keys
+    inside it are the method's to check (explainers.base.validate_method_params)."""
     if not prefix:
         if not isinstance(params, dict):
             raise ScanbenchError(f"params.yaml must be a mapping of keys (got {type(params).__name__})")
         schema = PARAMS_SCHEMA if schema is None else schema
-        methods = _method_names(params) if methods is None else methods
+        methods = method_names(params) if methods is None else methods
     if params is None:
         return []       # an empty section (`timing:` with nothing under it)
     if not isinstance(params, dict):
-        takes = ", ".join(k for k in schema if k != ANY_NAME) or ("names" if schema else "the method's settings, {} for none")
+        takes = ("the method's settings, {} for none" if schema is METHOD_SETTINGS else
+                 ", ".join(k for k in schema if k != ANY_NAME) or "names")
         raise ScanbenchError(f"params: {prefix} is a section: it takes keys ({takes}), not {params!r}")
     keys = []
     for key, value in params.items():
@@ -239,19 +236,28 @@ def param_keys(params: Any, schema: Any = None, prefix: str = "", methods: set[s
             if dotted in MOVED_PARAMS:
                 raise ScanbenchError(f"params: {dotted} moved to the top-level key {MOVED_PARAMS[dotted]!r} "
                                      f"(one source of truth): write `{MOVED_PARAMS[dotted]}: {value}` instead")
-            known = sorted(str(k) for k in schema if k != ANY_NAME)
-            close = difflib.get_close_matches(str(key), known, n=1)
-            hint = f" (did you mean {prefix + '.' if prefix else ''}{close[0]}?)" if close else ""
-            where = f"section {prefix}" if prefix else "params.yaml"
+            known = [str(k) for k in schema if k != ANY_NAME]
             extra = " and the methods the params run" if prefix == "explain" else ""
-            raise ScanbenchError(f"params: unknown key {dotted!r}{hint}; {where} takes only {', '.join(known)}"
-                                 f"{extra}. No stage reads it (with DVC, set an existing key: "
-                                 f"`dvc exp run -S alpha=8`, not `-S +alfa=8`)")
+            raise ScanbenchError(unknown_key_message(dotted, str(key), known, prefix, extra))
         sub = schema[key] if key in schema else schema[ANY_NAME]
         keys.append(dotted)
         if isinstance(sub, dict):
             keys += param_keys(value, sub, dotted, methods)
     return keys
+
+
+def unknown_key_message(dotted: str, key: str, known: list[str], section: str, extra: str = "") -> str:
+    """The one line that refuses `dotted` (key `key` of `section`, "" for the top level), naming the closest of
+    the `known` keys."""
+    import difflib
+
+    known = sorted(known)
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f" (did you mean {section + '.' if section else ''}{close[0]}?)" if close else ""
+    where = f"section {section}" if section else "params.yaml"
+    takes = f"takes only {', '.join(known)}{extra}" if known or extra else "takes no keys"
+    return (f"params: unknown key {dotted!r}{hint}; {where} {takes}. No stage reads it (with DVC, set an existing "
+            f"key: `dvc exp run -S alpha=8`, not `-S +alfa=8`)")
 
 
 def check_param_keys(params: Any) -> list[str]:

@@ -25,6 +25,7 @@ import torch.nn as nn
 
 from ..errors import ScanbenchError
 from ..hooks import AttentionRecorder
+from .base import MethodSettings
 
 RULES = ("alpha_beta", "epsilon")
 
@@ -39,6 +40,18 @@ def check_lrp_params(method: str, rule, alpha, epsilon) -> tuple[str, float, flo
             need = ">= 1 (beta = alpha - 1; 1 is Chefer's)" if key == "alpha" else "> 0 (e.g. 1e-6)"
             raise ScanbenchError(f"explain.{method}.{key} must be a number {need} (got {value!r})")
     return rule, float(alpha), float(epsilon)
+
+
+@dataclass(frozen=True)
+class LRPSettings(MethodSettings):
+    """explain.<lrp|partial_lrp>: the Linear layers' `rule` (alpha_beta, alpha 1 = beta 0 as Chefer et al. ran it;
+    or epsilon), `alpha` and `epsilon`, the stabiliser of every division (docs/DECISIONS.md)."""
+    rule: str = "alpha_beta"
+    alpha: float = 1.0
+    epsilon: float = 1e-6
+
+    def check(self, method: str) -> None:
+        check_lrp_params(method, self.rule, self.alpha, self.epsilon)
 
 
 def _divide(r: torch.Tensor, z: torch.Tensor, eps: float) -> torch.Tensor:

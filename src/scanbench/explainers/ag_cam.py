@@ -6,7 +6,7 @@ from ._attention import cls_row_to_grid, record_attention
 from .base import Explainer, register_explainer
 
 
-@register_explainer("ag_cam")
+@register_explainer("ag_cam", families=("vit",), label="AG-CAM", order=100)
 class AGCAMExplainer(Explainer):
     def _explain(self, images01, classes):
         _, grads, scores = record_attention(self.model, images01, classes)

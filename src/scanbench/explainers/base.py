@@ -6,32 +6,72 @@
 A subclass overrides `_explain` (like pytorch-grad-cam's `get_cam_weights` hook); `explain` handles
 batching, upsampling to input resolution and normalisation, so all methods return maps alike.
 
+A method is one file: its subclass, registered with `@register_explainer(name, families=, label=, order=, ...)`
+(as timm's `register_model`), declares everything the rest of the code asks of it: the backbone families it
+applies to, its label and place in the tables, whether it is a calibration row or needs only logits
+(`forward_only`: the explain stage serves it with the forward engine), and its `Settings`, a dataclass of its
+`explain.<name>` keys with their defaults and checks. The family lists, the params checks
+(`validate_method_params`), the builder from params (`Explainer.params_kwargs`, factory.py) and the report's order,
+labels and calibration rows are read from the registry (`registered_methods`).
+
 Devices: an explainer runs where its model is (`self.device`, taken from the model's parameters as
 pytorch-grad-cam's BaseCAM does); `explain` moves the images and classes there, `_explain` builds every tensor
 on its input's device, and the maps come back on the device the images came in on.
 """
 from __future__ import annotations
 
+import dataclasses
+import difflib
 from abc import ABC, abstractmethod
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Mapping
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..backbones import BackboneSpec
+from ..backbones import FAMILIES, BackboneSpec
 from ..compute import module_device
+from ..config import ANY_NAME, PARAMS_SCHEMA, unknown_key_message
 from ..errors import ScanbenchError
 
-CAM_FAMILY = ("gradcam++", "xgradcam", "layercam")
-ATTENTION_FAMILY = ("raw_attention", "rollout", "lrp", "partial_lrp", "transformer_attribution", "ag_cam")
-BOTH = ("scan", "gradcam", "lime", "rise", "random", "centre")
-# Which methods apply to which family, declared once.
-APPLIES: dict[str, tuple[str, ...]] = {
-    "cnn": BOTH + CAM_FAMILY,
-    "vit": BOTH + ATTENTION_FAMILY,
-}
-ALL_METHODS = BOTH + CAM_FAMILY + ATTENTION_FAMILY
+@dataclasses.dataclass(frozen=True)
+class MethodSettings:
+    """A method's `explain.<name>` section: each field is a key, with its default (a field without one must be
+    given in params); `check` refuses an unusable value with one line naming `explain.<name>.<key>`. The base has
+    no fields: a method without settings takes `{}`. Every method also takes the shared `seed` and
+    `explain.batch_size` (`Explainer.params_kwargs`)."""
+
+    def check(self, method: str) -> None:
+        """Raise ScanbenchError naming the first unusable value (nothing to check here)."""
+
+    def kwargs(self) -> dict[str, Any]:
+        """The explainer's keyword arguments for these settings (by default each field under its own name)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        """The keys that have a default, with it: the section a profile gets where it names none."""
+        return {f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
+
+    @classmethod
+    def from_section(cls, method: str, section: Any) -> "MethodSettings":
+        """Settings from the params section `explain.<method>` (None or absent: {}), checked."""
+        section = {} if section is None else section
+        where = f"explain.{method}"
+        if not isinstance(section, Mapping):
+            raise ScanbenchError(f"params: {where} is a section: it takes keys (the method's settings, {{}} for "
+                                 f"none), not {section!r}")
+        known = [f.name for f in dataclasses.fields(cls)]
+        for key in section:
+            if key not in known:
+                raise ScanbenchError(unknown_key_message(f"{where}.{key}", str(key), known, where))
+        for f in dataclasses.fields(cls):
+            if f.name not in section and f.default is dataclasses.MISSING:
+                what = f.metadata.get("help", "")
+                raise ScanbenchError(f"params: {where}.{f.name} is missing" + (f" ({what})" if what else ""))
+        settings = cls(**section)
+        settings.check(method)
+        return settings
 
 
 def normalize_maps(maps: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
@@ -54,9 +94,33 @@ def upsample_maps(maps: torch.Tensor, size: int) -> torch.Tensor:
 
 
 class Explainer(ABC):
-    """Base class: model + backbone entry in, `explain(images01, classes) -> maps` out."""
+    """Base class: model + backbone entry in, `explain(images01, classes) -> maps` out.
+
+    The class attributes below are the method's declaration; `register_explainer` sets all but `Settings`."""
 
     name: ClassVar[str] = ""
+    families: ClassVar[tuple[str, ...]] = ()   # the backbone families it applies to
+    label: ClassVar[str] = ""                  # its name in tables, figures and the README
+    order: ClassVar[float] = 0                 # its place in tables and figures (ascending)
+    calibration: ClassVar[bool] = False        # a calibration row: scored, but competes for no win or best baseline
+    forward_only: ClassVar[bool] = False       # needs only logits: the stages serve it with the forward engine
+    Settings: ClassVar[type[MethodSettings]] = MethodSettings   # its explain.<name> keys
+
+    @classmethod
+    def settings_from_params(cls, params: Mapping[str, Any]) -> MethodSettings:
+        """This method's settings from params (`explain.<name>`), checked."""
+        return cls.Settings.from_section(cls.name, (params.get("explain") or {}).get(cls.name))
+
+    @classmethod
+    def params_kwargs(cls, params: Mapping[str, Any], engine=None, decoder_path=None) -> dict[str, Any]:
+        """The keyword arguments this method is built with under `params`: every method's `seed` and
+        `explain.batch_size`, its settings, and the forward `engine` for a forward-only method (`decoder_path`:
+        SCAN's, which overrides this)."""
+        kwargs: dict[str, Any] = {"seed": int(params["seed"]), "batch_size": int(params["explain"]["batch_size"])}
+        kwargs.update(cls.settings_from_params(params).kwargs())
+        if cls.forward_only:
+            kwargs["engine"] = engine
+        return kwargs
 
     def __init__(self, model: nn.Module, spec: BackboneSpec, seed: int = 0, batch_size: int = 16,
                  **params: Any):
@@ -105,40 +169,70 @@ class Explainer(ABC):
 _REGISTRY: dict[str, type[Explainer]] = {}
 
 
-def register_explainer(name: str) -> Callable[[type[Explainer]], type[Explainer]]:
+def register_explainer(name: str, *, families: tuple[str, ...], label: str, order: float,
+                       calibration: bool = False, forward_only: bool = False
+                       ) -> Callable[[type[Explainer]], type[Explainer]]:
+    """Register a method under `name` with its declaration (see `Explainer`'s class attributes)."""
+    if not families or any(f not in FAMILIES for f in families):
+        raise ValueError(f"method {name!r}: families must be some of {FAMILIES} (got {families!r})")
+
     def deco(cls: type[Explainer]) -> type[Explainer]:
-        cls.name = name
+        for other in _REGISTRY.values():
+            if other.name != name and other.order == order:
+                raise ValueError(f"methods {other.name!r} and {name!r} both take table position {order}")
+        cls.name, cls.families, cls.label, cls.order = name, tuple(families), label, order
+        cls.calibration, cls.forward_only = calibration, forward_only
         _REGISTRY[name] = cls
         return cls
     return deco
 
 
+def registered_methods() -> dict[str, type[Explainer]]:
+    """Every method by name, in table order (each method module registers itself when imported)."""
+    from . import _load_all  # noqa: F401
+
+    return dict(sorted(_REGISTRY.items(), key=lambda item: (item[1].order, item[0])))
+
+
+def family_methods(family: str) -> tuple[str, ...]:
+    """The methods that apply to a backbone family, in table order."""
+    return tuple(m for m, cls in registered_methods().items() if family in cls.families)
+
+
 def check_method(name: str, family: str | None = None) -> None:
-    if name not in ALL_METHODS:
-        raise ScanbenchError(f"unknown method {name!r}; known: {', '.join(ALL_METHODS)}")
-    if family is not None and name not in APPLIES[family]:
+    methods = registered_methods()
+    if name not in methods:
+        raise ScanbenchError(f"unknown method {name!r}; known: {', '.join(methods)}")
+    if family is not None and family not in methods[name].families:
         raise ScanbenchError(f"method {name!r} does not apply to {family} backbones; those take "
-                             f"{', '.join(APPLIES[family])}")
+                             f"{', '.join(family_methods(family))}")
 
 
 def methods_for(family: str, methods: list[str] | tuple[str, ...]) -> list[str]:
     """The requested methods that apply to a family, in the requested order."""
     for m in methods:
         check_method(m)
-    return [m for m in methods if m in APPLIES[family]]
+    return [m for m in methods if family in registered_methods()[m].families]
 
 
 def make_explainer(name: str, model: nn.Module, spec: BackboneSpec, **params: Any) -> Explainer:
     check_method(name, spec.family)
-    from . import _load_all  # noqa: F401  (registers every method)
-
-    if name not in _REGISTRY:
-        raise ScanbenchError(f"method {name!r} is declared but not implemented")
-    return _REGISTRY[name](model, spec, **params)
+    return registered_methods()[name](model, spec, **params)
 
 
-def validate_method_params(params: dict) -> None:
-    """Each family's baselines (explain.baselines) are registered methods that apply to that family."""
-    for family, methods in params.get("explain", {}).get("baselines", {}).items():
-        for m in methods:
-            check_method(m, family)
+def validate_method_params(params: Mapping[str, Any]) -> None:
+    """The methods the params run, against the registry: each family's baselines (explain.baselines) and sanity
+    methods apply to that family, the timing methods are registered, and every explain.<method> section holds only
+    that method's settings, with usable values (the method's `Settings`)."""
+    for section in ("explain", "sanity"):
+        key = "baselines" if section == "explain" else "methods"
+        for family, methods in ((params.get(section) or {}).get(key) or {}).items():
+            for m in methods or []:
+                check_method(m, family)
+    for m in (params.get("timing") or {}).get("methods") or []:
+        check_method(m)
+    shared = {k for k in PARAMS_SCHEMA["explain"] if k != ANY_NAME}   # explain's own keys; the rest are methods
+    for name in (params.get("explain") or {}):
+        if name not in shared:
+            check_method(name)
+            registered_methods()[name].settings_from_params(params)

@@ -3,12 +3,13 @@ row after the random map). It knows nothing about the image or the model, so any
 is not explaining the image: centred objects alone give it a positive AUC-D on photo datasets."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
 
 from ..errors import ScanbenchError
-from .base import Explainer, register_explainer
+from .base import Explainer, MethodSettings, register_explainer
 
 MAX_SIGMA = 10.0   # beyond ~10 image sides the map is flat to float32 precision: no ordering left
 
@@ -32,8 +33,17 @@ def centre_map(h: int, w: int, sigma: float, device: torch.device | str | None =
     return torch.exp(-r2 / (2 * s * s)).float()
 
 
-@register_explainer("centre")
+@register_explainer("centre", families=("cnn", "vit"), label="Centre prior", order=150, calibration=True)
 class CentreExplainer(Explainer):
+    @dataclasses.dataclass(frozen=True)
+    class Settings(MethodSettings):
+        """explain.centre: `sigma`, stated in params (no default there: the calibration row it draws is a choice)."""
+        sigma: float = dataclasses.field(metadata={"help": "the centre prior's Gaussian sigma as a fraction of the "
+                                                           "image side, e.g. 0.25"})
+
+        def check(self, method: str) -> None:
+            check_sigma(self.sigma)
+
     def __init__(self, *args, sigma: float = 0.25, **kwargs):
         super().__init__(*args, **kwargs)
         self.sigma = check_sigma(sigma)

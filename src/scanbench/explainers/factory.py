@@ -1,5 +1,7 @@
 """Build any method with its settings from params.yaml, so every stage (explain, sanity, timing,
-ablations) configures a method the same way."""
+ablations) configures a method the same way: the method's own declaration says what it takes
+(`Explainer.params_kwargs`: seed, explain.batch_size, its explain.<method> settings, and the forward engine or
+SCAN's decoder where it uses them)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,33 +10,14 @@ from typing import Any
 import torch.nn as nn
 
 from ..backbones import BackboneSpec
-from ..errors import ScanbenchError
-from .base import Explainer, make_explainer
+from .base import Explainer, check_method, make_explainer, registered_methods
 
 
 def explainer_params(method: str, params: dict[str, Any], engine=None,
                      decoder_path: str | Path | None = None) -> dict[str, Any]:
     """The keyword arguments `make_explainer` takes for `method` under these params."""
-    ex = params["explain"]
-    kwargs: dict[str, Any] = {"seed": int(params["seed"]), "batch_size": int(ex["batch_size"])}
-    if method == "lime":
-        kwargs.update(num_samples=ex["lime"]["num_samples"], forward_batch_size=ex["lime"]["batch_size"],
-                      engine=engine)
-    elif method == "rise":
-        r = ex["rise"]
-        kwargs.update(n_masks=r["n_masks"], s=r["s"], p1=r["p1"], forward_batch_size=r["batch_size"],
-                      engine=engine)
-    elif method == "centre":
-        if "sigma" not in (ex.get("centre") or {}):
-            raise ScanbenchError("params: explain.centre.sigma is missing (the centre prior's Gaussian sigma as a "
-                                 "fraction of the image side, e.g. 0.25)")
-        kwargs.update(sigma=ex["centre"]["sigma"])
-    elif method in ("lrp", "partial_lrp"):
-        # the relevance rule of the Linear layers and the stabiliser of every division (explain.<method>)
-        kwargs.update(ex.get(method) or {})
-    elif method == "scan":
-        kwargs.update(decoder_path=decoder_path, p=params["p"])
-    return kwargs
+    check_method(method)
+    return registered_methods()[method].params_kwargs(params, engine=engine, decoder_path=decoder_path)
 
 
 def explainer_from_params(method: str, model: nn.Module, spec: BackboneSpec, params: dict[str, Any],
@@ -43,4 +26,5 @@ def explainer_from_params(method: str, model: nn.Module, spec: BackboneSpec, par
 
     `engine` (a ForwardEngine) serves the forward-only methods (lime, rise); `decoder_path` is SCAN's decoder.
     """
+    check_method(method, spec.family)
     return make_explainer(method, model, spec, **explainer_params(method, params, engine, decoder_path))

@@ -3,6 +3,6 @@ from ._cam import LibraryCAM
 from .base import register_explainer
 
 
-@register_explainer("gradcam")
+@register_explainer("gradcam", families=("cnn", "vit"), label="Grad-CAM", order=60)
 class GradCAMExplainer(LibraryCAM):
     cam_class_name = "GradCAM"

@@ -3,6 +3,6 @@ from ._cam import LibraryCAM
 from .base import register_explainer
 
 
-@register_explainer("gradcam++")
+@register_explainer("gradcam++", families=("cnn",), label="Grad-CAM++", order=80)
 class GradCAMPlusPlusExplainer(LibraryCAM):
     cam_class_name = "GradCAMPlusPlus"

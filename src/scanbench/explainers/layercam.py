@@ -3,6 +3,6 @@ from ._cam import LibraryCAM
 from .base import register_explainer
 
 
-@register_explainer("layercam")
+@register_explainer("layercam", families=("cnn",), label="LayerCAM", order=90)
 class LayerCAMExplainer(LibraryCAM):
     cam_class_name = "LayerCAM"

@@ -5,13 +5,14 @@ identically seeded explainer, so a map depends only on the image, the class and 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 
 import numpy as np
 import torch
 
 from ..errors import ScanbenchError
 from ._forward import class_probs
-from .base import Explainer, register_explainer
+from .base import Explainer, MethodSettings, register_explainer
 
 
 @contextlib.contextmanager
@@ -28,15 +29,28 @@ def _quiet_lime():
         li.tqdm = saved
 
 
-@register_explainer("lime")
+@register_explainer("lime", families=("cnn", "vit"), label="LIME", order=110, forward_only=True)
 class LimeExplainer(Explainer):
-    def __init__(self, model, spec, num_samples: int = 1000, forward_batch_size: int = 50, engine=None,
+    @dataclasses.dataclass(frozen=True)
+    class Settings(MethodSettings):
+        """explain.lime: `num_samples` on/off patterns per image, classified `batch_size` at a time."""
+        num_samples: int = 1000
+        batch_size: int = 50
+
+        def check(self, method: str) -> None:
+            if int(self.num_samples) < 2:
+                raise ScanbenchError(f"explain.{method}.num_samples must be >= 2 (got {self.num_samples!r})")
+            if int(self.batch_size) < 1:
+                raise ScanbenchError(f"explain.{method}.batch_size must be >= 1 (got {self.batch_size!r})")
+
+        def kwargs(self) -> dict:
+            return {"num_samples": self.num_samples, "forward_batch_size": self.batch_size}
+
+    def __init__(self, model, spec, num_samples: int = Settings.num_samples,
+                 forward_batch_size: int = Settings.batch_size, engine=None,
                  kernel_size: float = 4, max_dist: float = 200, ratio: float = 0.2, **kwargs):
         super().__init__(model, spec, **kwargs)
-        if int(num_samples) < 2:
-            raise ScanbenchError(f"explain.lime.num_samples must be >= 2 (got {num_samples!r})")
-        if int(forward_batch_size) < 1:
-            raise ScanbenchError(f"explain.lime.batch_size must be >= 1 (got {forward_batch_size!r})")
+        self.Settings(num_samples=num_samples, batch_size=forward_batch_size).check(self.name)
         self.num_samples = int(num_samples)
         self.forward_batch_size = int(forward_batch_size)
         self.engine = engine

@@ -4,13 +4,16 @@ summed over channels, on the token grid (Chefer go on through the patch embeddin
 pixel map; per patch that sums to the same relevance: docs/DECISIONS.md)."""
 from __future__ import annotations
 
-from ._lrp import check_lrp_params, patch_grid, record, relevance
+from ._lrp import LRPSettings, check_lrp_params, patch_grid, record, relevance
 from .base import Explainer, register_explainer
 
 
-@register_explainer("lrp")
+@register_explainer("lrp", families=("vit",), label="LRP", order=30)
 class LRPExplainer(Explainer):
-    def __init__(self, *args, rule: str = "alpha_beta", alpha: float = 1.0, epsilon: float = 1e-6, **kwargs):
+    Settings = LRPSettings
+
+    def __init__(self, *args, rule: str = Settings.rule, alpha: float = Settings.alpha,
+                 epsilon: float = Settings.epsilon, **kwargs):
         super().__init__(*args, **kwargs)
         self.rule, self.alpha, self.epsilon = check_lrp_params(self.name, rule, alpha, epsilon)
 

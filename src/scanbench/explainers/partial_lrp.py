@@ -7,13 +7,16 @@ from __future__ import annotations
 from ..errors import ScanbenchError
 from ._attention import cls_row_to_grid
 from ._cam import prefix_tokens
-from ._lrp import check_lrp_params, record, relevance
+from ._lrp import LRPSettings, check_lrp_params, record, relevance
 from .base import Explainer, register_explainer
 
 
-@register_explainer("partial_lrp")
+@register_explainer("partial_lrp", families=("vit",), label="Part. LRP", order=40)
 class PartialLRPExplainer(Explainer):
-    def __init__(self, *args, rule: str = "alpha_beta", alpha: float = 1.0, epsilon: float = 1e-6, **kwargs):
+    Settings = LRPSettings
+
+    def __init__(self, *args, rule: str = Settings.rule, alpha: float = Settings.alpha,
+                 epsilon: float = Settings.epsilon, **kwargs):
         super().__init__(*args, **kwargs)
         self.rule, self.alpha, self.epsilon = check_lrp_params(self.name, rule, alpha, epsilon)
 

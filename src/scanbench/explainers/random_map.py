@@ -6,7 +6,7 @@ import torch
 from .base import Explainer, register_explainer
 
 
-@register_explainer("random")
+@register_explainer("random", families=("cnn", "vit"), label="random", order=140, calibration=True)
 class RandomExplainer(Explainer):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

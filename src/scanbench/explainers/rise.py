@@ -9,6 +9,7 @@ masks and the saliency are built on the input's device.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
@@ -16,22 +17,37 @@ import torch.nn.functional as F
 
 from ..errors import ScanbenchError
 from ._forward import class_probs
-from .base import Explainer, register_explainer
+from .base import Explainer, MethodSettings, register_explainer
 
 
-@register_explainer("rise")
+@register_explainer("rise", families=("cnn", "vit"), label="RISE", order=120, forward_only=True)
 class RiseExplainer(Explainer):
-    def __init__(self, model, spec, n_masks: int = 4000, s: int = 8, p1: float = 0.5,
-                 forward_batch_size: int = 100, engine=None, **kwargs):
+    @dataclasses.dataclass(frozen=True)
+    class Settings(MethodSettings):
+        """explain.rise: N = `n_masks` masks on an `s` x `s` grid, each cell kept with probability `p1`;
+        `batch_size` masked images per forward."""
+        n_masks: int = 4000
+        s: int = 8
+        p1: float = 0.5
+        batch_size: int = 100
+
+        def check(self, method: str) -> None:
+            if int(self.n_masks) < 1:
+                raise ScanbenchError(f"explain.{method}.n_masks must be >= 1 (got {self.n_masks!r})")
+            if int(self.s) < 1:
+                raise ScanbenchError(f"explain.{method}.s must be >= 1 (got {self.s!r})")
+            if not 0 < float(self.p1) <= 1:
+                raise ScanbenchError(f"explain.{method}.p1 must be in (0, 1] (got {self.p1!r})")
+            if int(self.batch_size) < 1:
+                raise ScanbenchError(f"explain.{method}.batch_size must be >= 1 (got {self.batch_size!r})")
+
+        def kwargs(self) -> dict:
+            return {"n_masks": self.n_masks, "s": self.s, "p1": self.p1, "forward_batch_size": self.batch_size}
+
+    def __init__(self, model, spec, n_masks: int = Settings.n_masks, s: int = Settings.s, p1: float = Settings.p1,
+                 forward_batch_size: int = Settings.batch_size, engine=None, **kwargs):
         super().__init__(model, spec, **kwargs)
-        if int(n_masks) < 1:
-            raise ScanbenchError(f"explain.rise.n_masks must be >= 1 (got {n_masks!r})")
-        if int(s) < 1:
-            raise ScanbenchError(f"explain.rise.s must be >= 1 (got {s!r})")
-        if not 0 < float(p1) <= 1:
-            raise ScanbenchError(f"explain.rise.p1 must be in (0, 1] (got {p1!r})")
-        if int(forward_batch_size) < 1:
-            raise ScanbenchError(f"explain.rise.batch_size must be >= 1 (got {forward_batch_size!r})")
+        self.Settings(n_masks=n_masks, s=s, p1=p1, batch_size=forward_batch_size).check(self.name)
         self.n_masks, self.s, self.p1 = int(n_masks), int(s), float(p1)
         self.forward_batch_size = int(forward_batch_size)
         self.engine = engine

@@ -6,7 +6,7 @@ from ._attention import cls_row_to_grid, record_attention
 from .base import Explainer, register_explainer
 
 
-@register_explainer("rollout")
+@register_explainer("rollout", families=("vit",), label="Rollout", order=20)
 class RolloutExplainer(Explainer):
     def _explain(self, images01, classes):
         attn, _, _ = record_attention(self.model, images01)

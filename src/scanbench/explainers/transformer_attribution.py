@@ -7,7 +7,7 @@ from ._attention import cls_row_to_grid, record_attention
 from .base import Explainer, register_explainer
 
 
-@register_explainer("transformer_attribution")
+@register_explainer("transformer_attribution", families=("vit",), label="Explainability", order=50)
 class TransformerAttributionExplainer(Explainer):
     def _explain(self, images01, classes):
         attn, grads, _ = record_attention(self.model, images01, classes)

@@ -3,6 +3,6 @@ from ._cam import LibraryCAM
 from .base import register_explainer
 
 
-@register_explainer("xgradcam")
+@register_explainer("xgradcam", families=("cnn",), label="XGrad-CAM", order=70)
 class XGradCAMExplainer(LibraryCAM):
     cam_class_name = "XGradCAM"

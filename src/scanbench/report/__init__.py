@@ -1,6 +1,7 @@
 """The `report` stage's library: one run's results folder (results/<profile>) -> metric JSONs, tables, figures
 and reports/README.md. No DVC here; torch only through paired.py (the metrics package it takes the paired
-bootstrap from imports torch); matplotlib only in figures.py.
+bootstrap from imports torch) and results.py (the method registry, where each method declares its label, its place
+in the tables and whether it is a calibration row); matplotlib only in figures.py.
 
     results = results.load_results("results/smoke", params)   # the files the params name, one long table
     results = paired.load_results_with_pairs("results/smoke", params)   # + AUC-D minus SCAN's / centre prior's

@@ -22,24 +22,22 @@ import numpy as np
 import pandas as pd
 from ..config import ABLATION_PARAM, setting_name
 from ..errors import ScanbenchError
+from ..explainers.base import registered_methods
 from ..io import read_json
 
 COLUMNS = ["part", "backbone", "family", "method", "setting", "variant", "metric", "x", "value", "ci_lo", "ci_hi"]
-# The order methods appear in tables and figures: the paper's Table I / II order, then the calibration rows
-# (the random map, then the centre prior).
-METHOD_ORDER = ["raw_attention", "rollout", "lrp", "partial_lrp", "transformer_attribution", "gradcam",
-                "xgradcam", "gradcam++", "layercam", "ag_cam", "lime", "rise", "scan", "random", "centre"]
-METHOD_LABELS = {"raw_attention": "Raw Attention", "rollout": "Rollout", "lrp": "LRP", "partial_lrp": "Part. LRP",
-                 "transformer_attribution": "Explainability", "gradcam": "Grad-CAM", "xgradcam": "XGrad-CAM",
-                 "gradcam++": "Grad-CAM++", "layercam": "LayerCAM", "ag_cam": "AG-CAM", "lime": "LIME",
-                 "rise": "RISE", "scan": "SCAN", "random": "random", "centre": "Centre prior"}
+# What each method declares (scanbench.explainers): the order methods appear in tables and figures (the paper's
+# Table I / II order, then the calibration rows: the random map, then the centre prior), their labels, and which
+# are calibration rows.
+METHOD_ORDER = list(registered_methods())
+METHOD_LABELS = {m: cls.label for m, cls in registered_methods().items()}
 # Named settings in display order (numeric settings sort by value, before these).
 SETTING_ORDER = ["original", "random_weights", "random_label", "full", "scan", "default", "alt1", "shallower",
                  "alt2", "shallowest", "deeper", "alpha1", "no_mask", "no_blur", "sigmoid"]
 # Calibration rows compete for nothing: they are scored against the real methods but never take a win away.
 # The random map should score AUC-D ~0; the centre prior (the same centred Gaussian for every image) is what a
 # map gets from where objects usually are, without looking at the image.
-CALIBRATION_METHODS = ("random", "centre")
+CALIBRATION_METHODS = tuple(m for m, cls in registered_methods().items() if cls.calibration)
 
 
 def setting_number(setting: Any) -> float | None:
