@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from scanbench.errors import ScanbenchError
-from scanbench.metrics.confidence import drop_inc, win_rates
+from scanbench.metrics.confidence import drop_inc
+from scanbench.report.results import win_rates
 
 
 def sigmoid(z):

@@ -1,4 +1,4 @@
-"""Evaluation metrics (SPEC §5): perturbation AUCs, Drop/Inc/Win, bootstrap intervals, calibration; localisation
+"""Evaluation metrics (SPEC §5): perturbation AUCs, Drop/Inc, bootstrap intervals, calibration; localisation
 against object boxes where the data has them (issue 16).
 
 `evaluate_maps` computes everything results/evaluate/B/M.json holds for one method's maps.
@@ -11,16 +11,17 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ..per_image_metrics import PER_IMAGE_NAMES
 from .bootstrap import bootstrap_ci
-from .confidence import drop_inc, win_rates
+from .confidence import drop_inc, per_image_metrics
 from .localisation import area_share, energy_in_boxes, localisation_scores, pointing_game
 from .perturbation import (PerturbationResult, auc, curve, fair_resolution, per_image_auc, perturbation_correct,
                            random_map_calibration, removal_rank, summarize)
 
 __all__ = ["PerturbationResult", "area_share", "auc", "bootstrap_ci", "curve", "drop_inc", "energy_in_boxes",
            "concat_scores", "evaluate_maps", "fair_resolution", "forward_throughput", "localisation_scores", "per_image_auc",
-           "per_image_scores", "pointing_game", "perturbation_correct", "random_map_calibration",
-           "removal_rank", "summarize", "summarize_scores", "throughput", "win_rates"]
+           "per_image_metrics", "per_image_scores", "pointing_game", "perturbation_correct", "random_map_calibration",
+           "removal_rank", "summarize", "summarize_scores", "throughput"]
 
 MAX_CHUNK_BYTES = 256 * 2**20
 
@@ -37,8 +38,9 @@ def per_image_scores(forward, images01: torch.Tensor, maps: torch.Tensor, labels
                      classes: torch.Tensor, grid: int, fractions: Sequence[float], seed: int,
                      calibration_maps: int | None = None, max_chunk_bytes: int = MAX_CHUNK_BYTES,
                      rows: range | None = None, n_total: int | None = None) -> dict:
-    """The per-image part of `evaluate_maps`: perturbation correctness of both variants, Drop/Inc and the
-    optional random-map calibration, each a per-image array (image order), plus `seconds` (the perturbation
+    """The per-image part of `evaluate_maps`: perturbation correctness of both variants, the per-image metrics
+    (Drop/Inc: scanbench.per_image_metrics) and the optional random-map calibration, each a per-image array (image
+    order), plus `seconds` (the perturbation
     test's time, a run fact). A shard of a data-parallel run passes its `rows` of the `n_total` images, so that
     the calibration's seeded random maps are those the single run gives these images."""
     fractions = [float(f) for f in fractions]
@@ -49,7 +51,7 @@ def per_image_scores(forward, images01: torch.Tensor, maps: torch.Tensor, labels
         res = perturbation_correct(forward, images01, m, labels, fractions, max_chunk_bytes)
         out["seconds"] += time.perf_counter() - start
         out[name] = (res.pos, res.neg)
-    out["drop"], out["inc"] = drop_inc(forward, images01, maps, classes)
+    out.update(per_image_metrics(forward, images01, maps, classes))
     out["calibration"] = None
     if calibration_maps:
         # seed + 1: a stream distinct from the random explainer's (seeded with `seed`), whose maps are
@@ -65,8 +67,7 @@ def concat_scores(parts: Sequence[dict]) -> dict:
     if len(parts) == 1:
         return parts[0]
     cat = np.concatenate
-    out = {"seconds": sum(p["seconds"] for p in parts), "drop": cat([p["drop"] for p in parts]),
-           "inc": cat([p["inc"] for p in parts])}
+    out = {"seconds": sum(p["seconds"] for p in parts), **{k: cat([p[k] for p in parts]) for k in PER_IMAGE_NAMES}}
     for key in ("fair", "full", "calibration"):
         out[key] = (None if parts[0][key] is None else
                     (cat([p[key][0] for p in parts]), cat([p[key][1] for p in parts])))
@@ -81,11 +82,11 @@ def summarize_scores(scores: dict, fractions: Sequence[float], n_resamples: int,
                 for name in ("fair", "full")}
     calibration = (summarize(fractions, *scores["calibration"], n_resamples, seed)
                    if scores["calibration"] is not None else None)
-    drop, inc = scores["drop"], scores["inc"]
+    per_image = {k: scores[k] for k in PER_IMAGE_NAMES}
     return {
-        "n_images": int(len(drop)), "fractions": fractions, "variants": variants,
-        "drop": float(drop.mean()), "inc": float(inc.mean()),
-        "per_image": {"drop": drop.tolist(), "inc": inc.tolist()},
+        "n_images": int(len(scores["fair"][0])), "fractions": fractions, "variants": variants,
+        **{k: float(v.mean()) for k, v in per_image.items()},
+        "per_image": {k: v.tolist() for k, v in per_image.items()},
         "calibration": calibration,
     }
 

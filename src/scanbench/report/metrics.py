@@ -14,6 +14,7 @@ import pandas as pd
 
 from ..config import ABLATION_PARAM
 from ..io import write_json
+from ..per_image_metrics import PER_IMAGE_NAMES
 from .results import setting_sort_key, sort_methods
 
 AUC_KEYS = ("pos_auc", "neg_auc", "auc_d")
@@ -72,7 +73,7 @@ def build_metrics(results: pd.DataFrame, scan_alpha: float | None = None) -> dic
         explanations[b] = {"family": family[b], "n_images": _count(max(n_images, default=None)), "methods": {
             m: {**{k: _num(get("evaluate", b, k, m, variant="fair")) for k in AUC_KEYS},
                 **{k: _interval(ci.get(("evaluate", b, m, "", "fair", metric))) for k, metric in INTERVAL_KEYS.items()},
-                **{k: _num(get("evaluate", b, k, m)) for k in ("drop", "inc", "win")}}
+                **{k: _num(get("evaluate", b, k, m)) for k in (*PER_IMAGE_NAMES, "win")}}
             for m in sort_methods(methods)}}
     metrics: dict[str, Any] = {
         "explanations": explanations,

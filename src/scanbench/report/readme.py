@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
+from ..per_image_metrics import INPUTS, PER_IMAGE_METRICS
 from .results import METHOD_LABELS, families_of
 from .tables import Table, best_baseline, fmt
 
@@ -21,6 +22,13 @@ WIN_DEFINITION = (
     "tied method (so a backbone's Win% can sum to more than 100). The calibration rows (random map, centre "
     "prior) are not competitors: their Win% is the share of images on which they would tie or beat every real "
     "method, so they take no win away from them.")
+
+
+def per_image_definition() -> str:
+    """The README's line on the per-image metrics (scanbench.per_image_metrics): labels, sources, formulas."""
+    sources = ", ".join(dict.fromkeys(m.source for m in PER_IMAGE_METRICS if m.source))
+    return (f"**{' / '.join(m.label for m in PER_IMAGE_METRICS)}**" + (f" ({sources})" if sources else "")
+            + f": {INPUTS}; " + "; ".join(f"{m.label} = {m.definition}" for m in PER_IMAGE_METRICS) + ".")
 
 
 def _rel(path: Path, base: Path) -> str:
@@ -222,8 +230,7 @@ def render_readme(params: Mapping[str, Any], metrics: Mapping[str, Any], tables:
               "- **Fair resolution**: each map is average-pooled to the backbone's grid and bilinearly upsampled "
               "before the test (the paper does this for SCAN and LIME); we do it for every method and also "
               "report the full-resolution AUC-D (`auc_d_full`).",
-              "- **Drop% / Inc%** (Grad-CAM++): Y, O = softmax probability of the class on the image and on "
-              "map x image; Drop% = mean(max(0, Y - O) / Y) x 100; Inc% = mean(O > Y) x 100.",
+              f"- {per_image_definition()}",
               f"- {WIN_DEFINITION}", ""]
     lines += ["Metric files (DVC `metrics:`): " + ", ".join(f"[{s}.json](metrics/{s}.json)" for s in metrics), ""]
 

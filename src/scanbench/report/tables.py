@@ -21,6 +21,7 @@ import yaml
 from ..config import configured_data_root, setting_name
 from ..errors import ScanbenchError
 from ..io import write_text
+from ..per_image_metrics import PER_IMAGE_NAMES
 from .results import (CALIBRATION_METHODS, METHOD_LABELS, families_of, long_table, method_sort_key,
                       setting_sort_key, tidy)
 
@@ -133,7 +134,7 @@ EXPLANATION_NOTES = (
     "count for each; the calibration rows, random map and centre prior, are scored against the others but never "
     "take a win away).")
 EXPLANATION_COLUMNS = dict(part="evaluate", index=("method",),
-                           metrics=("auc_d", *PAIRED, "neg_auc", "pos_auc", "drop", "inc", "win"),
+                           metrics=("auc_d", *PAIRED, "neg_auc", "pos_auc", *PER_IMAGE_NAMES, "win"),
                            extra=("auc_d_full", "n_images"), pair_on=("method",))
 ABLATION_COLUMNS = dict(index=("setting",), metrics=AUCS, extra=("auc_d_full", "n_images", "val_confidence_area"))
 
