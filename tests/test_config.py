@@ -70,10 +70,12 @@ def test_use_profile(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["smoke", "default", "paper"])
-def test_profiles_run_the_centre_prior_beside_random(name):
+def test_profiles_run_the_centre_prior_beside_random(name, tmp_path):
     """The centre prior is the second calibration row wherever the random map runs, with its sigma, and every
-    baseline has its explain.<method> section (the explain stages' params key)."""
-    params = load_params(REPO_ROOT / "profiles" / f"{name}.yaml")
+    baseline has its explain.<method> section in the params the profile gives (the explain stages' params key)."""
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / f"{name}.yaml").write_text((REPO_ROOT / "profiles" / f"{name}.yaml").read_text())
+    params = load_params(use_profile(name, tmp_path)[0])
     ex = params["explain"]
     for family, methods in ex["baselines"].items():
         assert methods[methods.index("random") + 1] == "centre", (name, family)

@@ -59,7 +59,7 @@ def test_unknown_keys_are_refused_naming_the_key(mutate, match):
 
 @pytest.mark.parametrize("mutate, match", [
     (lambda p: p["explain"]["lime"].update(kernel_width=3), "unknown key 'explain.lime.kernel_width'"),
-    (lambda p: p["explain"]["gradcam"].update(layer="x"), "unknown key 'explain.gradcam.layer'"),
+    (lambda p: p["explain"].update(gradcam={"layer": "x"}), "unknown key 'explain.gradcam.layer'"),
     (lambda p: p["explain"]["lrp"].update(rul="epsilon"), r"unknown key 'explain.lrp.rul' \(did you mean "
                                                           r"explain.lrp.rule\?\)"),
     (lambda p: p["explain"]["rise"].update(p1=2), r"explain.rise.p1 must be in \(0, 1\]"),

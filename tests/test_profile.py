@@ -24,17 +24,51 @@ def repo(tmp_path):
     return tmp_path
 
 
+def _with_method_sections(profile: dict) -> dict:
+    """The profile's values plus `explain.<method>: {}` for each method of its explain and sanity stages without a
+    section (every method the profiles leave out has no settings)."""
+    explain = profile["explain"]
+    runs = {*[m for ms in explain["baselines"].values() for m in ms],
+            *[m for ms in profile["sanity"]["methods"].values() for m in ms]}
+    return {**profile, "explain": {**explain, **{m: {} for m in runs if m not in explain}}}
+
+
 @pytest.mark.parametrize("name", ["smoke", "default", "paper"])
-def test_profile_alone_is_a_byte_copy(repo, name):
+def test_profile_alone_is_the_profile_and_the_methods_sections(repo, name):
+    """The profile as written, plus one `<method>: {...}` line (the method's declared defaults) at the end of the
+    explain block for each method it runs without a section: each explain stage's DVC params key exists. A profile
+    that names every section is copied byte for byte."""
+    src = repo / "profiles" / f"{name}.yaml"
     dst, changes = use_profile(name, repo)
-    assert dst.read_bytes() == (repo / "profiles" / f"{name}.yaml").read_bytes() and changes == []
+    written, profile = dst.read_text(), src.read_text()
+    assert yaml.safe_load(written) == _with_method_sections(yaml.safe_load(profile))
+    added = [line for line in written.splitlines() if line not in profile.splitlines()]
+    assert added and all(line.startswith("  ") and line.endswith(": {}") for line in added)
+    assert [line for line in written.splitlines() if line in profile.splitlines()] == profile.splitlines()
+    assert changes == [f"explain.<method> from the methods' defaults (their stages track it): "
+                       f"{', '.join(line.strip()[:-4] for line in added)}"]
+    src.write_text(written)
+    dst, changes = use_profile(name, repo)
+    assert dst.read_text() == written and changes == []
+
+
+def test_a_method_without_a_section_gets_its_defaults(repo):
+    params = yaml.safe_load((repo / "profiles" / "smoke.yaml").read_text())
+    del params["explain"]["lime"]
+    (repo / "profiles" / "smoke.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    dst, _ = use_profile("smoke", repo)
+    assert yaml.safe_load(dst.read_text())["explain"]["lime"] == {"num_samples": 1000, "batch_size": 50}
+    del params["explain"]["centre"]     # its sigma has no default: the profile must state it
+    (repo / "profiles" / "smoke.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    with pytest.raises(ScanbenchError, match=r"explain\.centre\.sigma is missing"):
+        use_profile("smoke", repo)
 
 
 @pytest.mark.parametrize("name", ["smoke", "default"])
 def test_cnn_only_on_own_data_derives_the_rest(repo, name):
     dst, changes = use_profile(name, repo, data_root="mydata", backbones=["effnet_lite0"])
     params = yaml.safe_load(dst.read_text())
-    base = yaml.safe_load((repo / "profiles" / f"{name}.yaml").read_text())
+    base = _with_method_sections(yaml.safe_load((repo / "profiles" / f"{name}.yaml").read_text()))
     assert params["data"]["root"] == "mydata"
     assert params["backbones"] == ["effnet_lite0"]
     assert params["families"] == {"cnn": ["effnet_lite0"], "vit": []}

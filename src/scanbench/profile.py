@@ -6,12 +6,16 @@
 `--data` and `--backbones` derive every param that depends on them (families, ablation.backbones) and say whether
 the `teacher` and `head` stages work, so that
 `dvc repro` runs on the new data with no other edit. The profile's comments are kept (ruamel round-trip, the
-parser DVC itself uses for `dvc exp run -S`).
+parser DVC itself uses for `dvc exp run -S`). Every method the params run gets its `explain.<method>` section (the
+params key its stages track): a profile states only the settings it chooses, and the others are the method's own
+defaults (scanbench.explainers), added as one line each at the end of the explain block. The result is checked as
+the check_params stage checks it.
 """
 from __future__ import annotations
 
 import argparse
 import io
+import re
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -111,10 +115,63 @@ def head_line(params, data_root: str | None, repo: Path = Path(".")) -> str:
     return f"head stage: fits a linear probe for {', '.join(needed)} ({why}; from {seen})"
 
 
+def method_sections(params) -> dict[str, dict]:
+    """The explain.<method> sections a params file lacks: one for each method of explain.baselines and
+    sanity.methods without one (each explain and sanity stage tracks its method's section, so DVC needs it),
+    holding the method's settings' defaults, in table order. The methods declare their defaults
+    (scanbench.explainers), so a profile states only the settings it chooses. A method with a setting that has no
+    default is left out (the check that follows names the key)."""
+    explain = params.get("explain") or {}
+    tracked = [m for section, key in (("explain", "baselines"), ("sanity", "methods"))
+               for ms in ((params.get(section) or {}).get(key) or {}).values() for m in ms or []]
+    missing = {m for m in tracked if m not in explain}
+    if not missing:
+        return {}
+    from .explainers.base import check_method, registered_methods
+
+    for m in sorted(missing):
+        check_method(m)   # a name no method is registered under: one line naming it
+    return {m: cls.Settings.defaults() for m, cls in registered_methods().items()
+            if m in missing and not cls.Settings.required()}
+
+
+def insert_sections(text: str, sections: dict[str, dict]) -> str:
+    """`text` with a `<method>: {...}` line per section at the end of its top-level `explain:` block (after its own
+    lines, before the blank lines and comments that lead into the next section); every other line as written."""
+    import yaml
+
+    lines = text.splitlines(keepends=True)
+    start = next((i for i, line in enumerate(lines) if re.match(r"explain:\s*(#.*)?$", line)), None)
+    if start is None:   # no explain section yet
+        lines += (["\n"] if lines and not lines[-1].endswith("\n") else []) + ["explain:\n"]
+        start = len(lines) - 1
+    end = next((i for i in range(start + 1, len(lines)) if re.match(r"[^\s#]", lines[i])), len(lines))
+    while end > start + 1 and (not lines[end - 1].strip() or lines[end - 1].startswith("#")):
+        end -= 1
+    body = [line for line in lines[start + 1:end] if line.strip() and not line.lstrip().startswith("#")]
+    indent = re.match(r"\s*", body[0]).group() if body else "  "
+    new = [indent + yaml.safe_dump({m: d}, default_flow_style=None, sort_keys=False, width=10**6)
+           for m, d in sections.items()]
+    if end > 0 and not lines[end - 1].endswith("\n"):
+        lines[end - 1] += "\n"
+    out = "".join(lines[:end] + new + lines[end:])
+    expected = yaml.safe_load(text) or {}
+    expected["explain"] = {**(expected.get("explain") or {}), **sections}
+    if yaml.safe_load(out) != expected:
+        raise ScanbenchError("params: could not add the explain.<method> sections to this file's explain block "
+                             f"({', '.join(sections)}): write them in the profile")
+    return out
+
+
 def use_profile(name: str, repo: Path = Path("."), data_root: str | None = None,
                 backbones: Sequence[str] | None = None) -> tuple[Path, list[str]]:
     if name not in PROFILES:
         raise ScanbenchError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
+    import yaml
+
+    from .config import validate_params
+    from .explainers.base import validate_method_params   # the registry imports torch: a second or two
+
     src = repo / "profiles" / f"{name}.yaml"
     dst = repo / "params.yaml"
     text = src.read_text()
@@ -135,11 +192,13 @@ def use_profile(name: str, repo: Path = Path("."), data_root: str | None = None,
         buf = io.StringIO()
         y.dump(params, buf)
         text = buf.getvalue()
-        from .config import validate_params
-
-        import yaml
-
-        validate_params(yaml.safe_load(text))
+    sections = method_sections(yaml.safe_load(text) or {})
+    if sections:
+        text = insert_sections(text, sections)
+        changes.append(f"explain.<method> from the methods' defaults (their stages track it): {', '.join(sections)}")
+    written = yaml.safe_load(text) or {}
+    validate_params(written)
+    validate_method_params(written)
     tmp = dst.with_suffix(".yaml.tmp")
     tmp.write_text(text)
     tmp.replace(dst)

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from ..backbones import FAMILIES, BackboneSpec
 from ..compute import module_device
-from ..config import ANY_NAME, PARAMS_SCHEMA, unknown_key_message
+from ..config import ANY_NAME, PARAMS_SCHEMA, method_names, unknown_key_message
 from ..errors import ScanbenchError
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +54,11 @@ class MethodSettings:
         return {f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
 
     @classmethod
+    def required(cls) -> list[str]:
+        """The keys without a default: params must state them."""
+        return [f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING]
+
+    @classmethod
     def from_section(cls, method: str, section: Any) -> "MethodSettings":
         """Settings from the params section `explain.<method>` (None or absent: {}), checked."""
         section = {} if section is None else section
@@ -66,7 +71,7 @@ class MethodSettings:
             if key not in known:
                 raise ScanbenchError(unknown_key_message(f"{where}.{key}", str(key), known, where))
         for f in dataclasses.fields(cls):
-            if f.name not in section and f.default is dataclasses.MISSING:
+            if f.name in cls.required() and f.name not in section:
                 what = f.metadata.get("help", "")
                 raise ScanbenchError(f"params: {where}.{f.name} is missing" + (f" ({what})" if what else ""))
         settings = cls(**section)
@@ -223,7 +228,8 @@ def make_explainer(name: str, model: nn.Module, spec: BackboneSpec, **params: An
 def validate_method_params(params: Mapping[str, Any]) -> None:
     """The methods the params run, against the registry: each family's baselines (explain.baselines) and sanity
     methods apply to that family, the timing methods are registered, and every explain.<method> section holds only
-    that method's settings, with usable values (the method's `Settings`)."""
+    that method's settings, with usable values (the method's `Settings`); a method run without a section takes its
+    defaults, so it must have one for every key."""
     for section in ("explain", "sanity"):
         key = "baselines" if section == "explain" else "methods"
         for family, methods in ((params.get(section) or {}).get(key) or {}).items():
@@ -232,7 +238,7 @@ def validate_method_params(params: Mapping[str, Any]) -> None:
     for m in (params.get("timing") or {}).get("methods") or []:
         check_method(m)
     shared = {k for k in PARAMS_SCHEMA["explain"] if k != ANY_NAME}   # explain's own keys; the rest are methods
-    for name in (params.get("explain") or {}):
-        if name not in shared:
-            check_method(name)
-            registered_methods()[name].settings_from_params(params)
+    sections = [k for k in (params.get("explain") or {}) if k not in shared]
+    for name in dict.fromkeys([*sections, *sorted(method_names(params))]):   # a run method without one: {}
+        check_method(name)
+        registered_methods()[name].settings_from_params(params)
