@@ -21,7 +21,6 @@ on its input's device, and the maps come back on the device the images came in o
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from abc import ABC, abstractmethod
 from typing import Any, Callable, ClassVar, Mapping
 
@@ -33,6 +32,7 @@ from ..backbones import FAMILIES, BackboneSpec
 from ..compute import module_device
 from ..config import ANY_NAME, PARAMS_SCHEMA, method_names, unknown_key_message
 from ..errors import ScanbenchError
+
 
 @dataclasses.dataclass(frozen=True)
 class MethodSettings:
