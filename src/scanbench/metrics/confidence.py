@@ -14,15 +14,9 @@ import numpy as np
 import torch
 
 from ..errors import ScanbenchError
+from ..probabilities import class_probs
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
-
-
-def class_probs(forward: Forward, images01: torch.Tensor, classes: torch.Tensor) -> np.ndarray:
-    """Softmax probability of each image's class c (over the model's output classes)."""
-    probs = forward(images01).float().softmax(1)
-    c = torch.as_tensor(classes, dtype=torch.long).view(-1, 1).to(probs.device)
-    return probs.gather(1, c).squeeze(1).cpu().numpy().astype(np.float64)
 
 
 def drop_inc(forward: Forward, images01: torch.Tensor, maps: torch.Tensor, classes: torch.Tensor,
@@ -36,6 +30,7 @@ def drop_inc(forward: Forward, images01: torch.Tensor, maps: torch.Tensor, class
     classes = torch.as_tensor(classes, dtype=torch.long).view(-1)
     n = images01.shape[0]
     both = class_probs(forward, torch.cat([images01, images01 * maps.unsqueeze(1)]), classes.repeat(2))
+    both = both.cpu().numpy().astype(np.float64)
     y, o = both[:n], both[n:]
     drop = np.maximum(0.0, y - o) / np.maximum(y, eps) * 100.0
     inc = (o > y).astype(np.float64) * 100.0
