@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from ..compute import resolve
 from ..config import load_params
 from ..errors import ScanbenchError
 from ..io import write_text
@@ -63,8 +64,6 @@ def load_stage_params(args: argparse.Namespace, *, data_parallel: bool = False) 
 def compute_device(params: dict):
     """The stage's torch.device from params `compute` (CUDA asked for without CUDA: a one-line error), with
     PyTorch's CPU threads set from compute.threads (scanbench.compute.resolve)."""
-    from ..compute import resolve
-
     return resolve(params)
 
 
@@ -74,6 +73,7 @@ def profile_results(params: dict) -> Path:
 
 
 def stage_name() -> str:
+    """The run's name in the run facts: the module, then its option values that are not paths (explain@b-gradcam)."""
     script = Path(sys.argv[0]).stem
     values = [a for a in sys.argv[1:] if not a.startswith("--") and "/" not in a]
     return "@".join([script, "-".join(values)]) if values else script
