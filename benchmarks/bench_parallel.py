@@ -6,8 +6,8 @@ speed-up on the smoke data.
 In a scratch folder: the smoke profile's params (its evaluation images, explain.n_images, fractions, method
 settings), a manifest of the smoke data (data.limit_per_class), randomly initialised targets (speed does not
 depend on the weights) and the PyTorch forward engine (the scratch folder has no ONNX export). For each
-(backbone, method) it runs the two stage scripts as DVC does (`python pipeline/explain.py ...`, then
-`evaluate.py`), nproc 1 and 2 alternating round by round, and reports the medians of the wall times, start-up
+(backbone, method) it runs the two stages as DVC does (`python -m scanbench.stages.explain ...`, then
+`...evaluate`), nproc 1 and 2 alternating round by round, and reports the medians of the wall times, start-up
 included (each process imports torch; torchrun adds its own start). compute.threads is null: the cores this
 process may use, split between the ranks. Run facts, not results: they depend on the machine and its load.
 """
@@ -64,10 +64,10 @@ def run(folder: Path, backbone: str, method: str, nproc: int) -> float:
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     env.pop("SCANBENCH_TORCHRUN_ARGS", None)
     start = time.perf_counter()
-    for script, args in (("explain.py", ["--out", f"maps{nproc}/{backbone}-{method}.npz"]),
-                         ("evaluate.py", ["--maps", f"maps{nproc}/{backbone}-{method}.npz",
-                                          "--out", f"eval{nproc}/{backbone}-{method}.json"])):
-        subprocess.run([sys.executable, str(REPO / "pipeline" / script), "--backbone", backbone, "--method", method,
+    for stage, args in (("explain", ["--out", f"maps{nproc}/{backbone}-{method}.npz"]),
+                        ("evaluate", ["--maps", f"maps{nproc}/{backbone}-{method}.npz",
+                                      "--out", f"eval{nproc}/{backbone}-{method}.json"])):
+        subprocess.run([sys.executable, "-m", f"scanbench.stages.{stage}", "--backbone", backbone, "--method", method,
                         *args, "--params", f"params{nproc}.yaml"], cwd=folder, env=env, check=True,
                        capture_output=True, text=True)
     return time.perf_counter() - start
@@ -107,8 +107,8 @@ def main() -> None:
     rows.append(f"| **all** | | **{tot1:.1f}** | **{tot2:.1f}** | **{tot1 / tot2:.2f}x** |")
     text = (
         "# explain + evaluate: 1 vs 2 processes (compute.nproc, torchrun, gloo)\n\n"
-        f"`python benchmarks/bench_parallel.py --rounds {args.rounds}`: wall seconds of `pipeline/explain.py` then "
-        "`pipeline/evaluate.py` per backbone and method on the smoke profile's data and settings (randomly "
+        f"`python benchmarks/bench_parallel.py --rounds {args.rounds}`: wall seconds of the `explain` then the "
+        "`evaluate` stage per backbone and method on the smoke profile's data and settings (randomly "
         "initialised targets, PyTorch forward engine), start-up included; medians of "
         f"{args.rounds} rounds, the two process counts alternated. compute.threads null: {available_cores()} "
         "cores for the one process, split between the two ranks.\n\n"

@@ -1,4 +1,4 @@
-"""Start-up of each stage script: seconds to import it (its top-level imports, in a fresh process), plus the lazy
+"""Start-up of each stage: seconds to import its module (its top-level imports, in a fresh process), plus the lazy
 imports it makes before its first real work where named (prepare: the ImageNet class list; model stages: timm).
 
     python benchmarks/bench_startup.py [--repo DIR] [--rounds 1]
@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-# stage script -> the code it runs at start-up beyond its top-level imports (before reading any data)
+# stage -> the code it runs at start-up beyond its top-level imports (before reading any data)
 EXTRA = {
     "prepare": "from scanbench.data import imagenet_wnid_index; imagenet_wnid_index()",
     "teacher": "import timm", "targets": "import timm", "features": "import timm", "explain": "import timm",
@@ -25,9 +25,9 @@ STAGES = ["check_params", "prepare", "teacher", "targets", "features", "train_sc
 
 
 def measure(repo: Path, stage: str) -> float:
-    code = ("import time; t = time.perf_counter(); import sys; sys.path.insert(0, 'pipeline'); "
-            f"import {stage}; {EXTRA.get(stage, 'pass')}; print(time.perf_counter() - t)")
-    if not (repo / "pipeline" / f"{stage}.py").exists():
+    code = ("import time; t = time.perf_counter(); "
+            f"import scanbench.stages.{stage}; {EXTRA.get(stage, 'pass')}; print(time.perf_counter() - t)")
+    if not (repo / "src" / "scanbench" / "stages" / f"{stage}.py").exists():
         return float("nan")
     env = {**os.environ, "PYTHONPATH": str(repo / "src"), "OMP_NUM_THREADS": "1"}
     out = subprocess.run([sys.executable, "-c", code], cwd=repo, env=env, capture_output=True, text=True, check=True)

@@ -149,9 +149,9 @@ def report(dag: dict | None, decoder: dict | None, vit: dict | None, compare: st
                          f"rc {dag['repro_rc']}, {dag['repro_seconds']:.0f} s wall"
                          + (" (killed at the time limit)" if dag["repro_rc"] in (124, 137) else "") + ".")
             if dag.get("compare_rc") is not None:
-                lines.append(f"Metrics against the committed CPU reference (`pipeline/compare_metrics.py`): rc "
-                             f"{dag['compare_rc']} (0: every metric within the reference's tolerances); "
-                             f"{dag.get('compare_summary', '')}")
+                lines.append("Metrics against the committed CPU reference "
+                             f"(`python -m scanbench.stages.compare_metrics`): rc {dag['compare_rc']} (0: every "
+                             f"metric within the reference's tolerances); {dag.get('compare_summary', '')}")
             if compare:
                 lines += ["", "<details><summary>compare_metrics output</summary>", "", compare.strip(), "",
                           "</details>"]

@@ -8,7 +8,7 @@
 #
 # 1. the smoke DAG (`dvc repro`) with compute.device = cuda, in a throw-away clone of the committed HEAD (your
 #    results, dvc.lock and params.yaml are not touched; uncommitted changes are not in it), then its metrics
-#    against the committed CPU reference (pipeline/compare_metrics.py; recorded, not fatal);
+#    against the committed CPU reference (scanbench.stages.compare_metrics; recorded, not fatal);
 # 2. the paper-width SCAN decoders' training throughput (images/s);
 # 3. SCAN vs Grad-CAM time per image on ViT-B/16 with random weights (scanbench.timing.measure_methods).
 # Parts 2-3: benchmarks/gpu_check.py. Each part has its own time limit (GPU_CHECK_DAG_S, _DECODER_S, _VIT_S, in
@@ -92,7 +92,7 @@ run_dag() {   # in the clone: its own code on the path
   tail -5 "$WORK/repro.log"
   summary="not compared (the run failed)"
   if [[ $rc == 0 ]]; then
-    "$PY" pipeline/compare_metrics.py --reference reports/reference/smoke --current reports/metrics \
+    "$PY" -m scanbench.stages.compare_metrics --reference reports/reference/smoke --current reports/metrics \
       > "$WORK/compare.log" 2>&1 || crc=$?
     summary="$(grep -E 'metrics compared' "$WORK/compare.log" | tail -1 | tr -d '"' || true)"
   fi

@@ -39,9 +39,9 @@ def _tree(root: Path, classes=WNIDS, per_class: int = 2) -> Path:
     return root
 
 
-def run_stage(script: str, args: list[str], cwd: Path):
+def run_stage(stage: str, args: list[str], cwd: Path):
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    return subprocess.run([sys.executable, str(REPO / "pipeline" / script), *args], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-m", f"scanbench.stages.{stage}", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)
 
 
@@ -134,7 +134,7 @@ def test_bad_sanity_similarity_params_name_the_param(key, value, match):
 
 def test_sanity_stage_refuses_a_bad_cascade_in_one_line(tmp_path):
     write_params(tmp_path, lambda p: p["sanity"].update(cascade=[0, 0.5]))
-    last = one_line_error(run_stage("sanity.py", ["--backbone", "effnet_lite0", "--method", "scan", "--out",
+    last = one_line_error(run_stage("sanity", ["--backbone", "effnet_lite0", "--method", "scan", "--out",
                                                   "a.json", "--maps-out", "b.json"], tmp_path))
     assert "sanity.cascade" in last and "[0, 0.5]" in last
     assert not (tmp_path / "a.json").exists() and not (tmp_path / "b.json").exists()
@@ -169,7 +169,7 @@ def test_counts_against_the_val_split():
 def test_prepare_refuses_a_val_split_too_small(tmp_path):
     root = _tree(tmp_path / "ds", per_class=2)               # 6 val images; smoke asks 12 + 8
     write_params(tmp_path, lambda p: p["data"].update(root=str(root)))
-    last = one_line_error(run_stage("prepare.py", [], tmp_path))
+    last = one_line_error(run_stage("prepare", [], tmp_path))
     assert "explain.n_images = 12" in last and "6 images of the val split" in last
     assert not (tmp_path / "data" / "manifest.csv").exists()
 
@@ -180,7 +180,7 @@ def test_features_stage_refuses_counts_beyond_the_val_split(tmp_path):
     (tmp_path / "data").mkdir()
     _manifest(20).assign(class_name="x", wnid="n01440764", imagenet_index=0, converted=False).to_csv(
         tmp_path / "data" / "manifest.csv", index=False)
-    last = one_line_error(run_stage("features.py", ["--backbone", "effnet_lite0"], tmp_path))
+    last = one_line_error(run_stage("features", ["--backbone", "effnet_lite0"], tmp_path))
     assert "explain.n_images = 20 must be below the 20 images of the val split" in last
     assert not (tmp_path / "features").exists()
 
@@ -190,7 +190,7 @@ def test_malformed_params_yaml(tmp_path):
     bad.write_text("profile: smoke\nseed: 0\ndata:\n  root: [unclosed\n  splits: [train, val]\n")
     with pytest.raises(ScanbenchError, match=r"params.yaml is not valid YAML .*line \d+, column \d+"):
         load_params(bad)
-    last = one_line_error(run_stage("prepare.py", [], tmp_path))
+    last = one_line_error(run_stage("prepare", [], tmp_path))
     assert "params.yaml is not valid YAML" in last and "line " in last
     bad.write_text("")
     with pytest.raises(ScanbenchError, match="holds no params"):
@@ -308,7 +308,7 @@ def test_evaluate_stage_on_a_truncated_maps_file(tmp_path):
     save_npz(maps, maps=np.zeros((4, 8, 8), np.float16), indices=np.arange(4), labels=np.zeros(4, int),
              classes=np.zeros(4, int))
     maps.write_bytes(maps.read_bytes()[:-40])
-    last = one_line_error(run_stage("evaluate.py", ["--backbone", "effnet_lite0", "--method", "gradcam",
+    last = one_line_error(run_stage("evaluate", ["--backbone", "effnet_lite0", "--method", "gradcam",
                                                    "--maps", "maps/cnnx/gradcam.npz", "--out", "out.json"], tmp_path))
     assert "maps/cnnx/gradcam.npz is damaged or incomplete" in last
     assert "dvc repro -f explain_cnn@cnnx-gradcam" in last

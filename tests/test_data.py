@@ -90,9 +90,8 @@ def test_imagenet_wnid_index_matches_timm_and_imports_neither_timm_nor_torch():
     expected = {info.index_to_label_name(i): (i, info.index_to_description(i).split(",")[0].strip())
                 for i in range(info.num_classes())}
     assert imagenet_wnid_index() == expected and len(expected) == 1000
-    code = ("import sys; sys.path.insert(0, 'pipeline'); import prepare; from scanbench.data import "
-            "imagenet_wnid_index; imagenet_wnid_index(); print(sorted(m for m in ('torch', 'timm', 'torchvision') "
-            "if m in sys.modules))")
+    code = ("import sys; import scanbench.stages.prepare; from scanbench.data import imagenet_wnid_index; "
+            "imagenet_wnid_index(); print(sorted(m for m in ('torch', 'timm', 'torchvision') if m in sys.modules))")
     res = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], capture_output=True,
                          text=True, timeout=120)
     assert res.returncode == 0 and res.stdout.strip() == "[]", res.stderr[-500:]

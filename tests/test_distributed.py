@@ -1,11 +1,12 @@
 """Data-parallel stages (compute.nproc 2: torchrun, gloo, one CPU thread per rank) give the single run's outputs.
 
-The stage scripts run as DVC runs them, in a folder with a smoke-sized params.yaml, a manifest of a few real
-Imagenette images and randomly initialised targets (the numbers need not be good, only equal): `explain` and
-`evaluate` for a CNN method (Grad-CAM on EfficientNet-Lite0) and a ViT one (the random map, whose seeded stream
-must skip the earlier shard's images; its evaluation adds the seeded calibration maps, and its `sanity` run the
-seeded random labels), `features` and `train_scan` (a few DDP steps on the ViT's features). Tolerances: float16 maps within two float16 steps, metrics
-and features within float32 rounding, decoder weights within what 2-rank gradient sums allow after a few steps.
+The stages run as DVC runs them (`python -m scanbench.stages.<stage>`), in a folder with a smoke-sized params.yaml,
+a manifest of a few real Imagenette images and randomly initialised targets (the numbers need not be good, only
+equal): `explain` and `evaluate` for a CNN method (Grad-CAM on EfficientNet-Lite0) and a ViT one (the random map,
+whose seeded stream must skip the earlier shard's images; its evaluation adds the seeded calibration maps, and its
+`sanity` run the seeded random labels), `features` and `train_scan` (a few DDP steps on the ViT's features).
+Tolerances: float16 maps within two float16 steps, metrics and features within float32 rounding, decoder weights
+within what 2-rank gradient sums allow after a few steps.
 """
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ import yaml
 from scanbench.backbones import get_backbone, save_target
 from scanbench.boxes import CHECKED_COLUMNS
 from scanbench.data import build_manifest, class_table
-from scanbench.distributed import DistContext, shard, torchrun_command
+from scanbench.distributed import DistContext, shard
+from scanbench.launch import torchrun_command
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = yaml.safe_load((REPO / "profiles" / "smoke.yaml").read_text())
@@ -44,13 +46,30 @@ def test_shards_are_contiguous_blocks_that_concatenate_to_all_images():
 
 
 def test_torchrun_command_is_one_host_unless_rendezvous_flags_are_given():
-    cmd = torchrun_command(2, ["pipeline/explain.py", "--backbone", "b"], extra="")
+    cmd = torchrun_command(2, ["-m", "scanbench.stages.explain", "--backbone", "b"], extra="")
     assert cmd[:3] == [sys.executable, "-m", "torch.distributed.run"]
-    assert cmd[3:6] == ["--nproc-per-node", "2", "--standalone"] and cmd[-3:] == ["pipeline/explain.py",
-                                                                                  "--backbone", "b"]
+    assert cmd[3:6] == ["--nproc-per-node", "2", "--standalone"]
+    assert cmd[-4:] == ["-m", "scanbench.stages.explain", "--backbone", "b"]   # torchrun's --module: python -m
     multi = torchrun_command(4, ["s.py"], extra="--nnodes 2 --rdzv-backend c10d --rdzv-endpoint h:29500")
     assert "--standalone" not in multi and multi[5:11] == ["--nnodes", "2", "--rdzv-backend", "c10d",
                                                            "--rdzv-endpoint", "h:29500"]
+
+
+def test_a_stage_run_as_a_module_is_relaunched_as_that_module(monkeypatch):
+    """`python -m scanbench.stages.explain ...` re-runs under torchrun as `-m scanbench.stages.explain ...`; a script
+    as that script."""
+    import types
+
+    from scanbench.launch import entry_argv
+
+    stage = types.ModuleType("__main__")
+    stage.__spec__ = types.SimpleNamespace(name="scanbench.stages.explain")
+    monkeypatch.setitem(sys.modules, "__main__", stage)
+    monkeypatch.setattr(sys, "argv", ["/x/src/scanbench/stages/explain.py", "--backbone", "b"])
+    assert entry_argv() == ["-m", "scanbench.stages.explain", "--backbone", "b"]
+    stage.__spec__ = None
+    monkeypatch.setattr(sys, "argv", ["bench.py", "--rounds", "2"])
+    assert entry_argv() == ["bench.py", "--rounds", "2"]
 
 
 @needs_gloo
@@ -122,12 +141,13 @@ def stage_dir(tmp_path_factory, data_root):
     return d
 
 
-def _run(d: Path, script: str, *args: str, nproc: int = 1) -> None:
+def _run(d: Path, stage: str, *args: str, nproc: int = 1) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
     env.pop("SCANBENCH_TORCHRUN_ARGS", None)
-    r = subprocess.run([sys.executable, str(REPO / "pipeline" / script), *args, "--params", f"params{nproc}.yaml"],
+    r = subprocess.run([sys.executable, "-m", f"scanbench.stages.{stage}", *args, "--params",
+                        f"params{nproc}.yaml"],
                        cwd=d, env=env, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, f"{script} nproc={nproc} failed:\n{r.stderr[-3000:]}"
+    assert r.returncode == 0, f"{stage} nproc={nproc} failed:\n{r.stderr[-3000:]}"
 
 
 def _leaves(obj, prefix=""):
@@ -154,12 +174,12 @@ def _assert_same_json(a: Path, b: Path) -> None:
 
 
 @needs_gloo
-@pytest.mark.slow   # launches the stage scripts, 1 and 2 processes (torchrun)
+@pytest.mark.slow   # launches the stages, 1 and 2 processes (torchrun)
 @pytest.mark.parametrize("backbone,method", [("effnet_lite0", "gradcam"), ("vit_tiny_convstem", "random")])
 def test_explain_and_evaluate_on_two_ranks_equal_one_process(stage_dir, backbone, method):
     d = stage_dir
     for nproc in (1, 2):
-        _run(d, "explain.py", "--backbone", backbone, "--method", method, "--out", f"maps{nproc}/{method}.npz",
+        _run(d, "explain", "--backbone", backbone, "--method", method, "--out", f"maps{nproc}/{method}.npz",
              nproc=nproc)
     one, two = np.load(d / f"maps1/{method}.npz"), np.load(d / f"maps2/{method}.npz")
     assert sorted(one.files) == sorted(two.files)
@@ -172,14 +192,14 @@ def test_explain_and_evaluate_on_two_ranks_equal_one_process(stage_dir, backbone
         assert not np.array_equal(two["maps"][3], two["maps"][0])
     # the same maps evaluated by 1 and 2 processes: the same metrics, bootstrap intervals included
     for nproc in (1, 2):
-        _run(d, "evaluate.py", "--backbone", backbone, "--method", method, "--maps", f"maps1/{method}.npz",
+        _run(d, "evaluate", "--backbone", backbone, "--method", method, "--maps", f"maps1/{method}.npz",
              "--out", f"eval{nproc}/{backbone}-{method}.json", nproc=nproc)
     _assert_same_json(d / f"eval1/{backbone}-{method}.json", d / f"eval2/{backbone}-{method}.json")
     if method == "random":
         assert json.loads((d / f"eval1/{backbone}-{method}.json").read_text())["calibration"] is not None
         # sanity: three settings, two seeded streams (the random maps, the random labels) across the shards
         for nproc in (1, 2):
-            _run(d, "sanity.py", "--backbone", backbone, "--method", method, "--out", f"sanity{nproc}.json",
+            _run(d, "sanity", "--backbone", backbone, "--method", method, "--out", f"sanity{nproc}.json",
                  "--maps-out", f"sanity_maps{nproc}.json", nproc=nproc)
         _assert_same_json(d / "sanity1.json", d / "sanity2.json")
         # the map similarities: rank 0 scores every image from the shards' gathered maps
@@ -187,12 +207,12 @@ def test_explain_and_evaluate_on_two_ranks_equal_one_process(stage_dir, backbone
 
 
 @needs_gloo
-@pytest.mark.slow   # launches the stage scripts, 1 and 2 processes (torchrun)
+@pytest.mark.slow   # launches the stages, 1 and 2 processes (torchrun)
 def test_features_and_train_scan_on_two_ranks_equal_one_process(stage_dir):
     d = stage_dir
     backbone = "vit_tiny_convstem"
     for nproc in (1, 2):
-        _run(d, "features.py", "--backbone", backbone, "--layer", "default", "--out", f"feat{nproc}", nproc=nproc)
+        _run(d, "features", "--backbone", backbone, "--layer", "default", "--out", f"feat{nproc}", nproc=nproc)
     for subset in ("train", "holdout"):
         a, b = d / f"feat1/default/{subset}", d / f"feat2/default/{subset}"
         assert sorted(p.name for p in a.iterdir()) == sorted(p.name for p in b.iterdir())
@@ -207,7 +227,7 @@ def test_features_and_train_scan_on_two_ranks_equal_one_process(stage_dir):
         assert json.loads((a / "meta.json").read_text()) == json.loads((b / "meta.json").read_text())
 
     for nproc in (1, 2):   # both train on the single run's features: only the training differs
-        _run(d, "train_scan.py", "--backbone", backbone, "--layer", "default", "--features", "feat1/default",
+        _run(d, "train_scan", "--backbone", backbone, "--layer", "default", "--features", "feat1/default",
              "--steps", "4", "--out", f"scan{nproc}", "--no-progress", nproc=nproc)
     one = torch.load(d / "scan1/decoder.pt", weights_only=True)["state_dict"]
     two = torch.load(d / "scan2/decoder.pt", weights_only=True)["state_dict"]
@@ -251,11 +271,11 @@ def _initial_decoder(d: Path, backbone: str) -> dict:
 
 
 @needs_gloo
-@pytest.mark.slow   # launches the stage scripts, 1 and 2 processes (torchrun)
+@pytest.mark.slow   # launches the stages, 1 and 2 processes (torchrun)
 def test_a_workers_bad_input_is_one_line_and_exit_2(stage_dir):
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
     env.pop("SCANBENCH_TORCHRUN_ARGS", None)
-    r = subprocess.run([sys.executable, str(REPO / "pipeline" / "evaluate.py"), "--backbone", "effnet_lite0",
+    r = subprocess.run([sys.executable, "-m", "scanbench.stages.evaluate", "--backbone", "effnet_lite0",
                         "--method", "gradcam", "--maps", "missing.npz", "--out", "x.json", "--params", "params2.yaml"],
                        cwd=stage_dir, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 2

@@ -1,8 +1,9 @@
-"""Every DVC stage's deps cover the project code its script runs (issue 12).
+"""Every DVC stage's deps cover the project code its module runs.
 
-For each stage in dvc.yaml the script named by its `cmd` is parsed (ast), and every project module it imports is
-followed transitively: `scanbench.*` under src/, `_common`-style siblings under pipeline/, relative imports, the
-packages' `__init__.py` on the way, and imports inside functions too (lazy imports are still code the stage may run).
+For each stage in dvc.yaml the module its `cmd` runs (`python -m scanbench.stages.<stage>`) is parsed (ast), with
+its packages' `__init__.py` (Python runs them first), and every project module it imports is followed
+transitively: `scanbench.*` under src/, relative imports, the packages' `__init__.py` on the way, and imports
+inside functions too (lazy imports are still code the stage may run).
 A module that loads its package's modules by name (pkgutil) pulls in the whole package. The test fails naming the
 stage and each file its deps miss, so a change to e.g. `hooks.py` re-runs exactly the stages that import it.
 """
@@ -17,19 +18,16 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
-PIPELINE = ROOT / "pipeline"
+STAGE_CMD = re.compile(r"python\s+-m\s+(scanbench\.stages\.\w+)")
 # Data files the library reads at run time (package data): code in all but name.
 PACKAGE_DATA = {"src/scanbench/report/tables.py": ["src/scanbench/report/paper_values.yaml"]}
 
 
 def _module_file(dotted: str) -> Path | None:
     parts = dotted.split(".")
-    if parts[0] == "scanbench":
-        base = SRC.joinpath(*parts)
-    elif len(parts) == 1 and (PIPELINE / f"{parts[0]}.py").exists():
-        base = PIPELINE / parts[0]
-    else:
+    if parts[0] != "scanbench":
         return None
+    base = SRC.joinpath(*parts)
     if base.with_suffix(".py").exists():
         return base.with_suffix(".py")
     if (base / "__init__.py").exists():
@@ -82,9 +80,16 @@ def _imports(path: Path) -> set[Path]:
     return found
 
 
-def import_closure(script: Path) -> set[Path]:
+def _with_packages(module: str) -> list[Path]:
+    """The files `python -m module` runs first: each package's __init__.py on the way, then the module's own."""
+    parts = module.split(".")
+    files = [_module_file(".".join(parts[:i])) for i in range(1, len(parts) + 1)]
+    return [f for f in files if f is not None]
+
+
+def import_closure(module: str) -> set[Path]:
     seen: set[Path] = set()
-    todo = [script]
+    todo = _with_packages(module)
     while todo:
         f = todo.pop()
         if f in seen:
@@ -98,15 +103,15 @@ def import_closure(script: Path) -> set[Path]:
 
 
 def _stages() -> list[tuple[str, str, list[str]]]:
-    """(stage, script, deps) per stage definition; foreach/matrix templates are checked once (same cmd/deps)."""
+    """(stage, module, deps) per stage definition; foreach/matrix templates are checked once (same cmd/deps)."""
     spec = yaml.safe_load((ROOT / "dvc.yaml").read_text())
     out = []
     for name, stage in spec["stages"].items():
         body = stage.get("do", stage)
-        script = re.search(r"python\s+(pipeline/\S+\.py)", body["cmd"])
-        assert script, f"stage {name}: cmd does not run a pipeline/ script"
+        module = STAGE_CMD.match(body["cmd"])
+        assert module, f"stage {name}: cmd does not run `python -m scanbench.stages.<stage>`"
         deps = [d for d in body.get("deps", []) if "${" not in d.split("/")[0]]
-        out.append((name, script.group(1), deps))
+        out.append((name, module.group(1), deps))
     return out
 
 
@@ -115,34 +120,35 @@ def _covered(path: Path, deps: list[str]) -> bool:
     return any(rel == d.rstrip("/") or rel.startswith(d.rstrip("/") + "/") for d in deps)
 
 
-@pytest.mark.parametrize("stage,script,deps", _stages(), ids=[s[0] for s in _stages()])
-def test_stage_deps_cover_imported_code(stage, script, deps):
-    closure = import_closure(ROOT / script)
+@pytest.mark.parametrize("stage,module,deps", _stages(), ids=[s[0] for s in _stages()])
+def test_stage_deps_cover_imported_code(stage, module, deps):
+    closure = import_closure(module)
     missing = sorted(p.relative_to(ROOT).as_posix() for p in closure if not _covered(p, deps))
     assert not missing, f"stage {stage}: deps miss {', '.join(missing)}"
 
 
-@pytest.mark.parametrize("stage,script,deps", _stages(), ids=[s[0] for s in _stages()])
-def test_stage_deps_name_no_code_the_stage_does_not_run(stage, script, deps):
+@pytest.mark.parametrize("stage,module,deps", _stages(), ids=[s[0] for s in _stages()])
+def test_stage_deps_name_no_code_the_stage_does_not_run(stage, module, deps):
     """The other direction: a code dep (file, or every file of a folder dep) is imported by the stage, so a change
     to code a stage does not run does not re-run it."""
-    closure = {p.relative_to(ROOT).as_posix() for p in import_closure(ROOT / script)}
+    closure = {p.relative_to(ROOT).as_posix() for p in import_closure(module)}
     extra = []
     for d in deps:
-        if not d.startswith(("src/", "pipeline/")):
+        if not d.startswith("src/"):
             continue
         path = ROOT / d
         files = [f.relative_to(ROOT).as_posix() for f in sorted(path.rglob("*.py"))] if path.is_dir() else [d]
         extra += [f for f in files if f not in closure]
-    assert not extra, f"stage {stage}: deps name code its script never imports: {', '.join(extra)}"
+    assert not extra, f"stage {stage}: deps name code its module never imports: {', '.join(extra)}"
 
 
 def test_closure_follows_lazy_relative_and_dynamic_imports(tmp_path):
     """The closure itself: lazy imports inside functions and the pkgutil loader are followed."""
-    closure = {p.relative_to(ROOT).as_posix() for p in import_closure(ROOT / "pipeline/explain.py")}
+    closure = {p.relative_to(ROOT).as_posix() for p in import_closure("scanbench.stages.explain")}
     assert "src/scanbench/hooks.py" in closure          # via explainers -> _attention / _cam
     assert "src/scanbench/explainers/rise.py" in closure  # loaded by name (pkgutil)
-    assert "src/scanbench/__init__.py" in closure
+    assert "src/scanbench/__init__.py" in closure and "src/scanbench/stages/__init__.py" in closure
+    assert "src/scanbench/distributed.py" in closure    # lazily, from the shared command line (_cli)
     assert not any(p.startswith("src/scanbench/report/") for p in closure)
 
 

@@ -48,7 +48,6 @@ def _project(dst: Path, data_root: Path) -> Path:
     """The code the two stages run, dvc.yaml restricted to them, smoke params on the synthetic data root."""
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     shutil.copytree(REPO / "src", dst / "src", ignore=ignore)
-    shutil.copytree(REPO / "pipeline", dst / "pipeline", ignore=ignore)
     spec = yaml.safe_load((REPO / "dvc.yaml").read_text())
     spec = {"stages": {name: spec["stages"][name] for name in STAGES}}
     (dst / "dvc.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))

@@ -21,7 +21,7 @@ from scanbench.backbones import BackboneSpec, get_backbone, load_target, save_ta
 from scanbench.config import check_head_params, validate_params
 from scanbench.errors import ScanbenchError
 from scanbench.head import (fine_tune_last_block, fit_linear_probe, head_reason, heads_needed, penultimate_features,
-                            top1, trainable_from)
+                            probe_top1, trainable_from)
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = yaml.safe_load((REPO / "profiles" / "smoke.yaml").read_text())
@@ -74,12 +74,12 @@ def test_linear_probe_fits_separable_features_and_takes_raw_features():
     xv = (xv.astype(np.float32) + np.random.default_rng(1).normal(0, 40, xv.shape)).astype(np.float16)
     layer, curves = fit_linear_probe(x, y, 4, epochs=20, lr=0.01, weight_decay=1e-4, batch_size=32, seed=0)
     assert len(curves) == 20 and curves[-1]["train_loss"] < curves[0]["train_loss"]
-    assert top1(layer, x, y) == 100.0
-    assert top1(layer, xv, yv) >= 95.0
+    assert probe_top1(layer, x, y) == 100.0
+    assert probe_top1(layer, xv, yv) >= 95.0
     # chance on shuffled labels: the probe learns the features' classes, not a constant
     shuffled, _ = fit_linear_probe(x, np.random.default_rng(2).permutation(y), 4, epochs=20, lr=0.01,
                                    weight_decay=1e-4, batch_size=32, seed=0)
-    assert top1(shuffled, xv, yv) < 60.0
+    assert probe_top1(shuffled, xv, yv) < 60.0
     # seeded: the same fit twice gives the same layer
     again, _ = fit_linear_probe(x, y, 4, epochs=20, lr=0.01, weight_decay=1e-4, batch_size=32, seed=0)
     assert torch.allclose(again.weight, layer.weight, atol=1e-6) and torch.allclose(again.bias, layer.bias, atol=1e-5)
@@ -226,18 +226,18 @@ def _params(tmp_path: Path, root: Path, mutate=lambda p: None) -> None:
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(p))
 
 
-def _stage(script: str, args: list[str], cwd: Path):
+def _stage(stage: str, args: list[str], cwd: Path):
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, str(REPO / "pipeline" / script), *args], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-m", f"scanbench.stages.{stage}", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=600)
 
 
 def test_head_stage_fits_a_probe_for_non_imagenet_classes_and_targets_uses_it(tmp_path):
     root = _colour_tree(tmp_path / "ds")
     _params(tmp_path, root)
-    res = _stage("prepare.py", ["--out", "data/manifest.csv", "--report", "results/prepare.json"], tmp_path)
+    res = _stage("prepare", ["--out", "data/manifest.csv", "--report", "results/prepare.json"], tmp_path)
     assert res.returncode == 0, res.stderr[-2000:]
-    res = _stage("head.py", [], tmp_path)
+    res = _stage("head", [], tmp_path)
     assert res.returncode == 0, res.stderr[-2000:]
     meta = json.loads((tmp_path / "cache" / "head" / "meta.json").read_text())
     info = meta["heads"]["effnet_lite0"]
@@ -247,7 +247,7 @@ def test_head_stage_fits_a_probe_for_non_imagenet_classes_and_targets_uses_it(tm
     assert info["val_top1"] >= 90.0          # three colours: trivially separable by pretrained features
     cached = np.load(tmp_path / "cache" / "head" / "effnet_lite0" / "features_train.npy")
     assert cached.shape == (18, 1280) and cached.dtype == np.float16
-    res = _stage("targets.py", ["--backbone", "effnet_lite0", "--results", "results/targets"], tmp_path)
+    res = _stage("targets", ["--backbone", "effnet_lite0", "--results", "results/targets"], tmp_path)
     assert res.returncode == 0, res.stderr[-2000:]
     out = json.loads((tmp_path / "results" / "targets" / "effnet_lite0.json").read_text())
     assert out["head"]["kind"] == "linear_probe" and out["head"]["probe_val_top1"] == info["val_top1"]
@@ -268,8 +268,8 @@ def test_head_stage_last_block_fine_tunes_and_the_target_loads_it(tmp_path):
                                        p["explain"].update(n_images=2), p["features"].update(n_holdout=2),
                                        p["sanity"].update(n_images=2), p["ablation"].update(n_images=2),
                                        p["scaling"].update(n_images=2), p["timing"].update(n_images=2)))
-    assert _stage("prepare.py", ["--out", "data/manifest.csv", "--report", "r.json"], tmp_path).returncode == 0
-    res = _stage("head.py", [], tmp_path)
+    assert _stage("prepare", ["--out", "data/manifest.csv", "--report", "r.json"], tmp_path).returncode == 0
+    res = _stage("head", [], tmp_path)
     assert res.returncode == 0, res.stderr[-2000:]
     info = json.loads((tmp_path / "cache" / "head" / "meta.json").read_text())["heads"]["effnet_lite0"]
     assert info["fine_tuned_from"] == "net.blocks.6" and info["n_fine_tuned_params"] > 1_000_000
@@ -299,7 +299,7 @@ def test_head_stage_skips_for_imagenet_classes_without_loading_a_model(tmp_path)
     (tmp_path / "data").mkdir()
     pd.DataFrame(rows, columns=MANIFEST_COLUMNS).to_csv(tmp_path / "data" / "manifest.csv", index=False)
     _params(tmp_path, tmp_path / "no_images_here")
-    res = _stage("head.py", [], tmp_path)
+    res = _stage("head", [], tmp_path)
     assert res.returncode == 0, res.stderr[-2000:]
     assert sorted(p.name for p in (tmp_path / "cache" / "head").iterdir()) == ["meta.json"]
     meta = json.loads((tmp_path / "cache" / "head" / "meta.json").read_text())
@@ -309,17 +309,17 @@ def test_head_stage_skips_for_imagenet_classes_without_loading_a_model(tmp_path)
 def test_head_stage_bad_kind_and_missing_head_are_one_line(tmp_path):
     root = _colour_tree(tmp_path / "ds", n_train=1, n_val=1)
     _params(tmp_path, root, lambda p: p["head"].update(kind="svm"))
-    res = _stage("head.py", [], tmp_path)
+    res = _stage("head", [], tmp_path)
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert res.stderr.strip().splitlines()[-1].startswith("error: head.kind = 'svm'")
     # targets on non-ImageNet classes with a head stage that fitted nothing for the backbone: names the fix
     _params(tmp_path, root, lambda p: (p["explain"].update(n_images=1), p["features"].update(n_holdout=1),
                                        p["sanity"].update(n_images=1), p["ablation"].update(n_images=1),
                                        p["scaling"].update(n_images=1), p["timing"].update(n_images=1)))
-    assert _stage("prepare.py", ["--out", "data/manifest.csv", "--report", "r.json"], tmp_path).returncode == 0
+    assert _stage("prepare", ["--out", "data/manifest.csv", "--report", "r.json"], tmp_path).returncode == 0
     (tmp_path / "cache" / "head").mkdir(parents=True)
     (tmp_path / "cache" / "head" / "meta.json").write_text(json.dumps({"kind": "linear_probe", "heads": {}}))
-    res = _stage("targets.py", ["--backbone", "effnet_lite0", "--results", "results/targets"], tmp_path)
+    res = _stage("targets", ["--backbone", "effnet_lite0", "--results", "results/targets"], tmp_path)
     assert res.returncode == 2 and "Traceback" not in res.stderr
     last = res.stderr.strip().splitlines()[-1]
     assert "effnet_lite0 needs a fitted head (3 of the data's 3 classes are not ImageNet classes)" in last

@@ -4,7 +4,6 @@ when there are no boxes. Synthetic images: an object (a plain red rectangle) pas
 from __future__ import annotations
 
 import copy
-import importlib.util
 import os
 import subprocess
 import sys
@@ -142,9 +141,9 @@ def test_bad_header_or_empty_file(tmp_path, text, match):
         read_boxes(root, _manifest_paths(root))
 
 
-def _run(script: str, args: list[str], cwd: Path):
+def _run(stage: str, args: list[str], cwd: Path):
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    return subprocess.run([sys.executable, str(REPO / "pipeline" / script), *args], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-m", f"scanbench.stages.{stage}", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)
 
 
@@ -160,16 +159,16 @@ def _stage_folder(tmp_path: Path) -> Path:
 
 def test_boxes_stage_writes_the_checked_file_and_refuses_a_bad_row_in_one_line(tmp_path):
     root = _stage_folder(tmp_path)
-    res = _run("boxes.py", [], tmp_path)
+    res = _run("boxes", [], tmp_path)
     assert res.returncode == 0, res.stderr
     assert (tmp_path / "data" / "boxes.csv").read_text() == ",".join(CHECKED_COLUMNS) + "\n"
     _boxes_file(root, "path,x0,y0,x1,y1\nval/n01440764/0.png,32,24,96,72\n")
-    res = _run("boxes.py", [], tmp_path)
+    res = _run("boxes", [], tmp_path)
     assert res.returncode == 0, res.stderr
     assert load_checked_boxes(tmp_path / "data" / "boxes.csv").shape == (1, len(CHECKED_COLUMNS))
     before = (tmp_path / "data" / "boxes.csv").read_bytes()
     _boxes_file(root, "path,x0,y0,x1,y1\nval/n01440764/0.png,32,24,96,72\nval/n01440764/0.png,9,24,9,72\n")
-    res = _run("boxes.py", [], tmp_path)
+    res = _run("boxes", [], tmp_path)
     assert res.returncode == 2 and "Traceback" not in res.stderr
     last = res.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and "boxes.csv line 3: x1 = 9 is not above x0 = 9" in last
@@ -278,20 +277,14 @@ def test_scores_skip_images_without_boxes_and_carry_intervals():
     assert none["n_images"] == 0 and none["n_skipped"] == 4 and none["energy"] is None
 
 
-def _evaluate_module():
-    spec = importlib.util.spec_from_file_location("evaluate_stage", REPO / "pipeline" / "evaluate.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_evaluate_adds_localisation_only_when_there_are_boxes():
-    evaluate = _evaluate_module()
+    from scanbench.maps import box_localisation
+
     empty = pd.DataFrame(columns=CHECKED_COLUMNS)
     maps = np.ones((2, 64, 64), np.float16)
-    assert evaluate.localisation(empty, ["a.png", "b.png"], np.array([0, 1]), maps, 64, 50, 0) is None
+    assert box_localisation(empty, ["a.png", "b.png"], np.array([0, 1]), maps, 64, 50, 0) is None
     boxes = pd.DataFrame([["b.png", 128, 96, 32, 24, 96, 72]], columns=CHECKED_COLUMNS)
-    loc = evaluate.localisation(boxes, ["a.png", "b.png"], np.array([4, 5]), maps, 64, 50, 0)
+    loc = box_localisation(boxes, ["a.png", "b.png"], np.array([4, 5]), maps, 64, 50, 0)
     assert loc["n_images"] == 1 and loc["n_skipped"] == 1 and loc["per_image"]["index"] == [5]
     assert loc["energy"] == pytest.approx(0.25)
 

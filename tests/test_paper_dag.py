@@ -30,7 +30,7 @@ def _sh(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
 def paper_copy(tmp_path_factory) -> Path:
     dst = tmp_path_factory.mktemp("paper")
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for folder in ("src", "pipeline", "profiles"):
+    for folder in ("src", "profiles"):
         shutil.copytree(REPO / folder, dst / folder, ignore=ignore)
     shutil.copy(REPO / "dvc.yaml", dst / "dvc.yaml")
     for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"]):

@@ -113,7 +113,7 @@ def test_teacher_stage_skips_when_nothing_is_trained(repo):
     """No backbone trained in the pipeline: the teacher stage writes only its marker, touching no image."""
     use_profile("smoke", repo, data_root="mydata", backbones=["effnet_lite0"])
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
-    res = subprocess.run([sys.executable, str(REPO / "pipeline" / "teacher.py"), "--manifest", "no_manifest.csv"],
+    res = subprocess.run([sys.executable, "-m", "scanbench.stages.teacher", "--manifest", "no_manifest.csv"],
                          cwd=repo, env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     assert sorted(p.name for p in (repo / "cache" / "teacher").iterdir()) == ["meta.json"]

@@ -35,13 +35,14 @@ def _write_tree(d: Path, tree: dict) -> Path:
 
 
 def _run(ref: Path, cur: Path, capsys, *extra: str) -> tuple[int, str]:
-    """pipeline/compare_metrics.py as CI runs it (in-process); returns (exit code, stdout + stderr)."""
+    """compare_metrics as CI runs it (`python -m scanbench.stages.compare_metrics`, in-process); returns (exit code,
+    stdout + stderr)."""
     argv = ["compare_metrics.py", "--reference", str(ref), "--current", str(cur), *extra]
     old = sys.argv
     sys.argv = argv
     try:
         with pytest.raises(SystemExit) as exc:
-            runpy.run_path(str(REPO / "pipeline" / "compare_metrics.py"), run_name="__main__")
+            runpy.run_module("scanbench.stages.compare_metrics", run_name="__main__", alter_sys=True)
     finally:
         sys.argv = old
     captured = capsys.readouterr()

@@ -123,7 +123,7 @@ SANITY_GROUPS = ["stem", "blocks.0", "blocks.1", "head"]
 
 
 def sanity_maps_content(m: str) -> dict:
-    """A sanity_maps JSON as pipeline/sanity.py writes it (hand-set similarities)."""
+    """A sanity_maps JSON as the sanity stage writes it (hand-set similarities)."""
     def rec(v: float, **extra) -> dict:
         return {**extra, "spearman": v, "spearman_ci": [v - 0.05, v + 0.05], "ssim": v / 2,
                 "ssim_ci": [v / 2 - 0.1, v / 2 + 0.1], "hog": v + 0.1, "hog_ci": [v, v + 0.2], "n_constant": 1,
@@ -561,11 +561,10 @@ def test_paper_values_are_internally_consistent_and_in_the_paper():
 # ------------------------------------------------------------------------------------------------ stage script
 
 def run_report_stage(cwd: Path, monkeypatch, *args: str) -> None:
-    """Run pipeline/report.py in this process (a subprocess would pay the torch import again)."""
+    """Run the report stage in this process (a subprocess would pay the torch import again), as `python -m` does."""
     monkeypatch.chdir(cwd)
     monkeypatch.setattr(sys, "argv", ["report.py", *args])
-    monkeypatch.syspath_prepend(str(REPO / "pipeline"))
-    runpy.run_path(str(REPO / "pipeline" / "report.py"), run_name="__main__")
+    runpy.run_module("scanbench.stages.report", run_name="__main__", alter_sys=True)
 
 
 def test_report_stage_end_to_end(tmp_path, monkeypatch):
@@ -600,6 +599,6 @@ def test_report_stage_end_to_end(tmp_path, monkeypatch):
     assert "centre-prior baseline" in readme and "sigma = 0.25" in readme
 
     (tmp_path / "results" / "default" / "diagnostics" / f"{VIT}.json").unlink()
-    with pytest.raises(SystemExit) as exit_info:   # a one-line error, exit 2 (pipeline/_common.run_stage)
+    with pytest.raises(SystemExit) as exit_info:   # a one-line error, exit 2 (scanbench.stages._cli.run_stage)
         run_report_stage(tmp_path, monkeypatch, "--no-figures")
     assert exit_info.value.code == 2

@@ -1,6 +1,5 @@
 """Decoder training on a tiny feature set (real extraction path), checkpoints, the explainer, the stage CLI."""
 import copy
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -18,7 +17,6 @@ from scanbench.scan.decoder import build_decoder
 from scanbench.scan.explainer import SCANExplainer
 from scanbench.scan.train import load_decoder, save_decoder, train_decoder
 
-REPO = Path(__file__).resolve().parents[1]
 PARAMS = {"seed": 0, "alpha": 4, "p": 95, "scan": {"p_train_low": 70, "p_train_high": 100, "lr": 3e-3,
                               "steps": 8, "batch_size": 4, "lambda_c": 0.1,
                               "widths": {"cnn": [16, 12, 8, 8, 8, 8], "vit": [8, 8, 8, 8]},
@@ -161,9 +159,7 @@ def test_stage_cli(tiny_cnn, cnn_features, tmp_path, monkeypatch, capsys):
     params = copy.deepcopy(PARAMS)
     params["compute"] = {"device": "cpu", "threads": 1, "nproc": 1}   # keep the test session's one thread
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    module_spec = importlib.util.spec_from_file_location("train_scan_stage", REPO / "pipeline" / "train_scan.py")
-    stage = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(stage)
+    from scanbench.stages import train_scan as stage
     out = tmp_path / "out"
     stage.main(["--backbone", spec.name, "--layer", "default", "--steps", "3", "--n-train", "4",
                 "--features", str(base), "--params", str(tmp_path / "params.yaml"), "--out", str(out),
@@ -243,14 +239,16 @@ def test_training_rows_are_a_nested_seeded_subset_of_every_class():
 
 def test_step_count_and_learning_rate_schedule():
     from scanbench.errors import ScanbenchError
-    from scanbench.scan.train import _lr_at, _steps
+    from scanbench.lr_schedule import lr_at, two_percent_warmup
+    from scanbench.scan.train import _steps
     assert _steps({"steps": 100}, None, None, n=50, bs=8) == 100
     assert _steps({"steps": 100}, 2, None, n=50, bs=8) == 14          # epochs given: 2 passes of 7 batches
     assert _steps({}, None, 5, n=50, bs=8) == 5
     for bad in (0, -1, 2.5, True):
         with pytest.raises(ScanbenchError, match="scan.steps"):
             _steps({"steps": bad}, None, None, n=50, bs=8)
-    assert _lr_at(0, 1000, 1e-3, "constant") == _lr_at(999, 1000, 1e-3, "constant") == 1e-3
-    lrs = [_lr_at(s, 1000, 1e-3, "cosine") for s in range(1000)]
+    assert lr_at(0, 1000, 1e-3, "constant") == lr_at(999, 1000, 1e-3, "constant") == 1e-3
+    assert two_percent_warmup(1000) == 20 and two_percent_warmup(10) == 1
+    lrs = [lr_at(s, 1000, 1e-3, "cosine", two_percent_warmup(1000)) for s in range(1000)]
     assert lrs[0] < lrs[19] == pytest.approx(1e-3) and lrs[-1] < 1e-5      # 2% warm-up, then decay to ~0
     assert all(x >= y for x, y in zip(lrs[20:], lrs[21:]))

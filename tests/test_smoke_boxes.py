@@ -60,7 +60,7 @@ def test_smoke_boxes_cover_every_smoke_evaluation_image(data_root, monkeypatch):
 
 def _run_boxes_stage(cwd: Path):
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    return subprocess.run([sys.executable, str(REPO / "pipeline" / "boxes.py")], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-m", "scanbench.stages.boxes"], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)
 
 

@@ -22,7 +22,7 @@ def write_params(tmp_path, mutate):
 
 def test_prepare_missing_data_root(tmp_path):
     write_params(tmp_path, lambda p: p["data"].update(root=str(tmp_path / "no_such_dir")))
-    res = run([str(REPO / "pipeline" / "prepare.py")], tmp_path)
+    res = run(["-m", "scanbench.stages.prepare"], tmp_path)
     assert res.returncode == 2
     last = res.stderr.strip().splitlines()[-1]
     assert last.startswith("error: data root") and "data.root" in last
@@ -31,24 +31,24 @@ def test_prepare_missing_data_root(tmp_path):
 
 def test_bad_alpha_and_unknown_backbone(tmp_path):
     write_params(tmp_path, lambda p: p.update(alpha=0))
-    res = run([str(REPO / "pipeline" / "train_scan.py"), "--backbone", "effnet_lite0", "--layer", "default",
+    res = run(["-m", "scanbench.stages.train_scan", "--backbone", "effnet_lite0", "--layer", "default",
                "--out", str(tmp_path / "m")], tmp_path)
     assert res.returncode == 2 and "alpha must be > 0 (got 0)" in res.stderr.strip().splitlines()[-1]
     write_params(tmp_path, lambda p: None)
-    res = run([str(REPO / "pipeline" / "features.py"), "--backbone", "resnet9000"], tmp_path)
+    res = run(["-m", "scanbench.stages.features", "--backbone", "resnet9000"], tmp_path)
     assert res.returncode == 2 and "unknown backbone 'resnet9000'" in res.stderr.strip().splitlines()[-1]
 
 
 def test_unknown_layer(tmp_path):
     write_params(tmp_path, lambda p: None)
-    res = run([str(REPO / "pipeline" / "features.py"), "--backbone", "effnet_lite0", "--layer", "net.nope"], tmp_path)
+    res = run(["-m", "scanbench.stages.features", "--backbone", "effnet_lite0", "--layer", "net.nope"], tmp_path)
     assert res.returncode == 2 and "has no layer 'net.nope'" in res.stderr.strip().splitlines()[-1]
 
 
 def test_ablate_p_takes_no_setting(tmp_path):
     """P sweeps ablation.percentiles in one run; a --setting for it is refused before any work."""
     write_params(tmp_path, lambda p: None)
-    res = run([str(REPO / "pipeline" / "ablate.py"), "--backbone", "effnet_lite0", "--kind", "p", "--setting", "95",
+    res = run(["-m", "scanbench.stages.ablate", "--backbone", "effnet_lite0", "--kind", "p", "--setting", "95",
                "--out-dir", str(tmp_path / "out")], tmp_path)
     assert res.returncode == 2 and "ablation.percentiles" in res.stderr.strip().splitlines()[-1]
     assert not (tmp_path / "out").exists()

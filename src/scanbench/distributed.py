@@ -1,6 +1,6 @@
 """Data-parallel stages (params `compute.nproc` > 1): launch through torchrun, shard images, gather to rank 0.
 
-    relaunch_under_torchrun(params)     # nproc > 1 and not a torchrun worker: run this script under torchrun, exit
+    relaunch_under_torchrun(params)     # scanbench.launch: nproc > 1 and not a torchrun worker: torchrun, exit
     device = resolve(params)            # scanbench.compute: cuda:LOCAL_RANK on a GPU, threads // nproc on the CPU
     ctx = init_process_group(device)    # gloo on the CPU, NCCL on CUDA; world 1 (no group) outside torchrun
     rows = shard(len(images), ctx, align=batch_size)   # this rank's contiguous block of the images
@@ -12,70 +12,21 @@ single-process order back; their bounds are multiples of `align` (a stage's batc
 runs is one the single-process run runs too. Multi-host: torchrun's own rendezvous flags, passed through
 the environment variable SCANBENCH_TORCHRUN_ARGS (e.g. "--nnodes 2 --rdzv-backend c10d --rdzv-endpoint
 host:29500"); without it, "--standalone" (one host). It is launch configuration (how many hosts meet where),
-never an input of a result, which is why it may live outside params.yaml (docs/DECISIONS.md).
+never an input of a result, which is why it may live outside params.yaml (docs/DECISIONS.md). The relaunch under
+torchrun is scanbench.launch's (no torch there: every stage's command line imports it, data-parallel or not).
 """
 from __future__ import annotations
 
 import os
-import shlex
-import subprocess
-import sys
-import tempfile
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
-
 import warnings
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn as nn
 
-from .config import compute_params
 from .errors import ScanbenchError
-
-TORCHRUN_ARGS_ENV = "SCANBENCH_TORCHRUN_ARGS"
-ERROR_FILE_ENV = "SCANBENCH_RANK_ERROR_FILE"   # a worker's one-line bad-input error, read back by the launcher
-
-
-def under_torchrun() -> bool:
-    """True in a process torchrun started (it sets WORLD_SIZE, RANK, LOCAL_RANK, LOCAL_WORLD_SIZE)."""
-    return "WORLD_SIZE" in os.environ and "LOCAL_RANK" in os.environ
-
-
-def torchrun_command(nproc: int, script_argv: list[str], extra: str | None = None) -> list[str]:
-    """`python -m torch.distributed.run --nproc-per-node N <rendezvous flags> script args...` (no PATH lookup)."""
-    flags = shlex.split(extra if extra is not None else os.environ.get(TORCHRUN_ARGS_ENV, ""))
-    if not any(f.split("=")[0] in ("--nnodes", "--rdzv-endpoint", "--rdzv_endpoint", "--master-addr",
-                                   "--master_addr", "--standalone") for f in flags):
-        flags = ["--standalone", *flags]
-    return [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc), *flags, *script_argv]
-
-
-def relaunch_under_torchrun(params: dict[str, Any]) -> None:
-    """With compute.nproc > 1 in a plain process: run this stage script (sys.argv) under torchrun and exit with its
-    status; a worker's bad-input error comes back as that one line and exit 2. A no-op for nproc 1 (the
-    single-process path is untouched) and inside a torchrun worker."""
-    nproc = compute_params(params)["nproc"]
-    if nproc == 1 or under_torchrun():
-        return
-    with tempfile.TemporaryDirectory(prefix="scanbench-ranks-") as tmp:
-        err_file = Path(tmp) / "error.txt"
-        rc = subprocess.call(torchrun_command(nproc, sys.argv), env={**os.environ, ERROR_FILE_ENV: str(err_file)})
-        if rc != 0 and err_file.exists():
-            raise ScanbenchError(err_file.read_text().strip())
-    raise SystemExit(rc)
-
-
-def report_rank_error(message: str) -> None:
-    """In a torchrun worker, leave the one-line error for the launcher (the first rank to fail wins)."""
-    path = os.environ.get(ERROR_FILE_ENV)
-    if path and not os.path.exists(path):
-        try:
-            with open(path, "x") as fh:
-                fh.write(message)
-        except OSError:
-            pass
-
+from .launch import under_torchrun
 
 @dataclass(frozen=True)
 class DistContext:

@@ -88,6 +88,18 @@ def training_rows(n_total: int, n: int | None, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).permutation(n_total)[: int(n)])
 
 
+def training_sizes(values: Sequence, n_total: int) -> list[int]:
+    """scaling.n_train entries as image counts (null: all), each in [1, n_total], ascending, no repeats."""
+    out = []
+    for v in values:
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise ScanbenchError(f"scaling.n_train entries must be positive integers or null (got {v!r})")
+        out.append(n_total if v is None else min(v, n_total))
+    if not out:
+        raise ScanbenchError("scaling.n_train is empty: give at least one size")
+    return sorted(set(out))
+
+
 def feature_layers(backbone: str, params: dict) -> list[str]:
     """The layer aliases whose features the pipeline needs for `backbone`: `scan.layers` (the main decoders),
     then `ablation.layers` if the backbone is in `ablation.backbones` (the layer ablation); no repeats."""

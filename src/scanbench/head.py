@@ -15,8 +15,12 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from .accuracy import top1
 from .backbones import BackboneSpec, TargetModel, get_backbone
+from .data import load_images
 from .errors import ScanbenchError
+from .io import atomic_path, load_torch, read_json, save_torch
+from .lr_schedule import lr_at, set_lr
 
 def head_reason(spec: BackboneSpec, imagenet_indices: Sequence[int]) -> str | None:
     """Why `spec` needs a fitted head on data whose classes have these ImageNet indices (-1: not an ImageNet
@@ -99,8 +103,7 @@ def fit_linear_probe(train_x: np.ndarray, train_y: np.ndarray, n_classes: int, e
     layer = layer.to(device)
     opt = torch.optim.AdamW(layer.parameters(), lr=lr, weight_decay=weight_decay)
     steps = epochs * ((len(xs) + batch_size - 1) // batch_size)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1))
-    curves = []
+    curves, step = [], 0
     for epoch in range(epochs):
         order = torch.randperm(len(xs), generator=gen).to(device)
         total, correct = 0.0, 0
@@ -108,10 +111,11 @@ def fit_linear_probe(train_x: np.ndarray, train_y: np.ndarray, n_classes: int, e
             idx = order[i:i + batch_size]
             logits = layer(xs[idx])
             loss = nn.functional.cross_entropy(logits, y[idx])
+            set_lr(opt, lr_at(step, steps, lr))   # cosine from lr to 0 over the steps, no warm-up
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            sched.step()
+            step += 1
             total += float(loss.detach()) * len(idx)
             correct += int((logits.argmax(1) == y[idx]).sum())
         curves.append({"epoch": epoch + 1, "train_loss": total / len(xs), "train_top1": 100.0 * correct / len(xs)})
@@ -124,10 +128,38 @@ def fit_linear_probe(train_x: np.ndarray, train_y: np.ndarray, n_classes: int, e
     return out.eval(), curves
 
 
-def top1(layer: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
-    with torch.inference_mode():
-        pred = layer(torch.as_tensor(np.asarray(x, dtype=np.float32))).argmax(1).cpu().numpy()
-    return float((pred == np.asarray(y)).mean() * 100) if len(y) else float("nan")
+def probe_top1(layer: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
+    """Top-1 accuracy (percent) of a probe on cached features (one batch)."""
+    return top1(layer, [torch.as_tensor(np.asarray(x, dtype=np.float32))], y)
+
+
+def cache_penultimate_features(model: TargetModel, root: Path, rel_paths, size: int, batch_size: int,
+                               device: torch.device | str, path: Path) -> np.ndarray:
+    """Penultimate features of the images (data root `root`, at `size` px), written as float16 straight into
+    `path` (a .npy memory map, so a split of ImageNet's size need not fit in memory), and returned as that map."""
+    batches = (load_images(root, rel_paths[i:i + batch_size], size) for i in range(0, len(rel_paths), batch_size))
+    with atomic_path(path, suffix=".npy") as tmp:
+        first = next(batches, None)
+        if first is None:
+            raise ScanbenchError(f"no images to compute {path.name} from: the data root's split is empty")
+        f0 = penultimate_features(model, [first], device)
+        arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(len(rel_paths), f0.shape[1]))
+        arr[:len(f0)] = f0
+        start = len(f0)
+        for x in batches:
+            f = penultimate_features(model, [x], device)
+            arr[start:start + len(f)] = f
+            start += len(f)
+        arr.flush()
+        del arr
+    return np.load(path, mmap_mode="r")
+
+
+def images_top1(model: TargetModel, root: Path, rel_paths, labels: np.ndarray, size: int, batch_size: int,
+                device: torch.device | str) -> float:
+    """Top-1 accuracy (percent) of the model (on `device`) on the images at `rel_paths` under `root`."""
+    return top1(model, (load_images(root, rel_paths[i:i + batch_size], size).to(device)
+                        for i in range(0, len(rel_paths), batch_size)), labels)
 
 
 def trainable_from(model: TargetModel, path: str) -> list[str]:
@@ -160,8 +192,7 @@ def fine_tune_last_block(model: TargetModel, path: str, load: Callable[[np.ndarr
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     steps = epochs * ((len(y_all) + batch_size - 1) // batch_size)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1))
-    curves = []
+    curves, step = [], 0
     for epoch in range(epochs):
         order = torch.randperm(len(y_all), generator=gen).cpu().numpy()   # a seeded CPU draw
         total, correct = 0.0, 0
@@ -170,10 +201,11 @@ def fine_tune_last_block(model: TargetModel, path: str, load: Callable[[np.ndarr
             x, y = load(rows).to(device), y_all[rows].to(device)
             logits = model(x)
             loss = nn.functional.cross_entropy(logits, y)
+            set_lr(opt, lr_at(step, steps, lr))   # cosine from lr to 0 over the steps, no warm-up
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            sched.step()
+            step += 1
             total += float(loss.detach()) * len(rows)
             correct += int((logits.detach().argmax(1) == y).sum())
         curves.append({"epoch": epoch + 1, "train_loss": total / len(order),
@@ -185,8 +217,6 @@ def fine_tune_last_block(model: TargetModel, path: str, load: Callable[[np.ndarr
 
 def save_head(path: str | Path, name: str, n_classes: int, state: dict[str, torch.Tensor], meta: dict) -> None:
     """The fitted tensors, keyed as in the TargetModel (`head.weight`, and with last_block `net.blocks...`)."""
-    from .io import save_torch
-
     save_torch(path, {"backbone": name, "n_classes": int(n_classes), "meta": dict(meta),
                       "state_dict": {k: v.detach().cpu() for k, v in state.items()}})
 
@@ -195,8 +225,6 @@ def pretrained_target(spec: BackboneSpec, class_table, head_dir: str | Path, par
                       device: torch.device | str = "cpu") -> TargetModel:
     """The target model of a pretrained backbone over the data's classes: its ImageNet head restricted to them,
     or, where the `head` stage fitted one (head_dir/<backbone>/head.pt), the backbone's features through it."""
-    from .io import load_torch, read_json
-
     head_dir = Path(head_dir)
     meta_path = head_dir / "meta.json"
     if not meta_path.exists():

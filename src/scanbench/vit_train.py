@@ -14,7 +14,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from .accuracy import top1
 from .compute import module_device
+from .lr_schedule import lr_at, set_lr
 
 
 @dataclass
@@ -46,22 +48,13 @@ def augment(x: torch.Tensor, gen: torch.Generator, pad: int) -> torch.Tensor:
     return out.contiguous()
 
 
-def lr_at(step: int, total: int, warmup: int, base: float) -> float:
-    if step < warmup:
-        return base * (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return base * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-@torch.inference_mode()
 def accuracy(model: nn.Module, images_u8: np.ndarray, labels: np.ndarray, batch_size: int = 256) -> float:
+    """Top-1 accuracy (percent) of the model, in eval mode, on uint8 images (N x 3 x H x W)."""
     model.eval()
     device = module_device(model)
-    correct = 0
-    for i in range(0, len(labels), batch_size):
-        x = torch.from_numpy(np.ascontiguousarray(images_u8[i:i + batch_size])).float().div_(255).to(device)
-        correct += (model(x).argmax(1).cpu().numpy() == labels[i:i + batch_size]).sum()
-    return 100.0 * correct / max(1, len(labels))
+    batches = (torch.from_numpy(np.ascontiguousarray(images_u8[i:i + batch_size])).float().div_(255).to(device)
+               for i in range(0, len(labels), batch_size))
+    return top1(model, batches, labels)
 
 
 def train_vit(model: nn.Module, train_u8: np.ndarray, train_labels: np.ndarray, teacher: np.ndarray,
@@ -79,6 +72,7 @@ def train_vit(model: nn.Module, train_u8: np.ndarray, train_labels: np.ndarray, 
     n = len(train_labels)
     steps_per_epoch = math.ceil(n / cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
+    warmup = cfg.warmup_epochs * steps_per_epoch
     labels_t = torch.from_numpy(train_labels).long().to(device)
     teacher_t = torch.from_numpy(teacher).float().to(device)
     T = cfg.distill_temperature
@@ -94,8 +88,7 @@ def train_vit(model: nn.Module, train_u8: np.ndarray, train_labels: np.ndarray, 
             idx = idx.sort().values
             x = augment(x, gen, cfg.pad).to(device)
             idx = idx.to(device)
-            for g in opt.param_groups:
-                g["lr"] = lr_at(step, total, cfg.warmup_epochs * steps_per_epoch, cfg.lr)
+            set_lr(opt, lr_at(step, total, cfg.lr, "cosine", warmup, progress_first=True))
             logits = model(x)
             hard = F.cross_entropy(logits, labels_t[idx], label_smoothing=cfg.label_smoothing)
             soft = F.kl_div(F.log_softmax(logits / T, 1), F.softmax(teacher_t[idx] / T, 1),

@@ -11,7 +11,8 @@ import numpy as np
 import torch
 
 from ..errors import ScanbenchError
-from ._forward import class_probs
+from ..probabilities import class_probs
+from ._forward import model_forward
 from .base import Explainer, MethodSettings, register_explainer
 
 
@@ -60,7 +61,7 @@ class LimeExplainer(Explainer):
     def _classifier_fn(self, batch: np.ndarray) -> np.ndarray:
         """lime's callback: N x H x W x 3 doubles in [0, 1] -> N x K probabilities."""
         x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).permute(0, 3, 1, 2)
-        return class_probs(self.model, self.engine, x).double().cpu().numpy()
+        return class_probs(model_forward(self.model, self.engine), x).double().cpu().numpy()
 
     def explain_one(self, image01: torch.Tensor, cls: int) -> np.ndarray:
         from lime.lime_image import LimeImageExplainer

@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ScanbenchError
-from ._forward import class_probs
+from ..probabilities import class_probs
+from ._forward import model_forward
 from .base import Explainer, MethodSettings, register_explainer
 
 
@@ -82,6 +83,6 @@ class RiseExplainer(Explainer):
         for start in range(0, self.n_masks, self.forward_batch_size):
             m = self.masks(start, min(start + self.forward_batch_size, self.n_masks), h, w, device)
             for j in range(b):  # one forward batch = one image under a chunk of masks
-                probs = class_probs(self.model, self.engine, images01[j:j + 1] * m[:, None])
+                probs = class_probs(model_forward(self.model, self.engine), images01[j:j + 1] * m[:, None])
                 sal[j] += torch.einsum("n,nhw->hw", probs[:, int(classes[j])], m)
         return sal / (self.n_masks * self.p1)

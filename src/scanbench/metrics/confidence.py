@@ -16,15 +16,9 @@ import torch
 
 from ..errors import ScanbenchError
 from ..per_image_metrics import PER_IMAGE_METRICS, drop, increase
+from ..probabilities import class_probs
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
-
-
-def class_probs(forward: Forward, images01: torch.Tensor, classes: torch.Tensor) -> np.ndarray:
-    """Softmax probability of each image's class c (over the model's output classes)."""
-    probs = forward(images01).float().softmax(1)
-    c = torch.as_tensor(classes, dtype=torch.long).view(-1, 1).to(probs.device)
-    return probs.gather(1, c).squeeze(1).cpu().numpy().astype(np.float64)
 
 
 def confidences(forward: Forward, images01: torch.Tensor, maps: torch.Tensor,
@@ -38,6 +32,7 @@ def confidences(forward: Forward, images01: torch.Tensor, maps: torch.Tensor,
     classes = torch.as_tensor(classes, dtype=torch.long).view(-1)
     n = images01.shape[0]
     both = class_probs(forward, torch.cat([images01, images01 * maps.unsqueeze(1)]), classes.repeat(2))
+    both = both.cpu().numpy().astype(np.float64)
     return both[:n], both[n:]
 
 

@@ -181,6 +181,25 @@ def read_reference_file(reference_dir: str | Path) -> dict[str, Any]:
     return data
 
 
+def update_reference(reference: Path, current: Path) -> None:
+    """Replace the reference's metric files by the current ones; refresh the machine facts, keep the rest."""
+    import yaml
+
+    from ..io import write_bytes, write_text
+
+    if not current.is_dir():
+        raise ScanbenchError(f"metrics folder {current} does not exist: run the pipeline first")
+    meta = read_reference_file(reference)
+    reference.mkdir(parents=True, exist_ok=True)
+    for old in reference.glob("*.json"):
+        old.unlink()
+    for new in sorted(current.glob("*.json")):
+        write_bytes(reference / new.name, new.read_bytes())
+    meta["machine"] = machine_facts()
+    header = "# The machine and settings this reference was made with, and the tolerances CI allows against it.\n"
+    write_text(reference / REFERENCE_FILE, header + yaml.safe_dump(meta, sort_keys=False, width=110))
+
+
 def machine_facts() -> dict[str, Any]:
     """What a metric's last bits can depend on: CPU, its vector extensions, the ISA pins, library versions."""
     from importlib.metadata import PackageNotFoundError, version

@@ -16,18 +16,20 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
 
-matplotlib.use("Agg")  # headless: the pipeline and CI have no display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
+from ..config import ABLATION_PARAM, setting_name
+from ..errors import ScanbenchError
+from ..io import load_npz, save_figure
+from .results import CALIBRATION_METHODS, METHOD_LABELS, families_of, setting_number, sort_methods
+from .tables import Paper, Table, load_paper
 
-from ..config import ABLATION_PARAM, setting_name  # noqa: E402
-from ..errors import ScanbenchError  # noqa: E402
-from ..io import load_npz, save_figure  # noqa: E402
-from .results import CALIBRATION_METHODS, METHOD_LABELS, families_of, setting_number, sort_methods  # noqa: E402
-from .tables import Paper, Table, load_paper  # noqa: E402
+# headless: the pipeline and CI have no display (pyplot picks its backend at the first figure, so this may follow
+# the imports)
+matplotlib.use("Agg")
 
 DPI = 110
 MAP_CMAP = "jet"

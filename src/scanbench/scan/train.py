@@ -1,12 +1,12 @@
 """Train a SCAN decoder on a cached feature set (features.py), and save / load its checkpoint.
 
 The feature store holds, per image, F and G = d logit_c / d F (c = predicted class) as float16 and the
-uint8 image at the reconstruction size; training draws P per sample from [p_train_low, p_train_high), masks F (Eq. 1), decodes, and
-minimises Eq. 10 with Adam. Everything random (init, shuffling, P) is drawn from `seed`.
+uint8 image at the reconstruction size; training draws P per sample from [p_train_low, p_train_high), masks F
+(Eq. 1), decodes, and minimises Eq. 10 with Adam at the rate of `scan.lr_schedule` (scanbench.lr_schedule).
+Everything random (init, shuffling, P) is drawn from `seed`.
 """
 from __future__ import annotations
 
-import math
 import warnings
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from ..compute import module_device
 from ..errors import ScanbenchError
 from ..features import FeatureSet, feature_grid, reconstruction_size, training_rows
 from ..io import load_torch, save_torch
+from ..lr_schedule import check_schedule, lr_at, set_lr, two_percent_warmup
 from .decoder import build_decoder, decoder_from_kwargs
 from .loss import check_variant, confidence, effective_alpha, make_target, scan_loss
 from .masking import gradient_mask, sample_percentiles
@@ -84,16 +85,6 @@ def _steps(scan: dict, epochs: int | None, steps: int | None, n: int, bs: int) -
     return int(epochs) * per_epoch
 
 
-def _lr_at(step: int, total: int, lr: float, schedule: str) -> float:
-    """Constant, or cosine decay from lr to 0 over the run (after a 2% linear warm-up)."""
-    if schedule == "constant":
-        return lr
-    warm = max(1, total // 50)
-    if step < warm:
-        return lr * (step + 1) / warm
-    return 0.5 * lr * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
-
-
 def train_decoder(train_set: FeatureSet, holdout_set: FeatureSet | None, spec, params: dict, alpha: float,
                   variant: str = "full", epochs: int | None = None, n_train: int | None = None, seed: int = 0,
                   progress: bool = True, steps: int | None = None, device: torch.device | str = "cpu",
@@ -121,9 +112,8 @@ def train_decoder(train_set: FeatureSet, holdout_set: FeatureSet | None, spec, p
     n = len(rows)
     bs = int(scan["batch_size"])
     total_steps = _steps(scan, epochs, steps, n, bs)
-    schedule = str(scan.get("lr_schedule", "constant"))
-    if schedule not in ("constant", "cosine"):
-        raise ScanbenchError(f"scan.lr_schedule must be constant or cosine (got {schedule!r})")
+    schedule = check_schedule(str(scan.get("lr_schedule", "constant")), "scan.lr_schedule")
+    warmup = two_percent_warmup(total_steps)
     for fs, what in ((train_set, "train"), (holdout_set, "holdout")):
         owner = fs.meta.get("backbone") if fs is not None else None
         if owner is not None and owner != spec.name:
@@ -188,8 +178,7 @@ def train_decoder(train_set: FeatureSet, holdout_set: FeatureSet | None, spec, p
             F, G, images01 = load_batch(train_set, batch, device)
             # an empty part (a short last batch, fewer samples than ranks) skips the masking, which needs a sample
             out = model(decoder_input(F, G, p, variant) if F.shape[0] else F)
-            for group in opt.param_groups:
-                group["lr"] = _lr_at(step, total_steps, lr, schedule)
+            set_lr(opt, lr_at(step, total_steps, lr, schedule, warmup))
             opt.zero_grad(set_to_none=True)
             if F.shape[0]:
                 terms = scan_loss(out, make_target(images01, grid, variant), alpha, lambda_c, variant)

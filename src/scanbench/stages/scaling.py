@@ -3,54 +3,34 @@
 `scaling.steps` steps, then measured on the held-out images (reconstruction skill, confidence area) and on the
 first `scaling.n_images` evaluation images (AUC-D; null: all). Writes one JSON with a row per size.
 
-    python pipeline/scaling.py --backbone B --out results/<profile>/scaling/B.json
+    python -m scanbench.stages.scaling --backbone B --out results/<profile>/scaling/B.json
 """
 from __future__ import annotations
 
-import argparse
-import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _common import run_stage  # noqa: E402
-from _scan_eval import ScanScorer  # noqa: E402
-
-from scanbench.compute import resolve  # noqa: E402
-from scanbench.config import check_percentile, load_params, seed_everything  # noqa: E402
-from scanbench.diagnostics import decoder_generalisation  # noqa: E402
-from scanbench.errors import ScanbenchError  # noqa: E402
-from scanbench.features import load_features  # noqa: E402
-from scanbench.io import write_json  # noqa: E402
-from scanbench.scan.train import save_decoder, train_decoder  # noqa: E402
-
-
-def sizes(values: list, n_total: int) -> list[int]:
-    """scaling.n_train entries as image counts (null: all), each in [1, n_total], ascending, no repeats."""
-    out = []
-    for v in values:
-        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-            raise ScanbenchError(f"scaling.n_train entries must be positive integers or null (got {v!r})")
-        out.append(n_total if v is None else min(v, n_total))
-    if not out:
-        raise ScanbenchError("scaling.n_train is empty: give at least one size")
-    return sorted(set(out))
+from scanbench.config import check_percentile, seed_everything
+from scanbench.diagnostics import decoder_generalisation
+from scanbench.features import load_features, training_sizes
+from scanbench.io import write_json
+from scanbench.scan.train import save_decoder, train_decoder
+from scanbench.scan_scoring import ScanScorer
+from scanbench.stages._cli import compute_device, load_stage_params, run_stage, stage_parser
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = stage_parser(__doc__)
     ap.add_argument("--backbone", required=True)
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--params", type=Path, default=Path("params.yaml"))
-    ap.add_argument("--manifest", default="data/manifest.csv")
     args = ap.parse_args(argv)
-    params = load_params(args.params)
-    device = resolve(params)
+    params = load_stage_params(args)
+    device = compute_device(params)
     cfg = params["scaling"]
     p = check_percentile(params["p"], "p")
     feats = Path("features") / args.backbone / "default"
     train_set, holdout_set = load_features(feats / "train"), load_features(feats / "holdout")
-    counts = sizes(list(cfg["n_train"]), len(train_set))
+    counts = training_sizes(list(cfg["n_train"]), len(train_set))
     seed_everything(params["seed"])
     scorer = ScanScorer(args.backbone, params, args.manifest, cfg.get("n_images"), device=device)
     rows = []

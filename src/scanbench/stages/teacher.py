@@ -2,34 +2,27 @@
 on the train split (soft labels for distillation), so the ViT's training epochs decode no JPEG."""
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _common import run_stage  # noqa: E402
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from scanbench.backbones import get_backbone  # noqa: E402
-from scanbench.compute import resolve  # noqa: E402
-from scanbench.config import data_root, load_params, seed_everything  # noqa: E402
-from scanbench.data import class_table, load_manifest, seeded_subset  # noqa: E402
-from scanbench.engine import ForwardEngine, export_onnx  # noqa: E402
-from scanbench.head import pretrained_target  # noqa: E402
-from scanbench.io import atomic_path, save_npy, write_json  # noqa: E402
-from scanbench.teacher import resize_images, teacher_logits  # noqa: E402
+from scanbench.backbones import get_backbone
+from scanbench.config import data_root, seed_everything
+from scanbench.data import class_table, load_manifest, seeded_subset
+from scanbench.engine import ForwardEngine, export_onnx
+from scanbench.head import pretrained_target
+from scanbench.io import atomic_path, save_npy, write_json
+from scanbench.stages._cli import compute_device, load_stage_params, run_stage, stage_parser
+from scanbench.teacher import resize_images, teacher_logits
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--manifest", default="data/manifest.csv")
+def main(argv: list[str] | None = None) -> None:
+    ap = stage_parser(__doc__)
     ap.add_argument("--head", default="cache/head", help="the `head` stage's output (heads fitted for the data)")
     ap.add_argument("--out", default="cache/teacher")
-    args = ap.parse_args()
-    params = load_params(args.params)
-    device = resolve(params)
+    args = ap.parse_args(argv)
+    params = load_stage_params(args)
+    device = compute_device(params)
     seed_everything(params["seed"])
     out = Path(args.out)
     trained = [name for name in params["backbones"] if get_backbone(name).trained_here]

@@ -1,68 +1,30 @@
 """Stage `head`: fit a classifier head for each pretrained backbone that cannot score the data's classes as it is
 (no classifier in timm, as DINO; or classes that are not ImageNet's), by a linear probe on its penultimate features
 of the train split (cached as float16 in the output), and with head.kind last_block then fine-tune the backbone's
-last block with it on the train images; measure val top-1 on the `targets` stage's val images. Writes cache/head/meta.json always (`heads` empty when no backbone needs one: the stage then loads no
-model), and cache/head/<backbone>/{head.pt, curves.csv, features_*.npy} per fitted head."""
+last block with it on the train images; measure val top-1 on the `targets` stage's val images. Writes
+cache/head/meta.json always (`heads` empty when no backbone needs one: the stage then loads no model), and
+cache/head/<backbone>/{head.pt, curves.csv, features_*.npy} per fitted head."""
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _common import log_fact, run_stage  # noqa: E402
+import pandas as pd
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-
-from scanbench.backbones import get_backbone, validate_backbone_params  # noqa: E402
-from scanbench.compute import resolve  # noqa: E402
-from scanbench.config import check_head_params, data_root, load_params, seed_everything  # noqa: E402
-from scanbench.errors import ScanbenchError  # noqa: E402
-from scanbench.data import class_table, load_images, load_manifest, seeded_subset  # noqa: E402
-from scanbench.head import (fine_tune_last_block, fit_linear_probe, heads_needed,  # noqa: E402
-                            penultimate_features, save_head, top1, weights_file)
-from scanbench.io import atomic_path, write_json  # noqa: E402
+from scanbench.backbones import get_backbone, validate_backbone_params
+from scanbench.config import check_head_params, data_root, seed_everything
+from scanbench.data import class_table, load_images, load_manifest, seeded_subset
+from scanbench.errors import ScanbenchError
+from scanbench.head import (cache_penultimate_features, fine_tune_last_block, fit_linear_probe, heads_needed,
+                            images_top1, probe_top1, save_head, weights_file)
+from scanbench.io import atomic_path, write_json
+from scanbench.stages._cli import compute_device, load_stage_params, log_fact, run_stage, stage_parser
 
 
-def cache_features(model, root: Path, rel_paths, size: int, batch: int, device, path: Path) -> np.ndarray:
-    """Penultimate features of the images, written as float16 straight into path (a .npy memory map, so a split
-    of ImageNet's size need not fit in memory), and returned as that map."""
-    batches = (load_images(root, rel_paths[i:i + batch], size) for i in range(0, len(rel_paths), batch))
-    with atomic_path(path, suffix=".npy") as tmp:
-        first = next(batches, None)
-        if first is None:
-            raise ScanbenchError(f"no images to compute {path.name} from: the data root's split is empty")
-        f0 = penultimate_features(model, [first], device)
-        arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(len(rel_paths), f0.shape[1]))
-        arr[:len(f0)] = f0
-        start = len(f0)
-        for x in batches:
-            f = penultimate_features(model, [x], device)
-            arr[start:start + len(f)] = f
-            start += len(f)
-        arr.flush()
-        del arr
-    return np.load(path, mmap_mode="r")
-
-
-def images_top1(model, root: Path, rel_paths, labels: np.ndarray, size: int, batch: int, device) -> float:
-    correct = 0
-    with torch.inference_mode():
-        for i in range(0, len(rel_paths), batch):
-            pred = model(load_images(root, rel_paths[i:i + batch], size).to(device)).argmax(1).cpu().numpy()
-            correct += int((pred == labels[i:i + batch]).sum())
-    return 100.0 * correct / max(len(labels), 1)
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--manifest", default="data/manifest.csv")
+def main(argv: list[str] | None = None) -> None:
+    ap = stage_parser(__doc__)
     ap.add_argument("--out", default="cache/head")
-    args = ap.parse_args()
-    params = load_params(args.params)
+    args = ap.parse_args(argv)
+    params = load_stage_params(args)
     validate_backbone_params(params)
     cfg = check_head_params(params)
     out = Path(args.out)
@@ -83,7 +45,7 @@ def main() -> None:
         if lacking:
             raise ScanbenchError(f"head.kind last_block: backbone(s) {', '.join(lacking)} name no last_block in the "
                                  f"registry; set head.kind: linear_probe")
-    device = resolve(params)
+    device = compute_device(params)
     seed_everything(params["seed"])
     root = data_root(params)
     rel = manifest["path"].to_numpy()
@@ -95,13 +57,13 @@ def main() -> None:
         spec = get_backbone(name)
         print(f"head {name}: {reason}: linear probe on {len(train_idx)} train images")
         model = spec.build(pretrained=True, head_classes=len(classes), weights=weights_file(params, name)).to(device)
-        f_train = cache_features(model, root, rel[train_idx], spec.input_size, batch, device,
-                                 out / name / "features_train.npy")
-        f_val = cache_features(model, root, rel[val_idx], spec.input_size, batch, device,
-                               out / name / "features_val.npy")
+        f_train = cache_penultimate_features(model, root, rel[train_idx], spec.input_size, batch, device,
+                                             out / name / "features_train.npy")
+        f_val = cache_penultimate_features(model, root, rel[val_idx], spec.input_size, batch, device,
+                                           out / name / "features_val.npy")
         layer, curves = fit_linear_probe(f_train, labels[train_idx], len(classes), cfg["epochs"], cfg["lr"],
                                          cfg["weight_decay"], cfg["batch_size"], params["seed"], device)
-        val = top1(layer, f_val, labels[val_idx])
+        val = probe_top1(layer, f_val, labels[val_idx])
         info = {"reason": reason, "feature_dim": int(f_train.shape[1]), "n_train": int(len(train_idx)),
                 "n_val": int(len(val_idx)), "epochs": cfg["epochs"],
                 "train_top1": round(curves[-1]["train_top1"], 2), "val_top1": round(val, 2)}

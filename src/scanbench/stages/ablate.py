@@ -5,41 +5,32 @@ decoder. Each setting is explained and evaluated on the first `ablation.n_images
 as <out-dir>/<setting>.json plus example maps .npz."""
 from __future__ import annotations
 
-import argparse
-import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _common import run_stage  # noqa: E402
-
-from _scan_eval import ScanScorer  # noqa: E402
-
-from scanbench.compute import resolve  # noqa: E402
-from scanbench.config import (ABLATION_PARAM, check_percentile, load_params, seed_everything,  # noqa: E402
-                              setting_name)
-from scanbench.errors import ScanbenchError  # noqa: E402
-from scanbench.features import load_features  # noqa: E402
-from scanbench.io import save_npz, write_json  # noqa: E402
-from scanbench.scan.train import scan_decoder_path, save_decoder, train_decoder  # noqa: E402
+from scanbench.config import ABLATION_PARAM, check_percentile, seed_everything, setting_name
+from scanbench.errors import ScanbenchError
+from scanbench.features import load_features
+from scanbench.io import save_npz, write_json
+from scanbench.scan.train import scan_decoder_path, save_decoder, train_decoder
+from scanbench.scan_scoring import ScanScorer
+from scanbench.stages._cli import compute_device, load_stage_params, run_stage, stage_parser
 
 N_EXAMPLE_MAPS = 4
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
+def main(argv: list[str] | None = None) -> None:
+    ap = stage_parser(__doc__)
     ap.add_argument("--backbone", required=True)
     ap.add_argument("--kind", required=True, choices=list(ABLATION_PARAM))
     ap.add_argument("--setting", help="run this one setting (alpha, layer, components) instead of every "
                                       "ablation.<alphas|layers|components> entry; P always sweeps")
     ap.add_argument("--out-dir", required=True, type=Path, help="<setting>.json and <setting>.npz go here")
-    ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--manifest", default="data/manifest.csv")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     if args.kind == "p" and args.setting is not None:
         raise ScanbenchError("the P ablation takes no --setting: it sweeps ablation.percentiles")
-    params = load_params(args.params)
-    device = resolve(params)
+    params = load_stage_params(args)
+    device = compute_device(params)
     seed_everything(params["seed"])
     abl = params["ablation"]
     scorer = ScanScorer(args.backbone, params, args.manifest, abl["n_images"], device=device)

@@ -3,47 +3,33 @@ fitted where it fitted one, or trained here for the default profile's ViT), expo
 work, and measure val top-1 (of backbone + head where there is a fitted head: the model every later stage uses)."""
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _common import run_stage  # noqa: E402
+import numpy as np
+import pandas as pd
+import torch
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-
-from scanbench.backbones import get_backbone, load_target, save_target, validate_backbone_params  # noqa: E402
-from scanbench.compute import resolve  # noqa: E402
-from scanbench.config import data_root, load_params, seed_everything  # noqa: E402
-from scanbench.data import class_table, load_images, load_manifest, seeded_subset  # noqa: E402
-from scanbench.engine import ForwardEngine, export_onnx  # noqa: E402
-from scanbench.head import pretrained_target  # noqa: E402
-from scanbench.io import atomic_path, load_npy, read_json, write_json  # noqa: E402
-from scanbench.vit_train import ViTTrainConfig, train_vit  # noqa: E402
+from scanbench.accuracy import top1
+from scanbench.backbones import get_backbone, load_target, save_target, validate_backbone_params
+from scanbench.config import data_root, seed_everything
+from scanbench.data import class_table, load_images, load_manifest, seeded_subset
+from scanbench.engine import ForwardEngine, export_onnx
+from scanbench.head import pretrained_target
+from scanbench.io import atomic_path, load_npy, read_json, write_json
+from scanbench.stages._cli import compute_device, load_stage_params, run_stage, stage_parser
+from scanbench.vit_train import ViTTrainConfig, train_vit
 
 
-def val_top1(engine: ForwardEngine, root: Path, rel_paths, labels: np.ndarray, size: int, batch: int) -> float:
-    correct = 0
-    for i in range(0, len(rel_paths), batch):
-        x = load_images(root, rel_paths[i:i + batch], size)
-        correct += int((engine.predict(x).cpu().numpy() == labels[i:i + batch]).sum())
-    return 100.0 * correct / len(labels)
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
+def main(argv: list[str] | None = None) -> None:
+    ap = stage_parser(__doc__)
     ap.add_argument("--backbone", required=True)
-    ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--manifest", default="data/manifest.csv")
     ap.add_argument("--teacher", default="cache/teacher")
     ap.add_argument("--head", default="cache/head", help="the `head` stage's output (heads fitted for the data)")
     ap.add_argument("--out", default=None, help="default: models/targets/<backbone>")
     ap.add_argument("--results", default="results/targets")
-    args = ap.parse_args()
-    params = load_params(args.params)
-    device = resolve(params)
+    args = ap.parse_args(argv)
+    params = load_stage_params(args)
+    device = compute_device(params)
     validate_backbone_params(params)
     seed_everything(params["seed"])
     spec = get_backbone(args.backbone)
@@ -90,16 +76,17 @@ def main() -> None:
                            device=device)
     val_idx = seeded_subset(manifest, "val", params["targets"].get("n_val"), params["seed"])
     rel = manifest["path"].to_numpy()
-    top1 = val_top1(engine, data_root(params), rel[val_idx], labels[val_idx], spec.input_size,
-                    params["targets"]["batch_size"])
+    batch = params["targets"]["batch_size"]
+    val_top1 = top1(engine, (load_images(data_root(params), rel[val_idx[i:i + batch]], spec.input_size)
+                             for i in range(0, len(val_idx), batch)), labels[val_idx])
     # The ONNX export must agree with PyTorch on real images (the forward-only engine's correctness).
     x = load_images(data_root(params), rel[val_idx[:16]], spec.input_size)
     with torch.inference_mode():
         diff = float((engine(x) - model(x.to(device)).cpu()).abs().max())
     write_json(Path(args.results) / f"{spec.name}.json",
-               {"family": spec.family, "val_top1": round(top1, 2), "n_val": int(len(val_idx)),
+               {"family": spec.family, "val_top1": round(val_top1, 2), "n_val": int(len(val_idx)),
                 "onnx_max_abs_logit_diff": diff, **extra})
-    print(f"{spec.name}: val top-1 {top1:.2f}% on {len(val_idx)} images; ONNX max |diff| {diff:.2e}")
+    print(f"{spec.name}: val top-1 {val_top1:.2f}% on {len(val_idx)} images; ONNX max |diff| {diff:.2e}")
 
 
 if __name__ == "__main__":

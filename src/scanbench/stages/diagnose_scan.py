@@ -1,34 +1,28 @@
 """Stage diagnose_scan: held-out generalisation checks of a trained SCAN decoder (scanbench.diagnostics).
 
-    python pipeline/diagnose_scan.py --backbone B [--layer default] --out results/diagnostics/B.json
+    python -m scanbench.stages.diagnose_scan --backbone B [--layer default] --out results/diagnostics/B.json
 """
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _common import run_stage  # noqa: E402
-
-from scanbench.backbones import get_backbone  # noqa: E402
-from scanbench.compute import resolve  # noqa: E402
-from scanbench.config import check_percentile, load_params  # noqa: E402
-from scanbench.diagnostics import decoder_generalisation  # noqa: E402
-from scanbench.features import load_features  # noqa: E402
-from scanbench.io import write_json  # noqa: E402
-from scanbench.scan.train import load_decoder, scan_decoder_path  # noqa: E402
+from scanbench.backbones import get_backbone
+from scanbench.config import check_percentile
+from scanbench.diagnostics import decoder_generalisation
+from scanbench.features import load_features
+from scanbench.io import write_json
+from scanbench.scan.train import load_decoder, scan_decoder_path
+from scanbench.stages._cli import compute_device, load_stage_params, run_stage, stage_parser
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = stage_parser(__doc__, manifest=False)
     ap.add_argument("--backbone", required=True)
     ap.add_argument("--layer", default="default")
-    ap.add_argument("--params", type=Path, default=Path("params.yaml"))
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
-    params = load_params(args.params)
-    device = resolve(params)
+    params = load_stage_params(args)
+    device = compute_device(params)
     spec = get_backbone(args.backbone)
     layer_path = spec.resolve_layer(args.layer)
     p = check_percentile(params["p"], "p")

@@ -6,83 +6,45 @@ images' identity), `drop` and `inc`; `variants.<fair|full>.per_image_auc_d` each
 
 When data/boxes.csv (the `boxes` stage) holds boxes, `localisation` adds the energy inside the boxes and the pointing
 game of the maps as given (input resolution), with bootstrap intervals, over the evaluation images that have boxes
-(scanbench.metrics.localisation); without boxes the JSON has no `localisation` key (the same bytes as before)."""
+(scanbench.metrics.localisation); without boxes the JSON has no `localisation` key."""
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _common import log_fact, run_stage  # noqa: E402
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from scanbench.backbones import get_backbone  # noqa: E402
-from scanbench.boxes import box_masks, load_checked_boxes  # noqa: E402
-from scanbench.compute import resolve  # noqa: E402
-from scanbench.config import data_root, load_params  # noqa: E402
-from scanbench.data import load_images, load_manifest  # noqa: E402
-from scanbench.distributed import (destroy_process_group, gather_to_rank0, init_process_group,  # noqa: E402
-                                   relaunch_under_torchrun, shard)
-from scanbench.engine import target_engine  # noqa: E402
-from scanbench.errors import ScanbenchError  # noqa: E402
-from scanbench.io import load_npz, write_json  # noqa: E402
-from scanbench.metrics import concat_scores, localisation_scores, per_image_scores, summarize_scores, throughput  # noqa: E402,E501
+from scanbench.backbones import get_backbone
+from scanbench.boxes import load_checked_boxes
+from scanbench.config import data_root
+from scanbench.data import load_images, load_manifest
+from scanbench.distributed import destroy_process_group, gather_to_rank0, init_process_group, shard
+from scanbench.engine import target_engine
+from scanbench.io import write_json
+from scanbench.maps import box_localisation, check_rows, check_shape, explain_stage, load_maps
+from scanbench.metrics import concat_scores, per_image_scores, summarize_scores, throughput
+from scanbench.stages._cli import compute_device, load_stage_params, log_fact, run_stage, stage_parser
 
 
-def load_maps(path: Path, stage: str = "explain") -> dict[str, np.ndarray]:
-    if not path.exists():
-        raise ScanbenchError(f"maps file {path} not found: run the explain stage first")
-    z = load_npz(path, stage=stage)
-    missing = {"maps", "indices", "labels", "classes"} - set(z)
-    if missing:
-        raise ScanbenchError(f"maps file {path} lacks {', '.join(sorted(missing))}: re-run the explain stage")
-    return {k: z[k] for k in ("maps", "indices", "labels", "classes")}
-
-
-def localisation(boxes, paths: list[str], indices: np.ndarray, maps: np.ndarray, size: int, n_resamples: int,
-                 seed: int) -> dict | None:
-    """The `localisation` object of the maps (N x size x size) of the images at `paths` (manifest rows `indices`),
-    or None when data/boxes.csv holds no box at all (then the evaluate JSON has no such key)."""
-    if not len(boxes):
-        return None
-    return localisation_scores(maps, box_masks(boxes, paths, size), np.asarray(indices).astype(int).tolist(),
-                               n_resamples, seed)
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
+def main(argv: list[str] | None = None) -> None:
+    ap = stage_parser(__doc__, targets=True)
     ap.add_argument("--backbone", required=True)
     ap.add_argument("--method", required=True)
     ap.add_argument("--maps", required=True, type=Path)
     ap.add_argument("--out", required=True, type=Path)
-    ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--manifest", default="data/manifest.csv")
     ap.add_argument("--boxes", default="data/boxes.csv", type=Path, help="the `boxes` stage's checked boxes")
-    ap.add_argument("--targets", default="models/targets", type=Path, help="folder of <backbone>/model.{pt,onnx}")
-    args = ap.parse_args()
-    params = load_params(args.params)
-    relaunch_under_torchrun(params)   # compute.nproc > 1: this script again, under torchrun (then exits here)
-    device = resolve(params)
+    args = ap.parse_args(argv)
+    params = load_stage_params(args, data_parallel=True)   # compute.nproc > 1: re-run under torchrun, then exit
+    device = compute_device(params)
     ev = params["evaluate"]
     spec = get_backbone(args.backbone)
     manifest = load_manifest(args.manifest)
-    # the stage that writes these maps, as dvc.yaml names it (dvc.lock names it too, once it has run)
-    z = load_maps(args.maps, f"explain_scan@{spec.name}" if args.method == "scan"
-                  else f"explain_{spec.family}@{spec.name}-{args.method}")
-    if z["indices"].max(initial=-1) >= len(manifest):
-        raise ScanbenchError(f"{args.maps} indexes rows beyond {args.manifest}: re-run the explain stage")
-    labels = manifest["label"].to_numpy()[z["indices"]]
-    if not np.array_equal(labels, z["labels"]):
-        raise ScanbenchError(f"labels in {args.maps} disagree with {args.manifest}: re-run the explain stage")
+    z = load_maps(args.maps, explain_stage(spec.name, spec.family, args.method))
+    labels = check_rows(z, manifest, args.maps, args.manifest)
     boxes = load_checked_boxes(args.boxes)   # before the long part: a missing file fails at once
     # ONNX Runtime on the CPU (or its CUDA provider); without that provider on a GPU, the PyTorch engine there
+    check_shape(z, spec.input_size, args.maps)
     n = len(z["indices"])
-    if z["maps"].shape != (n, spec.input_size, spec.input_size):
-        raise ScanbenchError(f"maps in {args.maps} have shape {tuple(z['maps'].shape)}, expected "
-                             f"{n} x {spec.input_size} x {spec.input_size}: re-run the explain stage")
     ctx = init_process_group(device)
     rows = shard(n, ctx)   # all of them in one process; per-image scores, so any split gives the same numbers
     engine = target_engine(args.backbone, args.targets, ev["engine"], batch_size=ev["batch_size"], device=device)
@@ -106,9 +68,9 @@ def main() -> None:
     log_fact(**tp, nproc=ctx.world)
     # per_image.index: each image's manifest row, so that the report pairs methods image by image
     result["per_image"] = {"index": z["indices"].astype(int).tolist(), **result["per_image"]}
-    loc = localisation(boxes, manifest["path"].astype(str).to_numpy()[z["indices"]].tolist(), z["indices"], z["maps"],
-                       spec.input_size, ev["bootstrap"], params["seed"])
-    if loc is not None:   # only with boxes: without them the JSON is what it was before localisation existed
+    loc = box_localisation(boxes, manifest["path"].astype(str).to_numpy()[z["indices"]].tolist(), z["indices"],
+                           z["maps"], spec.input_size, ev["bootstrap"], params["seed"])
+    if loc is not None:   # only with boxes: without them the JSON has no `localisation` key
         result["localisation"] = loc
     write_json(args.out, {"backbone": args.backbone, "method": args.method, "family": spec.family, **result})
     destroy_process_group(ctx)

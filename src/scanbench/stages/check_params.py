@@ -1,6 +1,6 @@
-"""Stage check_params: refuse a params.yaml holding a key no stage reads (issue 14).
+"""Stage check_params: refuse a params.yaml holding a key no stage reads.
 
-    python pipeline/check_params.py [--params params.yaml]
+    python -m scanbench.stages.check_params [--params params.yaml]
 
 DVC tracks the whole params file for this stage, so adding a key that no other stage lists (`dvc exp run -S
 +alfa=8`) still runs one stage, and it fails with one line naming the key instead of an experiment that re-runs
@@ -9,22 +9,14 @@ nothing. The known keys are scanbench.config.PARAMS_SCHEMA; the values are check
 """
 from __future__ import annotations
 
-import argparse
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).parent))
-from _common import run_stage  # noqa: E402
-
-from scanbench.config import check_param_keys, load_params  # noqa: E402
-from scanbench.explainers.base import validate_method_params  # noqa: E402
+from scanbench.config import check_param_keys
+from scanbench.explainers.base import validate_method_params
+from scanbench.stages._cli import load_stage_params, run_stage, stage_parser
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--params", type=Path, default=Path("params.yaml"))
-    args = ap.parse_args(argv)
-    params = load_params(args.params)          # refuses unknown keys and bad values, one line each
+    args = stage_parser(__doc__, manifest=False).parse_args(argv)
+    params = load_stage_params(args)          # refuses unknown keys and bad values, one line each
     validate_method_params(params)             # the methods run, and each one's settings (explain.<method>)
     print(f"{args.params}: {len(check_param_keys(params))} keys, all known")
 

@@ -5,35 +5,27 @@ The layers: `scan.layers`, plus `ablation.layers` when the backbone is in `ablat
 backbone, so the model loads once; the layer ablation's extra layers cost nothing where it does not run)."""
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _common import run_stage  # noqa: E402
-
-from scanbench.backbones import get_backbone, load_target  # noqa: E402
-from scanbench.compute import resolve  # noqa: E402
-from scanbench.config import data_root, load_params, seed_everything  # noqa: E402
-from scanbench.data import holdout_indices, load_manifest, scan_train_indices  # noqa: E402
-from scanbench.distributed import destroy_process_group, init_process_group, relaunch_under_torchrun  # noqa: E402
-from scanbench.feature_extraction import extract_features  # noqa: E402
-from scanbench.features import feature_layers, training_rows  # noqa: E402
+from scanbench.backbones import get_backbone, load_target
+from scanbench.config import data_root, seed_everything
+from scanbench.data import holdout_indices, load_manifest, scan_train_indices
+from scanbench.distributed import destroy_process_group, init_process_group
+from scanbench.feature_extraction import extract_features
+from scanbench.features import feature_layers, training_rows
+from scanbench.stages._cli import compute_device, load_stage_params, run_stage, stage_parser
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
+def main(argv: list[str] | None = None) -> None:
+    ap = stage_parser(__doc__)
     ap.add_argument("--backbone", required=True)
     ap.add_argument("--layer", action="append", dest="layers",
                     help="layer alias (default|alt1|alt2) or module path; repeat for several "
                          "(default: the layers the params need, see above)")
-    ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--manifest", default="data/manifest.csv")
     ap.add_argument("--out", default=None, type=Path, help="<out>/<layer> per layer (default: features/<backbone>)")
-    args = ap.parse_args()
-    params = load_params(args.params)
-    relaunch_under_torchrun(params)   # compute.nproc > 1: this script again, under torchrun (then exits here)
-    device = resolve(params)
+    args = ap.parse_args(argv)
+    params = load_stage_params(args, data_parallel=True)   # compute.nproc > 1: re-run under torchrun, then exit
+    device = compute_device(params)
     seed_everything(params["seed"])
     spec = get_backbone(args.backbone)
     layers = args.layers or feature_layers(spec.name, params)
@@ -59,6 +51,7 @@ def main() -> None:
             if ctx.is_main:
                 print(f"{spec.name} {layer} {subset}: {len(idx)} images -> {path}")
     destroy_process_group(ctx)
+
 
 if __name__ == "__main__":
     run_stage(main)

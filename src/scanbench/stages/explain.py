@@ -1,59 +1,48 @@
 """Stage `explain`: saliency maps of one method for one backbone's evaluation images.
 
-    python pipeline/explain.py --backbone B --method M --out maps/B/M.npz
+    python -m scanbench.stages.explain --backbone B --method M --out maps/B/M.npz
 
 The explained class is the model's prediction. Writes maps (float16 N x H x W in [0, 1]), indices
-(manifest rows), labels, classes, seconds_per_image and, for SCAN, recon (the first 8 reconstructions).
+(manifest rows), labels, classes and, for SCAN, recon (the first 8 reconstructions); the seconds per image
+are a run fact (logs/run_facts.json).
 """
 from __future__ import annotations
 
-import argparse
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _common import log_fact, run_stage  # noqa: E402
+import numpy as np
+import torch
+from tqdm import tqdm
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from scanbench.backbones import get_backbone, load_target  # noqa: E402
-from scanbench.compute import resolve  # noqa: E402
-from scanbench.config import data_root, load_params  # noqa: E402
-from scanbench.data import eval_indices, load_images, load_manifest  # noqa: E402
-from scanbench.distributed import (destroy_process_group, gather_to_rank0, init_process_group,  # noqa: E402
-                                   relaunch_under_torchrun, shard)
-from scanbench.engine import ForwardEngine  # noqa: E402
-from scanbench.errors import ScanbenchError  # noqa: E402
-from scanbench.explainers.base import check_method, registered_methods  # noqa: E402
-from scanbench.explainers.factory import explainer_from_params  # noqa: E402
-from scanbench.io import save_npz  # noqa: E402
-from scanbench.scan.train import scan_decoder_path  # noqa: E402
+from scanbench.backbones import get_backbone, load_target
+from scanbench.config import data_root
+from scanbench.data import eval_indices, load_images, load_manifest
+from scanbench.distributed import destroy_process_group, gather_to_rank0, init_process_group, shard
+from scanbench.engine import ForwardEngine
+from scanbench.errors import ScanbenchError
+from scanbench.explainers.base import check_method, registered_methods
+from scanbench.explainers.factory import explainer_from_params
+from scanbench.io import save_npz
+from scanbench.scan.train import scan_decoder_path
+from scanbench.stages._cli import compute_device, load_stage_params, log_fact, run_stage, stage_parser
 
 N_RECON = 8
 FORWARD_ONLY = [m for m, c in registered_methods().items() if c.forward_only]   # only logits: the engine serves them
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None) -> None:
+    ap = stage_parser(__doc__, targets=True, scan_models=True)
     ap.add_argument("--backbone", required=True)
     ap.add_argument("--method", required=True)
     ap.add_argument("--out", required=True, type=Path)
-    ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--manifest", default="data/manifest.csv")
-    ap.add_argument("--targets", default="models/targets", type=Path, help="folder of <backbone>/model.{pt,onnx}")
-    ap.add_argument("--decoders", default="models/scan", type=Path,
-                    help="folder of <backbone>/default/decoder.pt (SCAN only)")
-    args = ap.parse_args()
-    params = load_params(args.params)
-    relaunch_under_torchrun(params)   # compute.nproc > 1: this script again, under torchrun (then exits here)
-    device = resolve(params)
+    args = ap.parse_args(argv)
+    params = load_stage_params(args, data_parallel=True)   # compute.nproc > 1: re-run under torchrun, then exit
+    device = compute_device(params)
     spec = get_backbone(args.backbone)
     check_method(args.method, spec.family)   # fail before loading anything
 
-    decoder = scan_decoder_path(args.backbone, args.decoders)
+    decoder = scan_decoder_path(args.backbone, args.scan_models)
     if args.method == "scan" and not decoder.exists():
         raise ScanbenchError(f"SCAN decoder {decoder} not found: run `dvc repro train_scan` first")
     manifest = load_manifest(args.manifest)

@@ -7,25 +7,17 @@ The stage is `always_changed` in dvc.yaml: DVC cannot see a file appear in the d
 one line naming the file and line (exit 2); boxes of images the manifest does not index are skipped and counted."""
 from __future__ import annotations
 
-import argparse
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).parent))
-from _common import run_stage  # noqa: E402
-
-from scanbench.boxes import boxes_file, read_boxes, write_checked_boxes  # noqa: E402
-from scanbench.config import data_root, load_params  # noqa: E402
-from scanbench.data import load_manifest  # noqa: E402
+from scanbench.boxes import boxes_file, read_boxes, write_checked_boxes
+from scanbench.config import data_root
+from scanbench.data import load_manifest
+from scanbench.stages._cli import load_stage_params, run_stage, stage_parser
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--manifest", default="data/manifest.csv")
+def main(argv: list[str] | None = None) -> None:
+    ap = stage_parser(__doc__)
     ap.add_argument("--out", default="data/boxes.csv")
-    args = ap.parse_args()
-    params = load_params(args.params)
+    args = ap.parse_args(argv)
+    params = load_stage_params(args)
     root = data_root(params)
     manifest = load_manifest(args.manifest)
     source = boxes_file(params, root)

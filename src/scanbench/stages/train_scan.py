@@ -1,38 +1,33 @@
 """Stage train_scan: train one SCAN decoder on cached features (SPEC section 3).
 
-    python pipeline/train_scan.py --backbone B --layer L [--alpha A] [--variant V] [--steps S]
-                                  [--n-train N] [--features DIR] [--params params.yaml] --out DIR
-                                  [--results DIR2]
+    python -m scanbench.stages.train_scan --backbone B --layer L [--alpha A] [--variant V] [--steps S]
+                                          [--n-train N] [--features DIR] [--params params.yaml] --out DIR
+                                          [--results DIR2]
 
-Reads features/B/L/{train,holdout} (or --features DIR/{train,holdout}); writes DIR/decoder.pt, and
-summary.json and curves.csv (one row per pass over the images) into DIR2 (default: DIR). Defaults come from params.yaml's
-scan section.
+Reads features/B/L/{train,holdout} (or --features DIR/{train,holdout}); writes DIR/decoder.pt, and summary.json
+and curves.csv (one row per pass over the images) into DIR2 (default: DIR). Defaults come from params.yaml's scan
+section.
 """
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _common import log_fact, run_stage  # noqa: E402
+import pandas as pd
 
-import pandas as pd  # noqa: E402
-
-from scanbench.backbones import get_backbone  # noqa: E402
-from scanbench.compute import resolve  # noqa: E402
-from scanbench.config import load_params  # noqa: E402
-from scanbench.distributed import destroy_process_group, init_process_group, relaunch_under_torchrun  # noqa: E402
-from scanbench.errors import ScanbenchError  # noqa: E402
-from scanbench.features import load_features  # noqa: E402
-from scanbench.io import write_json, write_text  # noqa: E402
-from scanbench.scan.loss import VARIANTS  # noqa: E402
-from scanbench.scan.train import save_decoder, train_decoder  # noqa: E402
+from scanbench.backbones import get_backbone
+from scanbench.distributed import destroy_process_group, init_process_group
+from scanbench.errors import ScanbenchError
+from scanbench.features import load_features
+from scanbench.io import write_json, write_text
+from scanbench.scan.loss import VARIANTS
+from scanbench.scan.train import save_decoder, train_decoder
+from scanbench.stages._cli import compute_device, load_stage_params, log_fact, run_stage, stage_parser
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = stage_parser(__doc__, manifest=False)
     ap.add_argument("--backbone", required=True)
     ap.add_argument("--layer", required=True, help="layer alias (default|alt1|alt2) or module path")
     ap.add_argument("--alpha", type=float, default=None, help="default: params alpha (top-level)")
@@ -41,7 +36,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--n-train", type=int, default=None, help="default: every image in the train feature set")
     ap.add_argument("--features", type=Path, default=None, help="folder holding train/ and holdout/ "
                     "(default: features/<backbone>/<layer>)")
-    ap.add_argument("--params", type=Path, default=Path("params.yaml"))
     ap.add_argument("--out", type=Path, required=True, help="folder for decoder.pt")
     ap.add_argument("--results", type=Path, default=None, help="folder for summary.json and curves.csv "
                     "(default: --out)")
@@ -51,9 +45,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    params = load_params(args.params)
-    relaunch_under_torchrun(params)   # compute.nproc > 1: this script again, under torchrun (then exits here)
-    device = resolve(params)
+    params = load_stage_params(args, data_parallel=True)   # compute.nproc > 1: re-run under torchrun, then exit
+    device = compute_device(params)
     spec = get_backbone(args.backbone)
     alpha = params["alpha"] if args.alpha is None else args.alpha
     if alpha <= 0:

@@ -1,25 +1,22 @@
 """Stage `report`: metric JSONs, Tables I-IV and VI-IX (CSV + Markdown), figures (PNG) and reports/README.md.
 
-    python pipeline/report.py [--params params.yaml] [--results results/<profile>] [--maps maps] [--out reports]
+    python -m scanbench.stages.report [--params params.yaml] [--results results/<profile>] [--maps maps]
+                                      [--out reports]
 
 Reads exactly the files of one run that the params name (scanbench.report.result_files); a missing one is a
 one-line error naming the stage to run. Table V (timing) is written by the `timing` stage.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _common import run_stage  # noqa: E402
-
-from scanbench.config import load_params  # noqa: E402
-from scanbench.errors import ScanbenchError  # noqa: E402
-from scanbench.io import write_text  # noqa: E402
-from scanbench.report.metrics import build_metrics, write_metrics  # noqa: E402
-from scanbench.report.paired import load_results_with_pairs  # noqa: E402
-from scanbench.report.tables import build_tables, write_table  # noqa: E402
+from scanbench.errors import ScanbenchError
+from scanbench.io import write_text
+from scanbench.report.metrics import build_metrics, write_metrics
+from scanbench.report.paired import load_results_with_pairs
+from scanbench.report.tables import build_tables, write_table
+from scanbench.stages._cli import load_stage_params, profile_results, run_stage, stage_parser
 
 
 def make_image_loader(params: dict, manifest_path: Path):
@@ -55,18 +52,16 @@ def manifest_class_names(manifest_path: Path) -> list[str] | None:
     return [names.get(c, f"class {c}") for c in range(max(names, default=-1) + 1)]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--params", default="params.yaml")
+def main(argv: list[str] | None = None) -> None:
+    ap = stage_parser(__doc__)
     ap.add_argument("--results", default=None, help="this run's results folder (default: results/<profile>)")
     ap.add_argument("--maps", default="maps")
-    ap.add_argument("--manifest", default="data/manifest.csv")
     ap.add_argument("--out", default="reports")
     ap.add_argument("--no-figures", action="store_true", help="skip the figures (tables and metrics only)")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
 
-    params = load_params(args.params)
-    results_dir = Path(args.results or f"results/{params['profile']}")
+    params = load_stage_params(args)
+    results_dir = Path(args.results) if args.results else profile_results(params)
     out = Path(args.out)
     for sub in ("metrics", "tables", "figures"):  # DVC outputs must exist even when a part is empty
         (out / sub).mkdir(parents=True, exist_ok=True)
@@ -82,8 +77,8 @@ def main() -> None:
         from scanbench.report.figures import render_figures
 
         figures = render_figures(results, tables, params, args.maps, results_dir, out / "figures",
-                                 make_image_loader(params, Path(args.manifest)),
-                                 class_names=manifest_class_names(Path(args.manifest)))
+                                 make_image_loader(params, args.manifest),
+                                 class_names=manifest_class_names(args.manifest))
 
     from scanbench.report.readme import render_readme
 

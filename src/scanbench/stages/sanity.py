@@ -2,37 +2,33 @@
 (--out) and the map similarities after cascading / independent layer and label randomisation (--maps-out)."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _common import run_stage  # noqa: E402
-from _explainer_stage import explainer_stage_parser, load_target_engine  # noqa: E402
+import torch
 
-import torch  # noqa: E402
-
-from scanbench.backbones import get_backbone  # noqa: E402
-from scanbench.compute import resolve  # noqa: E402
-from scanbench.config import data_root, load_params  # noqa: E402
-from scanbench.data import eval_indices, load_images, load_manifest  # noqa: E402
-from scanbench.distributed import (destroy_process_group, gather_to_rank0, init_process_group,  # noqa: E402
-                                   relaunch_under_torchrun, shard)
-from scanbench.explainers.base import check_method  # noqa: E402
-from scanbench.io import write_json  # noqa: E402
-from scanbench.sanity import (check_cascade, concat_sanity_scores, map_sanity, sanity_scores,  # noqa: E402
-                              sanity_summary, summary_line)
+from scanbench.backbones import get_backbone, load_target
+from scanbench.config import data_root
+from scanbench.data import eval_indices, load_images, load_manifest
+from scanbench.distributed import destroy_process_group, gather_to_rank0, init_process_group, shard
+from scanbench.engine import target_engine
+from scanbench.explainers.base import check_method
+from scanbench.explainers.factory import explainer_from_params
+from scanbench.io import write_json
+from scanbench.sanity import (check_cascade, concat_sanity_scores, map_sanity, sanity_scores, sanity_summary,
+                              summary_line)
+from scanbench.scan.train import scan_decoder_path
+from scanbench.stages._cli import compute_device, load_stage_params, run_stage, stage_parser
 
 
-def main() -> None:
-    ap = explainer_stage_parser(__doc__)
+def main(argv: list[str] | None = None) -> None:
+    ap = stage_parser(__doc__, targets=True, scan_models=True)
+    ap.add_argument("--backbone", required=True)
     ap.add_argument("--method", required=True, help="one of sanity.methods.<family>")
+    ap.add_argument("--out", required=True, type=Path, help="Table IV's AUCs (sanity/<backbone>/<method>)")
     ap.add_argument("--maps-out", required=True, help="the map-similarity JSON (sanity_maps/<backbone>/<method>)")
-    args = ap.parse_args()
-    from scanbench.explainers.factory import explainer_from_params
-
-    params = load_params(args.params)
-    relaunch_under_torchrun(params)   # compute.nproc > 1: this script again, under torchrun (then exits here)
-    device = resolve(params)
+    args = ap.parse_args(argv)
+    params = load_stage_params(args, data_parallel=True)   # compute.nproc > 1: re-run under torchrun, then exit
+    device = compute_device(params)
     ev, sc = params["evaluate"], params["sanity"]
     cascade = check_cascade(sc["cascade"])   # (load_params checked it; this gives the floats)
     spec = get_backbone(args.backbone)
@@ -43,7 +39,11 @@ def main() -> None:
     idx = all_idx[rows.start:rows.stop]
     images = load_images(data_root(params), manifest["path"].to_numpy()[idx], spec.input_size)
     labels = torch.from_numpy(manifest["label"].to_numpy()[idx])
-    model, engine, decoder = load_target_engine(args, params, device)
+    model = load_target(spec.name, args.targets / spec.name / "model.pt", device=device)
+    # the engine on the model's device, unless it is ONNX Runtime's CPU one
+    engine = target_engine(spec.name, args.targets, ev["engine"], batch_size=ev["batch_size"], model=model,
+                           device=device)
+    decoder = scan_decoder_path(spec.name, args.scan_models)
     if engine.kind == "torch":   # the perturbed copies are built where the model runs
         images = images.to(engine.device)
     method = args.method

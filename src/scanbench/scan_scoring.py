@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from scanbench.backbones import get_backbone, load_target
-from scanbench.config import data_root
-from scanbench.data import eval_indices, load_images, load_manifest
-from scanbench.engine import target_engine
-from scanbench.metrics import evaluate_maps
-from scanbench.scan.explainer import SCANExplainer
+from .backbones import get_backbone, load_target
+from .config import data_root
+from .data import eval_indices, load_images, load_manifest
+from .engine import target_engine
+from .metrics import evaluate_maps
+from .scan.explainer import SCANExplainer
 
 
 class ScanScorer:

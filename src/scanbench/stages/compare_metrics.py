@@ -1,8 +1,8 @@
-"""CI: compare the metric tables a run produced against the committed reference; fail on drift.
+"""CI (not a DVC stage): compare the metric tables a run produced against the committed reference; fail on drift.
 
-    python pipeline/compare_metrics.py --reference reports/reference/smoke --current reports/metrics \
+    python -m scanbench.stages.compare_metrics --reference reports/reference/smoke --current reports/metrics \
         [--abs-tol 0.5] [--tol 'explanations/*/methods/lime=2' ...] [--all]
-    python pipeline/compare_metrics.py --update-reference --reference reports/reference/smoke \
+    python -m scanbench.stages.compare_metrics --update-reference --reference reports/reference/smoke \
         --current reports/metrics      # copy a run's metrics in as the new reference, with this machine's facts
 
 Prints the two machines and a Markdown table (metric | reference | current | delta | tolerance | ok), like
@@ -16,33 +16,10 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from scanbench.errors import ScanbenchError  # noqa: E402
-from scanbench.report.compare import (DEFAULT_TOLERANCES, REFERENCE_FILE, compare_dirs, machine_facts,  # noqa: E402
-                                      markdown_table, parse_tolerances, read_reference_file)
-
-
-def update_reference(reference: Path, current: Path) -> None:
-    """Replace the reference's metric files by the current ones; refresh the machine facts, keep the rest."""
-    import shutil
-
-    import yaml
-
-    from scanbench.io import write_text
-
-    if not current.is_dir():
-        raise ScanbenchError(f"metrics folder {current} does not exist: run the pipeline first")
-    meta = read_reference_file(reference)
-    reference.mkdir(parents=True, exist_ok=True)
-    for old in reference.glob("*.json"):
-        old.unlink()
-    for new in sorted(current.glob("*.json")):
-        shutil.copyfile(new, reference / new.name)
-    meta["machine"] = machine_facts()
-    header = "# The machine and settings this reference was made with, and the tolerances CI allows against it.\n"
-    write_text(reference / REFERENCE_FILE, header + yaml.safe_dump(meta, sort_keys=False, width=110))
-    print(f"reference {reference} updated from {current}")
+from scanbench.errors import ScanbenchError
+from scanbench.report.compare import (DEFAULT_TOLERANCES, compare_dirs, machine_facts, markdown_table,
+                                      parse_tolerances, read_reference_file, update_reference)
+from scanbench.stages._cli import report_error
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.update_reference:
         update_reference(Path(args.reference), Path(args.current))
+        print(f"reference {args.reference} updated from {args.current}")
         return 0
     meta = read_reference_file(args.reference)
     tolerances = parse_tolerances(args.tol, args.abs_tol, base=meta.get("tolerances"))
@@ -68,8 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     ref_machine, here = meta.get("machine", {}), machine_facts()
     for name, m in (("reference   ", ref_machine), ("this machine", here)):
         pins = ", ".join(f"{k}={v}" for k, v in (m.get("isa_pins") or {}).items() if v) or "none"
-        print(f"{name}: {m.get('cpu', 'unknown CPU')}, {'avx512f' if 'avx512f' in m.get('isa_flags', []) else 'no avx512f'}"
-              f", ISA pins: {pins}, torch {(m.get('versions') or {}).get('torch')}")
+        avx512 = "avx512f" if "avx512f" in m.get("isa_flags", []) else "no avx512f"
+        print(f"{name}: {m.get('cpu', 'unknown CPU')}, {avx512}, ISA pins: {pins}, "
+              f"torch {(m.get('versions') or {}).get('torch')}")
     print()
     print(markdown_table(rows, show_all=args.all))
     return 0 if all(r.ok for r in rows) else 1
@@ -78,6 +57,6 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     try:
         sys.exit(main())
-    except ScanbenchError as err:
-        print(f"error: {err}", file=sys.stderr)
+    except ScanbenchError as err:   # bad input: one line, exit 2 (1 is drift)
+        report_error(err)
         sys.exit(2)
