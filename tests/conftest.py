@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny random-init models (fast), a few real Imagenette images, the data root."""
+"""Shared fixtures: tiny random-init models (fast), a few real Imagenette images, the data root, an unreachable
+model hub."""
 from __future__ import annotations
 
 import os
@@ -52,3 +53,17 @@ def tiny_cnn():
                                                             "alt2": "net.layer2"}, factory=factory)
     torch.manual_seed(0)
     return spec.build(), spec
+
+
+@pytest.fixture
+def no_hub(tmp_path, monkeypatch):
+    """An unreachable hub (a closed local port: refused at once, whatever this machine's network) and empty caches."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    for var in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "torchhub"))
+    return tmp_path / "hf"
