@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 import scanbench  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads OpenMP)
-import torch  # noqa: E402
+
+# isort: split
+import torch
 
 torch.set_num_threads(1)  # tests run beside other work on a 2-core machine; keep them lean
 
@@ -27,8 +29,9 @@ def data_root() -> Path:
 @pytest.fixture(scope="session")
 def tiny_vit():
     """(model, spec): a 2-block timm ViT (width 32, 8x8 tokens at 32 px... via the conv stem), 10 classes."""
-    from scanbench.backbones import get_backbone
     from dataclasses import replace
+
+    from scanbench.backbones import get_backbone
 
     base = get_backbone("vit_tiny_convstem")
     spec = replace(base, input_size=32, grid=4, scan_layer="net.blocks.1", gradcam_layer="net.blocks.2.norm1",
@@ -43,6 +46,7 @@ def tiny_vit():
 def tiny_cnn():
     """(model, spec): a small timm CNN (resnet10t-like) at 32 px with a 4x4 last grid... random init."""
     import timm
+
     from scanbench.backbones import BackboneSpec
 
     def factory(spec, pretrained=False, **kw):

@@ -16,8 +16,7 @@ import yaml
 from PIL import Image
 
 from scanbench.config import check_image_counts, load_params, validate_params
-from scanbench.data import (MIN_IMAGE_SIDE, build_manifest, check_split_sizes, eval_indices, holdout_indices,
-                            load_image)
+from scanbench.data import MIN_IMAGE_SIDE, build_manifest, check_split_sizes, eval_indices, holdout_indices, load_image
 from scanbench.errors import ScanbenchError
 from scanbench.io import load_npz, load_torch, producing_stage, save_npz, save_torch
 

@@ -7,8 +7,8 @@ import yaml
 from scanbench.backbones import validate_backbone_params
 from scanbench.config import REPO_ROOT, data_root, load_params
 from scanbench.config import validate_params as validate_scalar_params
-from scanbench.explainers.base import validate_method_params
 from scanbench.errors import ScanbenchError
+from scanbench.explainers.base import validate_method_params
 from scanbench.profile import use_profile
 
 DEFAULT = yaml.safe_load((REPO_ROOT / "profiles" / "default.yaml").read_text())

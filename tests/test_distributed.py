@@ -4,8 +4,9 @@ The stage scripts run as DVC runs them, in a folder with a smoke-sized params.ya
 Imagenette images and randomly initialised targets (the numbers need not be good, only equal): `explain` and
 `evaluate` for a CNN method (Grad-CAM on EfficientNet-Lite0) and a ViT one (the random map, whose seeded stream
 must skip the earlier shard's images; its evaluation adds the seeded calibration maps, and its `sanity` run the
-seeded random labels), `features` and `train_scan` (a few DDP steps on the ViT's features). Tolerances: float16 maps within two float16 steps, metrics
-and features within float32 rounding, decoder weights within what 2-rank gradient sums allow after a few steps.
+seeded random labels), `features` and `train_scan` (a few DDP steps on the ViT's features). Tolerances: float16 maps
+within two float16 steps, metrics and features within float32 rounding, decoder weights within what 2-rank gradient
+sums allow after a few steps.
 """
 from __future__ import annotations
 
@@ -58,6 +59,7 @@ def test_global_batch_norm_is_batch_norm_on_one_rank(tmp_path):
     """GlobalBatchNorm2d (gloo's stand-in for SyncBatchNorm) against BatchNorm2d: outputs, input and weight
     gradients, running statistics, in a 1-rank gloo group (2 ranks: the train_scan test below)."""
     import torch.distributed as dist
+
     from scanbench.distributed import GlobalBatchNorm2d, sync_batch_norm
 
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
@@ -111,7 +113,8 @@ def stage_dir(tmp_path_factory, data_root):
     (d / "data").mkdir()
     manifest, _ = build_manifest(data_root, limit_per_class=3, check_images=False)
     manifest.to_csv(d / "data" / "manifest.csv", index=False)
-    (d / "data" / "boxes.csv").write_text(",".join(CHECKED_COLUMNS) + "\n")   # the boxes stage's file for data without boxes
+    # the boxes stage's file for data without boxes
+    (d / "data" / "boxes.csv").write_text(",".join(CHECKED_COLUMNS) + "\n")
     torch.manual_seed(0)
     cnn = get_backbone("effnet_lite0")
     save_target(d / "models/targets/effnet_lite0/model.pt", cnn,

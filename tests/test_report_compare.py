@@ -10,8 +10,16 @@ from pathlib import Path
 import pytest
 
 from scanbench.errors import ScanbenchError
-from scanbench.report.compare import (DEFAULT_TOLERANCES, compare_dirs, compare_trees, flatten, load_tree,
-                                      parse_tolerances, read_reference_file, tolerance_for)
+from scanbench.report.compare import (
+    DEFAULT_TOLERANCES,
+    compare_dirs,
+    compare_trees,
+    flatten,
+    load_tree,
+    parse_tolerances,
+    read_reference_file,
+    tolerance_for,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
