@@ -13,12 +13,13 @@ Prints and writes reports/benchmarks/decoder_step.{json,md}.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
 
 import scanbench  # noqa: F401  (thread policy and ISA pins before torch)
+
+# isort: split
 import torch
 import torch.nn as nn
 

@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 
 import scanbench  # noqa: F401  before torch: OMP_WAIT_POLICY and the ISA pins only count if set before it loads
+
+# isort: split
 import numpy as np
 import torch
 
@@ -28,10 +30,10 @@ from scanbench.config import data_root, load_params
 from scanbench.data import eval_indices, load_images, load_manifest
 from scanbench.engine import ForwardEngine
 from scanbench.explainers.base import methods_for
-from scanbench.scan.train import scan_decoder_path
 from scanbench.explainers.factory import explainer_from_params
 from scanbench.io import write_json, write_text
 from scanbench.metrics.perturbation import perturbation_correct, removal_counts, removal_rank
+from scanbench.scan.train import scan_decoder_path
 from scanbench.timing import measure_methods, timing_indices
 
 
@@ -163,7 +165,8 @@ def main() -> None:
               f"Same correctness matrix as the loop: {agree}", "",
               f"Explanation time: the timing stage's measurement, {len(t_images)} timing images (LIME/RISE capped by "
               f"timing.n_images_per_method), seeded random interleaved order", "",
-              f"| method | ms/image (batch 1, median) | ratio to Grad-CAM | ms/image (batch {params['timing']['batch_size']}) |",
+              f"| method | ms/image (batch 1, median) | ratio to Grad-CAM | "
+              f"ms/image (batch {params['timing']['batch_size']}) |",
               "|---|---|---|---|"]
     lines += [f"| {m} | {v:.1f} | {result['explain_ratio_to_gradcam'].get(m, float('nan')):.2f} | "
               f"{timed[m]['ms_per_image_batched']:.1f} |" for m, v in explain_ms.items()]

@@ -78,15 +78,16 @@ def main() -> None:
     summary = {s: {"capability": r[0]["capability"], **{k: statistics.median(x[k] for x in r) for k in keys}}
                for s, r in runs.items()}
     ratios = {k: summary["pinned"][k] / summary["native"][k] for k in keys}
-    from scanbench.report.compare import machine_facts
     from scanbench.io import write_json, write_text
+    from scanbench.report.compare import machine_facts
 
     result = {"machine": machine_facts(), "rounds": args.rounds, "median_ms": summary, "pinned_over_native": ratios}
     write_json(args.out / "isa_pins.json", result)
     lines = [f"# AVX2 pins vs native ISA ({result['machine']['cpu']}, {args.rounds} alternating rounds, medians)", "",
              f"| workload | pinned ({summary['pinned']['capability']}) ms | native ({summary['native']['capability']}) "
              f"ms | pinned / native |", "|---|---|---|---|"]
-    lines += [f"| {k[:-3]} | {summary['pinned'][k]:.1f} | {summary['native'][k]:.1f} | {ratios[k]:.2f}x |" for k in keys]
+    lines += [f"| {k[:-3]} | {summary['pinned'][k]:.1f} | {summary['native'][k]:.1f} | {ratios[k]:.2f}x |"
+              for k in keys]
     write_text(args.out / "isa_pins.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -1,4 +1,4 @@
-"""Benchmark (issue 13): why bench_forward.py and the timing stage disagreed on SCAN / Grad-CAM, and that they now agree.
+"""Benchmark: why bench_forward.py and the timing stage disagreed on SCAN / Grad-CAM, and that they now agree.
 
 Part 1, one process, the harnesses alternating over the rounds (a seeded random order per round), same models:
   - "bench_forward before": its old explanation timing: the first 8 evaluation images, every method (LIME and RISE
@@ -94,8 +94,12 @@ def main() -> None:
 def run(args: argparse.Namespace) -> None:
 
     import numpy as np
+
     import scanbench  # noqa: F401  before torch
+
+    # isort: split
     import torch
+
     from scanbench.backbones import get_backbone, load_target
     from scanbench.compute import resolve
     from scanbench.config import data_root, load_params
@@ -155,21 +159,22 @@ def run(args: argparse.Namespace) -> None:
             print(f"round {r} {o}: {order_runs[o][-1]}", flush=True)
 
     def summarise(rs: list[dict]) -> dict:
-        return {"scan_ms": statistics.median(x["scan"] for x in rs), "gradcam_ms": statistics.median(x["gradcam"] for x in rs),
+        return {"scan_ms": statistics.median(x["scan"] for x in rs),
+                "gradcam_ms": statistics.median(x["gradcam"] for x in rs),
                 "scan_over_gradcam": statistics.median(x["scan"] / x["gradcam"] for x in rs),
                 "per_round_ratio": [x["scan"] / x["gradcam"] for x in rs]}
 
     summary = {h: summarise(rs) for h, rs in runs.items()}
     order = {o: summarise(rs) for o, rs in order_runs.items()}
-    result = {"machine": machine_facts(), "backbone": spec.name, "rounds": args.rounds, "threads": torch.get_num_threads(),
-              "background_load_processes": args.load,
+    result = {"machine": machine_facts(), "backbone": spec.name, "rounds": args.rounds,
+              "threads": torch.get_num_threads(), "background_load_processes": args.load,
               "load_average_at_end": os.getloadavg(), "harnesses": summary, "import_order": order,
               "all_methods_ms": runs}
     name = "timing_agreement" + (f"_load{args.load}" if args.load else "")
     write_json(args.out / f"{name}.json", result)
     fmt = lambda v: ", ".join(f"{x:.2f}" for x in v)  # noqa: E731
-    lines = [f"# Timing agreement (issue 13): {spec.name}, {result['machine']['cpu']}, {torch.get_num_threads()} threads, "
-             f"{args.rounds} rounds, {args.load} background busy processes", "",
+    lines = [f"# Timing agreement (issue 13): {spec.name}, {result['machine']['cpu']}, "
+             f"{torch.get_num_threads()} threads, {args.rounds} rounds, {args.load} background busy processes", "",
              "Written by `python benchmarks/bench_timing_agreement.py`. All numbers from this one run, harnesses "
              "alternating in a seeded random order per round; batch 1, ms per image, medians over rounds of each "
              "round's median. The machine is shared (load average at the end: "
@@ -190,9 +195,9 @@ def run(args: argparse.Namespace) -> None:
               "28 of its 32 SCAN samples escaped that, and its median did too.",
               "- bench_forward imported torch before scanbench, so OMP_WAIT_POLICY=PASSIVE (set by scanbench) came "
               "after libgomp had read its environment: its OpenMP threads spun (its JSON still said PASSIVE).",
-              "- Now: ONNX Runtime threads wait passively (`ForwardEngine(spin=False)`), each image's method order is a "
-              "seeded random permutation, and bench_forward runs the stage's own `measure_methods` on the stage's "
-              "images after importing scanbench first."]
+              "- Now: ONNX Runtime threads wait passively (`ForwardEngine(spin=False)`), each image's method "
+              "order is a seeded random permutation, and bench_forward runs the stage's own `measure_methods` on "
+              "the stage's images after importing scanbench first."]
     write_text(args.out / f"{name}.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 

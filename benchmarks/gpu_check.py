@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 
 import scanbench  # noqa: F401  (thread policy and ISA pins before torch)
+
+# isort: split
 import torch
 import yaml
 
@@ -121,7 +123,8 @@ def vit_timing(device: torch.device, n_images: int, batch: int, dry_run: bool) -
     return {"device": device_description(device), "dry_run": dry_run, "backbone": spec.name,
             "weights": "random (timm init)", "decoder_widths": decoder.kwargs["widths"],
             "decoder_out_size": decoder.kwargs["out_size"], "n_images": n_images, "batch": batch,
-            "methods": summary, "scan_over_gradcam": summary["scan"]["ms_per_image"] / summary["gradcam"]["ms_per_image"]}
+            "methods": summary,
+            "scan_over_gradcam": summary["scan"]["ms_per_image"] / summary["gradcam"]["ms_per_image"]}
 
 
 def _read(path: Path | None) -> dict | None:

@@ -39,8 +39,10 @@ def test_paper_architectures_build_and_find_layers(name):
         assert out.shape[-1] == spec.grid
 
 
-def test_paper_backbone_offline_error():
-    with pytest.raises(Exception):
+def test_paper_backbone_offline_error(no_hub):
+    with pytest.raises(ScanbenchError, match=r"pretrained weights for resnetv2_50 \(Hugging Face repo "
+                                             r"timm/resnetv2_50\.a1h_in1k\) are not in the local cache .* hub is "
+                                             r"unreachable"):
         get_backbone("resnetv2_50").build(pretrained=True)
 
 

@@ -1,4 +1,4 @@
-"""Issue 14, "Bad input": each case is one line naming the thing to fix (exit 2 from a stage), never a traceback
+"""Bad input: each case is one line naming the thing to fix (exit 2 from a stage), never a traceback
 and never a silently wrong number. Library-level checks here; a few run the stage script as a user would."""
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import yaml
 from PIL import Image
 
 from scanbench.config import check_image_counts, load_params, validate_params
-from scanbench.data import MIN_IMAGE_SIDE, build_manifest, check_split_sizes, eval_indices, load_image
+from scanbench.data import MIN_IMAGE_SIDE, build_manifest, check_split_sizes, eval_indices, holdout_indices, load_image
 from scanbench.errors import ScanbenchError
 from scanbench.io import load_npz, load_torch, producing_stage, save_npz, save_torch
 
@@ -64,7 +64,7 @@ def write_params(folder: Path, mutate=lambda p: None) -> Path:
 # ------------------------------------------------------------------------------------- own data: the classes
 
 def test_non_wnid_class_folders_are_the_datas_own_classes(tmp_path):
-    # issue 15: no longer refused; labels are the data's class indices, imagenet_index -1 where no wnid (the
+    # accepted: labels are the data's class indices, imagenet_index -1 where no wnid (the
     # `head` stage fits a head for them: tests/test_head.py)
     root = _tree(tmp_path / "ds", classes=("n01440764", "cat", "dog"))
     manifest, _ = build_manifest(root, check_images=False)
@@ -141,11 +141,18 @@ def test_sanity_stage_refuses_a_bad_cascade_in_one_line(tmp_path):
 
 
 def test_null_counts_that_mean_all_are_kept():
-    params = copy.deepcopy(SMOKE)
+    params = copy.deepcopy(SMOKE)                           # explain.n_images 12
     params["features"]["n_holdout"] = None                  # every val image not evaluated
     for section in ("sanity", "ablation", "scaling"):
         params[section]["n_images"] = None                  # all explain.n_images evaluation images
+    before = copy.deepcopy(params)
     validate_params(params)
+    assert params == before                                 # accepted, and kept as null
+    manifest = _manifest(20)
+    evaluated = eval_indices(manifest, params)
+    assert len(evaluated[: params["sanity"]["n_images"]]) == 12    # the stages' slice: every evaluation image
+    held_out = holdout_indices(manifest, params)
+    assert len(held_out) == 8 and not set(held_out) & set(evaluated)   # the rest of val, disjoint
 
 
 def _manifest(n_val: int) -> pd.DataFrame:
@@ -316,20 +323,6 @@ def test_evaluate_stage_on_a_truncated_maps_file(tmp_path):
 
 
 # ------------------------------------------------------------------------------------- paper profile offline
-
-@pytest.fixture
-def no_hub(tmp_path, monkeypatch):
-    """An unreachable hub (a closed local port: refused at once, whatever this machine's network) and empty caches."""
-    from huggingface_hub import constants
-
-    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
-    for var in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "torchhub"))
-    return tmp_path / "hf"
-
 
 def test_paper_backbone_offline_fails_at_once_naming_the_weights(no_hub, monkeypatch):
     import timm

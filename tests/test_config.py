@@ -7,8 +7,8 @@ import yaml
 from scanbench.backbones import validate_backbone_params
 from scanbench.config import REPO_ROOT, data_root, load_params
 from scanbench.config import validate_params as validate_scalar_params
-from scanbench.explainers.base import validate_method_params
 from scanbench.errors import ScanbenchError
+from scanbench.explainers.base import validate_method_params
 from scanbench.profile import use_profile
 
 DEFAULT = yaml.safe_load((REPO_ROOT / "profiles" / "default.yaml").read_text())
@@ -16,7 +16,10 @@ DEFAULT = yaml.safe_load((REPO_ROOT / "profiles" / "default.yaml").read_text())
 
 @pytest.mark.parametrize("name", ["smoke", "default", "paper"])
 def test_profiles_validate(name):
-    validate_params(load_params(REPO_ROOT / "profiles" / f"{name}.yaml"))
+    params = load_params(REPO_ROOT / "profiles" / f"{name}.yaml")
+    as_written = copy.deepcopy(params)
+    assert validate_params(params) == as_written           # every stage's checks pass and change no value
+    assert params["profile"] == name
 
 
 def validate_params(params):
@@ -52,7 +55,7 @@ def test_data_root_missing(tmp_path, monkeypatch):
 
 
 def test_data_root_comes_from_params_only(tmp_path, monkeypatch):
-    """The old override $SCANBENCH_DATA_ROOT is not read: DVC cannot see an environment variable (issue 14)."""
+    """$SCANBENCH_DATA_ROOT is not read: DVC cannot see an environment variable."""
     (tmp_path / "env").mkdir()
     monkeypatch.setenv("SCANBENCH_DATA_ROOT", str(tmp_path / "env"))
     assert data_root({"data": {"root": str(tmp_path)}}) == tmp_path

@@ -77,6 +77,7 @@ def test_global_batch_norm_is_batch_norm_on_one_rank(tmp_path):
     """GlobalBatchNorm2d (gloo's stand-in for SyncBatchNorm) against BatchNorm2d: outputs, input and weight
     gradients, running statistics, in a 1-rank gloo group (2 ranks: the train_scan test below)."""
     import torch.distributed as dist
+
     from scanbench.distributed import GlobalBatchNorm2d, sync_batch_norm
 
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
@@ -130,7 +131,8 @@ def stage_dir(tmp_path_factory, data_root):
     (d / "data").mkdir()
     manifest, _ = build_manifest(data_root, limit_per_class=3, check_images=False)
     manifest.to_csv(d / "data" / "manifest.csv", index=False)
-    (d / "data" / "boxes.csv").write_text(",".join(CHECKED_COLUMNS) + "\n")   # the boxes stage's file for data without boxes
+    # the boxes stage's file for data without boxes
+    (d / "data" / "boxes.csv").write_text(",".join(CHECKED_COLUMNS) + "\n")
     torch.manual_seed(0)
     cnn = get_backbone("effnet_lite0")
     save_target(d / "models/targets/effnet_lite0/model.pt", cnn,

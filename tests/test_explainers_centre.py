@@ -21,7 +21,8 @@ def test_same_map_for_every_image_and_class(tiny_cnn):
     b = ex.explain(_images(2, 64, 1), torch.tensor([2, 2]))
     assert a.shape == (3, 64, 64) and a.min() == 0 and a.max() == 1
     for m in (*a, *b):
-        torch.testing.assert_close(m, a[0], rtol=1e-6, atol=1e-6)   # one map for all; float32 kernels may differ across CPUs
+        # one map for all; float32 kernels may differ across CPUs
+        torch.testing.assert_close(m, a[0], rtol=1e-6, atol=1e-6)
 
 
 def test_peak_at_the_centre_and_radially_decreasing(tiny_cnn):

@@ -296,10 +296,9 @@ def test_timm_variants_conserve(kwargs):
 
 
 def test_partial_lrp_needs_a_cls_token():
-    from dataclasses import replace
+    from timm.models.vision_transformer import VisionTransformer
 
     from scanbench.backbones import BackboneSpec
-    from timm.models.vision_transformer import VisionTransformer
 
     net = VisionTransformer(img_size=16, patch_size=4, embed_dim=16, depth=1, num_heads=2, num_classes=5,
                             global_pool="avg", class_token=False)

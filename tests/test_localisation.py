@@ -15,8 +15,15 @@ import pytest
 import yaml
 from PIL import Image
 
-from scanbench.boxes import (BOXES_FILE, CHECKED_COLUMNS, box_mask, box_masks, load_checked_boxes, read_boxes,
-                             write_checked_boxes)
+from scanbench.boxes import (
+    BOXES_FILE,
+    CHECKED_COLUMNS,
+    box_mask,
+    box_masks,
+    load_checked_boxes,
+    read_boxes,
+    write_checked_boxes,
+)
 from scanbench.data import build_manifest, load_image
 from scanbench.errors import ScanbenchError
 from scanbench.metrics.localisation import area_share, energy_in_boxes, localisation_scores, pointing_game

@@ -1,6 +1,5 @@
 """DVC's own tools (issue 14): `dvc exp run -S alpha=8` sets SCAN's alpha in one place; a key no stage reads is
 refused with one line (by every stage's load_params, and by the check_params stage that tracks the whole file)."""
-import copy
 import os
 import re
 import shutil

@@ -19,8 +19,15 @@ from scanbench.metrics.bootstrap import bootstrap_ci, paired_bootstrap_ci
 from scanbench.report.metrics import build_metrics
 from scanbench.report.paired import load_paired, load_results_with_pairs
 from scanbench.report.results import load_results, result_files, win_rates
-from scanbench.report.tables import (TABLES, build_tables, fmt, load_paper, markdown, timing_table, write_table,
-                                     write_timing_table)
+from scanbench.report.tables import (
+    build_tables,
+    fmt,
+    load_paper,
+    markdown,
+    timing_table,
+    write_table,
+    write_timing_table,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 PAPER_TXT = REPO.parent / "shared" / "paper" / "SCAN-paper.txt"

@@ -7,7 +7,7 @@ import torch
 
 from scanbench.engine import ForwardEngine
 from scanbench.explainers.base import make_explainer
-from scanbench.sanity import SETTINGS, randomize_weights, random_other_classes, sanity_check
+from scanbench.sanity import SETTINGS, random_other_classes, randomize_weights, sanity_check
 
 FRACTIONS = [0.0, 0.3, 0.6, 0.9]
 
@@ -111,9 +111,8 @@ import math  # noqa: E402
 import numpy as np  # noqa: E402
 
 from scanbench.errors import ScanbenchError  # noqa: E402
+from scanbench.sanity import cascade_steps, check_cascade, layer_groups, map_sanity, partially_randomised  # noqa: E402
 from scanbench.similarity import map_similarity, resize_maps, summarise_similarity  # noqa: E402
-from scanbench.sanity import (cascade_steps, check_cascade, layer_groups, map_sanity,  # noqa: E402
-                              partially_randomised)
 
 
 def smooth_maps(n, side, seed):

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from scanbench.errors import ScanbenchError
-from scanbench.hooks import features_and_grads
 from scanbench.features import reconstruction_size
+from scanbench.hooks import features_and_grads
 from scanbench.scan.decoder import build_decoder, decoder_from_kwargs, n_stages
 
 TINY = {"scan": {"widths": {"cnn": [8, 8, 6, 6, 4, 4, 4], "vit": [8, 8, 6, 4, 4]}, "vit_blocks": 2,

@@ -6,8 +6,7 @@ import pytest
 import torch
 
 from scanbench.errors import ScanbenchError
-from scanbench.scan.loss import (blur_params, confidence, gaussian_blur, make_target, scan_loss,
-                                 stretching_sine)
+from scanbench.scan.loss import blur_params, confidence, gaussian_blur, make_target, scan_loss, stretching_sine
 
 Y_PEAK = 8 / 3.85   # |y| / (8 + 0.15 |y|) = 1/4  ->  sin(pi/2) = 1: C = 1 for +Y_PEAK, 0 for -Y_PEAK
 
