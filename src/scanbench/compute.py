@@ -21,7 +21,6 @@ from typing import Any
 from .config import compute_params
 from .errors import ScanbenchError
 
-
 CGROUP_CPU_MAX = "/sys/fs/cgroup/cpu.max"
 
 

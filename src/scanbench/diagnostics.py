@@ -8,8 +8,9 @@ blob on every image. On held-out images at the inference percentile this measure
   - conf_image_std:  std over images of the confidence at each pixel, averaged over pixels (0: the map
                      ignores the image);
   - train_conf_area, train_recon_err: the same area and MSE on n_reference training images (a seeded subset
-                     of every class: the store is sorted by class; same P, eval mode). An area as far below 1/(1+alpha) on the training images as on held-out ones says
-                     the shortfall is the loss's balance at this reconstruction error, not overfitting.
+                     of every class: the store is sorted by class; same P, eval mode). An area as far below
+                     1/(1+alpha) on the training images as on held-out ones says the shortfall is the loss's
+                     balance at this reconstruction error, not overfitting.
 Kept out of scanbench.scan on purpose: the decoders' stages do not depend on this file.
 """
 from __future__ import annotations

@@ -28,6 +28,7 @@ import torch.nn as nn
 from .errors import ScanbenchError
 from .launch import under_torchrun
 
+
 @dataclass(frozen=True)
 class DistContext:
     rank: int = 0
@@ -123,7 +124,7 @@ class GlobalBatchNorm2d(nn.BatchNorm2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce   # differentiable: backward sums the gradients
+        from torch.distributed.nn.functional import all_reduce  # differentiable: backward sums the gradients
 
         dims = (0, 2, 3)
         count = all_reduce(x.new_tensor([x.shape[0] * x.shape[2] * x.shape[3]], dtype=x.dtype), group=self.group)

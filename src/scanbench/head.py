@@ -22,6 +22,7 @@ from .errors import ScanbenchError
 from .io import atomic_path, load_torch, read_json, save_torch
 from .lr_schedule import lr_at, set_lr
 
+
 def head_reason(spec: BackboneSpec, imagenet_indices: Sequence[int]) -> str | None:
     """Why `spec` needs a fitted head on data whose classes have these ImageNet indices (-1: not an ImageNet
     class), or None when it needs none."""

@@ -170,7 +170,7 @@ def use_profile(name: str, repo: Path = Path("."), data_root: str | None = None,
     import yaml
 
     from .config import validate_params
-    from .explainers.base import validate_method_params   # the registry imports torch: a second or two
+    from .explainers.base import validate_method_params  # the registry imports torch: a second or two
 
     src = repo / "profiles" / f"{name}.yaml"
     dst = repo / "params.yaml"

@@ -112,8 +112,8 @@ def sanity_scores(make: ExplainerMaker, model: nn.Module, forward: Forward, imag
                   rows: range | None = None, n_total: int | None = None,
                   maps_out: dict | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per setting, per-image (pos, neg) correctness of the three settings of Table IV (`sanity_check`'s
-    per-image part; `maps_out` as there). A shard of a data-parallel run passes its `rows` of `n_total` images: its seeded draws
-    (random classes, a random method's maps) are those the single run makes for these images."""
+    per-image part; `maps_out` as there). A shard of a data-parallel run passes its `rows` of `n_total` images:
+    its seeded draws (random classes, a random method's maps) are those the single run makes for these images."""
     labels = torch.as_tensor(labels, dtype=torch.long)
     n, h, w = images01.shape[0], images01.shape[-2], images01.shape[-1]
     start, total = (0, n) if rows is None else (rows.start, n_total)
@@ -243,9 +243,9 @@ def map_sanity(make: ExplainerMaker, model: nn.Module, images01: torch.Tensor, c
     after cascading and independent randomisation (weights from `random_model`, Table IV's), and to
     `label_maps` (the random-label maps); `other_image`: each original map against another image's (the next
     one's), the similarity of two maps that share the method and model but not the image: what a map falls to
-    once it stops depending on the image (a centre-heavy method stays above 0 there). The randomised models explain the trained model's classes, so only the
-    weights change between the two maps (Table IV's random_weights AUCs explain the randomised model's own
-    prediction, which its perturbation test needs)."""
+    once it stops depending on the image (a centre-heavy method stays above 0 there). The randomised models
+    explain the trained model's classes, so only the weights change between the two maps (Table IV's random_weights
+    AUCs explain the randomised model's own prediction, which its perturbation test needs)."""
     groups = layer_groups(model)
 
     def similarity_to(rand_groups: Sequence[LayerGroup]) -> dict:

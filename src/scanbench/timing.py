@@ -106,7 +106,8 @@ def device_description(device: torch.device | str | None = None) -> str:
     """CPU model (or GPU name), core count and torch threads: what the times were measured on (`device`: the
     stage's compute device; None: a GPU when there is one)."""
     if (torch.cuda.is_available() if device is None else torch.device(device).type == "cuda"):
-        return f"{torch.cuda.get_device_name(None if device is None else torch.device(device))} (CUDA), torch {torch.__version__}"
+        name = torch.cuda.get_device_name(None if device is None else torch.device(device))
+        return f"{name} (CUDA), torch {torch.__version__}"
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as fh:

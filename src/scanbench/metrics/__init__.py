@@ -15,11 +15,21 @@ from ..per_image_metrics import PER_IMAGE_NAMES
 from .bootstrap import bootstrap_ci
 from .confidence import drop_inc, per_image_metrics
 from .localisation import area_share, energy_in_boxes, localisation_scores, pointing_game
-from .perturbation import (PerturbationResult, auc, curve, fair_resolution, per_image_auc, perturbation_correct,
-                           random_map_calibration, removal_rank, summarize)
+from .perturbation import (
+    PerturbationResult,
+    auc,
+    curve,
+    fair_resolution,
+    per_image_auc,
+    perturbation_correct,
+    random_map_calibration,
+    removal_rank,
+    summarize,
+)
 
 __all__ = ["PerturbationResult", "area_share", "auc", "bootstrap_ci", "curve", "drop_inc", "energy_in_boxes",
-           "concat_scores", "evaluate_maps", "fair_resolution", "forward_throughput", "localisation_scores", "per_image_auc",
+           "concat_scores", "evaluate_maps", "fair_resolution", "forward_throughput", "localisation_scores",
+           "per_image_auc",
            "per_image_metrics", "per_image_scores", "pointing_game", "perturbation_correct", "random_map_calibration",
            "removal_rank", "summarize", "summarize_scores", "throughput"]
 

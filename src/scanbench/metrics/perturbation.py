@@ -38,7 +38,8 @@ def fair_resolution(maps: torch.Tensor, grid: int) -> torch.Tensor:
 
 
 def removal_counts(fractions: Sequence[float], n_pixels: int) -> list[int]:
-    """Pixels removed at each fraction: floor(f * n), with a tolerance for float error (0.3 * 10 = 3.0000000000000004)."""
+    """Pixels removed at each fraction: floor(f * n), with a tolerance for float error
+    (0.3 * 10 = 3.0000000000000004)."""
     for f in fractions:
         if not 0.0 <= f <= 1.0:
             raise ScanbenchError(f"evaluate.fractions must lie in [0, 1] (got {f!r})")

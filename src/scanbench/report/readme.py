@@ -237,7 +237,8 @@ def render_readme(params: Mapping[str, Any], metrics: Mapping[str, Any], tables:
     from .compare import DEFAULT_TOLERANCES, EXCLUDED_FILES
 
     lines += ["## CI comparison", "",
-              "`python -m scanbench.stages.compare_metrics --reference reports/reference/smoke --current reports/metrics` "
+              "`python -m scanbench.stages.compare_metrics --reference reports/reference/smoke "
+              "--current reports/metrics` "
               "compares every metric file except " + ", ".join(f"`{f}.json`" for f in EXCLUDED_FILES) +
               " (machine-dependent) with the committed smoke reference, prints the differences as a Markdown "
               "table and exits 1 when a value moves beyond its absolute tolerance or a metric appears or "

@@ -20,6 +20,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+
 from ..config import ABLATION_PARAM, setting_name
 from ..errors import ScanbenchError
 from ..explainers.base import registered_methods
@@ -171,7 +172,8 @@ def load_results(results_dir: str | Path, params: Mapping[str, Any]) -> pd.DataF
             rows += sanity_map_rows(data, keys)
         elif f.part == "scaling":          # one row per training-set size: the size is the setting
             rows += [r for row in data.get("rows", [])
-                     for r in tidy({**row, "n_images": data.get("n_images")}, **{**keys, "setting": str(row["n_train"])})]
+                     for r in tidy({**row, "n_images": data.get("n_images")},
+                                   **{**keys, "setting": str(row["n_train"])})]
         elif f.part == "diagnostics":      # held-out checks of one decoder: its layer is the setting
             rows += tidy(data, **{**keys, "setting": data.get("layer", "default")})
         else:

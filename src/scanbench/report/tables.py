@@ -22,8 +22,15 @@ from ..config import configured_data_root, setting_name
 from ..errors import ScanbenchError
 from ..io import write_text
 from ..per_image_metrics import PER_IMAGE_NAMES
-from .results import (CALIBRATION_METHODS, METHOD_LABELS, families_of, long_table, method_sort_key,
-                      setting_sort_key, tidy)
+from .results import (
+    CALIBRATION_METHODS,
+    METHOD_LABELS,
+    families_of,
+    long_table,
+    method_sort_key,
+    setting_sort_key,
+    tidy,
+)
 
 ROMAN = ("I", "II", "III", "IV", "V", "VI", "VII", "VIII", "IX", "X")
 AUCS = ("auc_d", "neg_auc", "pos_auc")   # the paper's column order

@@ -12,7 +12,7 @@ from scanbench.config import ABLATION_PARAM, check_percentile, seed_everything, 
 from scanbench.errors import ScanbenchError
 from scanbench.features import load_features
 from scanbench.io import save_npz, write_json
-from scanbench.scan.train import scan_decoder_path, save_decoder, train_decoder
+from scanbench.scan.train import save_decoder, scan_decoder_path, train_decoder
 from scanbench.scan_scoring import ScanScorer
 from scanbench.stages._cli import compute_device, load_stage_params, run_stage, stage_parser
 

@@ -17,8 +17,15 @@ import sys
 from pathlib import Path
 
 from scanbench.errors import ScanbenchError
-from scanbench.report.compare import (DEFAULT_TOLERANCES, compare_dirs, machine_facts, markdown_table,
-                                      parse_tolerances, read_reference_file, update_reference)
+from scanbench.report.compare import (
+    DEFAULT_TOLERANCES,
+    compare_dirs,
+    machine_facts,
+    markdown_table,
+    parse_tolerances,
+    read_reference_file,
+    update_reference,
+)
 from scanbench.stages._cli import report_error
 
 

@@ -14,8 +14,16 @@ from scanbench.backbones import get_backbone, validate_backbone_params
 from scanbench.config import check_head_params, data_root, seed_everything
 from scanbench.data import class_table, load_images, load_manifest, seeded_subset
 from scanbench.errors import ScanbenchError
-from scanbench.head import (cache_penultimate_features, fine_tune_last_block, fit_linear_probe, heads_needed,
-                            images_top1, probe_top1, save_head, weights_file)
+from scanbench.head import (
+    cache_penultimate_features,
+    fine_tune_last_block,
+    fit_linear_probe,
+    heads_needed,
+    images_top1,
+    probe_top1,
+    save_head,
+    weights_file,
+)
 from scanbench.io import atomic_path, write_json
 from scanbench.stages._cli import compute_device, load_stage_params, log_fact, run_stage, stage_parser
 

@@ -14,8 +14,14 @@ from scanbench.engine import target_engine
 from scanbench.explainers.base import check_method
 from scanbench.explainers.factory import explainer_from_params
 from scanbench.io import write_json
-from scanbench.sanity import (check_cascade, concat_sanity_scores, map_sanity, sanity_scores, sanity_summary,
-                              summary_line)
+from scanbench.sanity import (
+    check_cascade,
+    concat_sanity_scores,
+    map_sanity,
+    sanity_scores,
+    sanity_summary,
+    summary_line,
+)
 from scanbench.scan.train import scan_decoder_path
 from scanbench.stages._cli import compute_device, load_stage_params, run_stage, stage_parser
 
