@@ -20,8 +20,9 @@ from scanbench.config import data_root, load_params, seed_everything  # noqa: E4
 from scanbench.data import class_table, load_images, load_manifest, seeded_subset  # noqa: E402
 from scanbench.engine import ForwardEngine, export_onnx  # noqa: E402
 from scanbench.head import pretrained_target  # noqa: E402
+from scanbench.hybrid_train import pretrained_trunk_kwargs, train_target  # noqa: E402
 from scanbench.io import atomic_path, load_npy, read_json, write_json  # noqa: E402
-from scanbench.vit_train import ViTTrainConfig, train_vit  # noqa: E402
+from scanbench.vit_train import ViTTrainConfig  # noqa: E402
 
 
 def val_top1(engine: ForwardEngine, root: Path, rel_paths, labels: np.ndarray, size: int, batch: int) -> float:
@@ -56,7 +57,8 @@ def main() -> None:
         cfg = params["targets"]["vit"]
         # input size, patch and depth are the registry's (its layers depend on them); width and heads are params
         build_kwargs = {"num_classes": len(classes), "width": cfg["width"], "heads": cfg["heads"]}
-        model = spec.build(**build_kwargs).to(device)   # initialised on the CPU (seeded), trained on the device
+        # initialised on the CPU (seeded), trained on the device; a hybrid ViT's trunk: pretrained weights
+        model = spec.build(**build_kwargs, **pretrained_trunk_kwargs(spec, params)).to(device)
         teacher = Path(args.teacher)
         meta = read_json(teacher / "meta.json")
         train_idx, val_idx = np.array(meta["train_indices"]), np.array(meta["val_indices"])
@@ -64,6 +66,7 @@ def main() -> None:
                               weight_decay=cfg["weight_decay"], warmup_epochs=cfg["warmup_epochs"],
                               distill_temperature=cfg["distill_temperature"], distill_weight=cfg["distill_weight"],
                               label_smoothing=cfg["label_smoothing"], seed=params["seed"])
+        train_vit = train_target(model)   # vit_train.train_vit, or hybrid_train.train_hybrid for a hybrid ViT
         curves = train_vit(model, load_npy(teacher / "images_train.npy", "teacher", mmap_mode="r"),
                            labels[train_idx], load_npy(teacher / "logits_train.npy", "teacher"),
                            load_npy(teacher / "images_val.npy", "teacher"),

@@ -18,7 +18,7 @@ from scanbench.data import class_table, load_manifest, seeded_subset  # noqa: E4
 from scanbench.engine import ForwardEngine, export_onnx  # noqa: E402
 from scanbench.head import pretrained_target  # noqa: E402
 from scanbench.io import atomic_path, save_npy, write_json  # noqa: E402
-from scanbench.teacher import resize_images, teacher_logits  # noqa: E402
+from scanbench.teacher import resize_images, student_input_size, teacher_logits  # noqa: E402
 
 
 def main() -> None:
@@ -54,7 +54,7 @@ def main() -> None:
         engine = ForwardEngine(model, "onnx", tmp_onnx, batch_size=params["targets"]["batch_size"], device=device)
         rel = manifest["path"].to_numpy()
         logits = teacher_logits(engine, root, rel[train_idx], spec.input_size, params["targets"]["batch_size"])
-    size = get_backbone(cfg.get("student", "vit_tiny_convstem")).input_size
+    size = student_input_size(trained)   # the input size of the backbone(s) trained here
     save_npy(out / "logits_train.npy", logits.astype(np.float32))
     save_npy(out / "images_train.npy", resize_images(root, rel[train_idx], size, "resize train"))
     save_npy(out / "images_val.npy", resize_images(root, rel[val_idx], size, "resize val"))
