@@ -79,7 +79,6 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "imagenette")
     ap.add_argument("--out", type=Path, default=REPO / "reports" / "benchmarks" / "parallel.md")
     args = ap.parse_args()
-    sys.path.insert(0, str(REPO / "src"))
     from scanbench.compute import available_cores
 
     times: dict[tuple[str, str, int], list[float]] = {}

@@ -1,13 +1,27 @@
 """Sanity checks: weight randomisation really re-initialises everything; random labels avoid the
 prediction; the three settings explain the right model and class."""
 import copy
+import math
 
+import numpy as np
 import pytest
 import torch
 
 from scanbench.engine import ForwardEngine
+from scanbench.errors import ScanbenchError
 from scanbench.explainers.base import make_explainer
-from scanbench.sanity import SETTINGS, random_other_classes, randomize_weights, sanity_check
+from scanbench.sanity import (
+    SETTINGS,
+    cascade_steps,
+    check_cascade,
+    layer_groups,
+    map_sanity,
+    partially_randomised,
+    random_other_classes,
+    randomize_weights,
+    sanity_check,
+)
+from scanbench.similarity import map_similarity, resize_maps, summarise_similarity
 
 FRACTIONS = [0.0, 0.3, 0.6, 0.9]
 
@@ -106,13 +120,6 @@ def test_sanity_check_explains_the_right_model_and_class(tiny_cnn):
 
 
 # ------------------------------------------------------------------ map similarity (Adebayo et al. 2018)
-import math  # noqa: E402
-
-import numpy as np  # noqa: E402
-
-from scanbench.errors import ScanbenchError  # noqa: E402
-from scanbench.sanity import cascade_steps, check_cascade, layer_groups, map_sanity, partially_randomised  # noqa: E402
-from scanbench.similarity import map_similarity, resize_maps, summarise_similarity  # noqa: E402
 
 
 def smooth_maps(n, side, seed):

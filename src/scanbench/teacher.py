@@ -27,3 +27,17 @@ def teacher_logits(forward, root: Path, rel_paths: Sequence[str], size: int, bat
         with torch.inference_mode():
             outs.append(forward(x).float().cpu().numpy())
     return np.concatenate(outs)
+
+
+def student_input_size(names: Sequence[str]) -> int:
+    """The side at which the teacher stage caches images: the input size of the backbones trained in the pipeline
+    (`names`), which must agree (one cache serves them all); else one line naming them."""
+    from .backbones import get_backbone
+    from .errors import ScanbenchError
+
+    sizes = {name: get_backbone(name).input_size for name in names}
+    if len(set(sizes.values())) != 1:
+        raise ScanbenchError("the backbones trained in the pipeline take different input sizes ("
+                             + ", ".join(f"{n}: {s} px" for n, s in sizes.items())
+                             + "), but the teacher stage caches the images at one: list one of them in backbones")
+    return next(iter(sizes.values()))

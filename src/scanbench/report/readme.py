@@ -58,6 +58,14 @@ def deviations(params: Mapping[str, Any]) -> list[str]:
                    f"width {vit.get('width', 192)}, {vit.get('heads', 3)} heads, a convolutional stem (three "
                    f"stride-2 3x3 convs) in place of the linear patch projection. Its SCAN layer is the middle "
                    f"block (the paper's 6th of 12).")
+    if "vit_hybrid_lite0" in backbones:
+        vit = params.get("targets", {}).get("vit", {})
+        out.append(f"Transformer target: a hybrid ViT trained here (distilled from EfficientNet-Lite0) instead of "
+                   f"the pretrained ViT-B/16: 112 px input; EfficientNet-Lite0's pretrained trunk up to `blocks.4` "
+                   f"(frozen) gives 7x7 tokens (timm's HybridEmbed, as in timm's hybrid ViTs), then a CLS token and "
+                   f"4 timm blocks of width {vit.get('width', 192)}, {vit.get('heads', 3)} heads, trained "
+                   f"{vit.get('epochs', '?')} epochs. Its SCAN layer is the middle block (the paper's 6th of 12); "
+                   f"the sanity cascade's stem includes the trunk.")
     widths = scan.get("widths", {})
     if widths.get("cnn") and list(widths["cnn"]) != PAPER_WIDTHS_CNN:
         out.append(f"Decoder widths narrower than the paper's {PAPER_WIDTHS_CNN} (CPU budget): CNN "

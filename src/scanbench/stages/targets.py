@@ -15,9 +15,10 @@ from scanbench.config import data_root, seed_everything
 from scanbench.data import class_table, load_images, load_manifest, seeded_subset
 from scanbench.engine import ForwardEngine, export_onnx
 from scanbench.head import pretrained_target
+from scanbench.hybrid_train import pretrained_trunk_kwargs, train_target
 from scanbench.io import atomic_path, load_npy, read_json, write_json
 from scanbench.stages._cli import compute_device, load_stage_params, run_stage, stage_parser
-from scanbench.vit_train import ViTTrainConfig, train_vit
+from scanbench.vit_train import ViTTrainConfig
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -42,7 +43,8 @@ def main(argv: list[str] | None = None) -> None:
         cfg = params["targets"]["vit"]
         # input size, patch and depth are the registry's (its layers depend on them); width and heads are params
         build_kwargs = {"num_classes": len(classes), "width": cfg["width"], "heads": cfg["heads"]}
-        model = spec.build(**build_kwargs).to(device)   # initialised on the CPU (seeded), trained on the device
+        # initialised on the CPU (seeded), trained on the device; a hybrid ViT's trunk: pretrained weights
+        model = spec.build(**build_kwargs, **pretrained_trunk_kwargs(spec, params)).to(device)
         teacher = Path(args.teacher)
         meta = read_json(teacher / "meta.json")
         train_idx, val_idx = np.array(meta["train_indices"]), np.array(meta["val_indices"])
@@ -50,6 +52,7 @@ def main(argv: list[str] | None = None) -> None:
                               weight_decay=cfg["weight_decay"], warmup_epochs=cfg["warmup_epochs"],
                               distill_temperature=cfg["distill_temperature"], distill_weight=cfg["distill_weight"],
                               label_smoothing=cfg["label_smoothing"], seed=params["seed"])
+        train_vit = train_target(model)   # vit_train.train_vit, or hybrid_train.train_hybrid for a hybrid ViT
         curves = train_vit(model, load_npy(teacher / "images_train.npy", "teacher", mmap_mode="r"),
                            labels[train_idx], load_npy(teacher / "logits_train.npy", "teacher"),
                            load_npy(teacher / "images_val.npy", "teacher"),

@@ -13,7 +13,7 @@ from scanbench.engine import ForwardEngine, export_onnx
 from scanbench.head import pretrained_target
 from scanbench.io import atomic_path, save_npy, write_json
 from scanbench.stages._cli import compute_device, load_stage_params, run_stage, stage_parser
-from scanbench.teacher import resize_images, teacher_logits
+from scanbench.teacher import resize_images, student_input_size, teacher_logits
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> None:
         engine = ForwardEngine(model, "onnx", tmp_onnx, batch_size=params["targets"]["batch_size"], device=device)
         rel = manifest["path"].to_numpy()
         logits = teacher_logits(engine, root, rel[train_idx], spec.input_size, params["targets"]["batch_size"])
-    size = get_backbone(cfg.get("student", "vit_tiny_convstem")).input_size
+    size = student_input_size(trained)   # the input size of the backbone(s) trained here
     save_npy(out / "logits_train.npy", logits.astype(np.float32))
     save_npy(out / "images_train.npy", resize_images(root, rel[train_idx], size, "resize train"))
     save_npy(out / "images_val.npy", resize_images(root, rel[val_idx], size, "resize val"))
