@@ -11,10 +11,27 @@ import torch
 from scanbench.errors import ScanbenchError
 from scanbench.explainers.base import normalize_maps
 from scanbench.explainers.centre import centre_map
-from scanbench.grid_pointing import (GridScores, candidate_rows, check_side, compose, correct_alone, draw_mosaics,
-                                     load_mosaics, max_mosaics, method_summary, mosaic_classes, paired_summary,
-                                     per_mosaic, power_estimate, score_mosaics, tile_masks, tile_pointing,
-                                     tile_pointings, tile_share, tile_shares)
+from scanbench.grid_pointing import (
+    GridScores,
+    candidate_rows,
+    check_side,
+    compose,
+    correct_alone,
+    draw_mosaics,
+    load_mosaics,
+    max_mosaics,
+    method_summary,
+    mosaic_classes,
+    paired_summary,
+    per_mosaic,
+    power_estimate,
+    score_mosaics,
+    tile_masks,
+    tile_pointing,
+    tile_pointings,
+    tile_share,
+    tile_shares,
+)
 from scanbench.metrics.bootstrap import bootstrap_ci, paired_bootstrap_ci
 from scanbench.metrics.localisation import energy_in_boxes, pointing_game
 
