@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .errors import ScanbenchError
+from .io import write_text
 
 PROFILES = ("smoke", "default", "paper")
 
@@ -199,9 +200,7 @@ def use_profile(name: str, repo: Path = Path("."), data_root: str | None = None,
     written = yaml.safe_load(text) or {}
     validate_params(written)
     validate_method_params(written)
-    tmp = dst.with_suffix(".yaml.tmp")
-    tmp.write_text(text)
-    tmp.replace(dst)
+    write_text(dst, text)
     return dst, changes
 
 
