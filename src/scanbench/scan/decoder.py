@@ -1,4 +1,5 @@
-"""The analysis network (docs/METHODS.md §1.2, paper Sec. III.E / Fig. 2): features -> 4 channels at the reconstruction size.
+"""The analysis network (docs/METHODS.md §1.2, paper Sec. III.E / Fig. 2): features -> 4 channels at the
+reconstruction size.
 
 Channel 0 is the confidence logit y_c; channels 1..3 the reconstruction, tanh'd into [-1, 1].
 The output side is `out_size` (scanbench.features.reconstruction_size: `scan.out_size`, by default the blur's
