@@ -53,10 +53,10 @@ def mentions(text: str) -> list[tuple[int, str]]:
 
 
 def test_the_patterns_catch_what_they_are_for():
-    caught = ["see " + "issue 13", "(" + "Issue-7)", "issue" + "12-9640267", "session" + " 10", "Session" + "-11",
+    caught = ["see iss" + "ue 13", "(Iss" + "ue-7)", "iss" + "ue12-smoke", "sess" + "ion 10", "Sess" + "ion-11",
               "SP" + "EC §6", "SP" + "EC.md", "/" + "work/shared/x", "/" + "home/u/x"]
     kept = ["ONNX Runtime sessions", "scope=\"session\"", "an issue of float rounding", "SPECIAL, EXEMPLARY",
-            "BackboneSpec", "spec.input_size", "/tmp/x"]
+            "BackboneSpec", "spec.input_size", "data/boxes.csv"]
     assert all(MENTION.search(s) for s in caught), [s for s in caught if not MENTION.search(s)]
     assert not any(MENTION.search(s) for s in kept), [s for s in kept if MENTION.search(s)]
 
