@@ -1,6 +1,6 @@
-"""Benchmark (issue 13): a SCAN decoder training step, before and after the 56-px redesign, one run.
+"""Benchmark: a SCAN decoder training step, before and after the 56-px redesign, one run.
 
-"before": the issue-12 decoder (reconstruction at the input size, transposed-conv k3 s2 stages, the default
+"before": the earlier decoder (reconstruction at the input size, transposed-conv k3 s2 stages, the default
 profile's widths of then: CNN [128, 96, 64, 32, 16, 8], ViT [96, 64, 48, 32, 16]); "after": `build_decoder`
 with params.yaml's scan section (reconstruction at scan.out_size / 8 px per feature cell, conv + bilinear x2).
 A step = Eq. 1 masking (gradients ~5% positive for the CNN's conv_head, ~50% for the ViT), decode, the loss
@@ -35,7 +35,7 @@ OLD_WIDTHS = {"cnn": [128, 96, 64, 32, 16, 8], "vit": [96, 64, 48, 32, 16]}
 
 
 class OldUpsampler(nn.Module):
-    """The issue-12 stages: 2 bottlenecks, then ConvTranspose2d(k3, s2) per x2, up to the input size."""
+    """The earlier decoder's stages: 2 bottlenecks, then ConvTranspose2d(k3, s2) per x2, up to the input size."""
 
     def __init__(self, widths, stages):
         super().__init__()

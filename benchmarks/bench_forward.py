@@ -1,4 +1,4 @@
-"""Benchmark (issue 7): forward-only throughput and per-image explanation time, one run, same images.
+"""Benchmark: forward-only throughput and per-image explanation time, one run, same images.
 
 Measures, on the same real validation images:
   1. the forward limit of each engine (PyTorch eager, eager + channels_last, ONNX Runtime), batch 1 and batched;

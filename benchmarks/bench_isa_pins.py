@@ -1,4 +1,4 @@
-"""Benchmark (issue 12): what the AVX2 pins of scanbench/__init__.py cost on this CPU, one run.
+"""Benchmark: what the AVX2 pins of scanbench/__init__.py cost on this CPU, one run.
 
 The pins are set before torch loads, so each setting runs in its own process; the two alternate over the rounds
 (pinned, native, pinned, ...) and each process times the same workloads after a warm-up:

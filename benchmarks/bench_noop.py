@@ -1,4 +1,5 @@
-"""A no-op `dvc repro` and `dvc status` on a checkout whose run is complete (SPEC: a no-op `dvc repro` within 5 s).
+"""A no-op `dvc repro` and `dvc status` on a checkout whose run is complete (the target: a no-op `dvc repro`
+within 5 s, docs/METHODS.md §4).
 
     python benchmarks/bench_noop.py --repo DIR [--python PY ...] [--rounds 3]
 

@@ -58,7 +58,7 @@ HOG = "import torch, time\ntorch.set_num_threads(1)\nx = torch.rand(256, 256)\nw
 
 
 def rotated_time_explainers(explainers, images01, classes, n_images=None):
-    """The interleaved loop both used before issue 13 (batch 1): one warm-up call per method, then image k of every
+    """The interleaved loop both used at first (batch 1): one warm-up call per method, then image k of every
     method, the order rotated by one method per image. A rotation keeps each method's cyclic neighbour."""
     limit = {m: min(len(images01), int((n_images or {}).get(m, len(images01)))) for m in explainers}
     for m, ex in explainers.items():
@@ -173,7 +173,7 @@ def run(args: argparse.Namespace) -> None:
     name = "timing_agreement" + (f"_load{args.load}" if args.load else "")
     write_json(args.out / f"{name}.json", result)
     fmt = lambda v: ", ".join(f"{x:.2f}" for x in v)  # noqa: E731
-    lines = [f"# Timing agreement (issue 13): {spec.name}, {result['machine']['cpu']}, "
+    lines = [f"# Timing agreement: {spec.name}, {result['machine']['cpu']}, "
              f"{torch.get_num_threads()} threads, {args.rounds} rounds, {args.load} background busy processes", "",
              "Written by `python benchmarks/bench_timing_agreement.py`. All numbers from this one run, harnesses "
              "alternating in a seeded random order per round; batch 1, ms per image, medians over rounds of each "

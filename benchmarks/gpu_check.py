@@ -1,4 +1,4 @@
-"""The Python parts of benchmarks/gpu_check.sh (issue 15): on one device,
+"""The Python parts of benchmarks/gpu_check.sh: on one device,
 
   decoder  the paper-width SCAN decoders' training throughput (images/s): a step is Eq. 1 masking, decode at the
            paper's 224 px, the loss against the blurred target, backward and Adam, on random features of the

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU check (issue 15), under 8 minutes on a GPU box, from the repo root:
+# GPU check, under 8 minutes on a GPU box, from the repo root:
 #
 #     benchmarks/gpu_check.sh                  # needs CUDA; writes reports/benchmarks/gpu_check.{md,json}
 #     benchmarks/gpu_check.sh --cpu-dry-run    # anywhere: the same code path at tiny sizes, no smoke repro

@@ -78,7 +78,7 @@ def test_real_manifest_sample(data_root):
 
 def test_imagenet_wnid_index_matches_timm_and_imports_neither_timm_nor_torch():
     """prepare's class list is read from timm's bundled files without importing timm (nor torch): the same
-    table as timm.data.ImageNetInfo gives (issue 14, start-up)."""
+    table as timm.data.ImageNetInfo gives (it keeps prepare's start-up short)."""
     import subprocess
     import sys
 

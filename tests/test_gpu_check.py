@@ -1,4 +1,4 @@
-"""benchmarks/gpu_check.sh (issue 15): refuses in one line without CUDA; its CPU dry run goes through every part
+"""benchmarks/gpu_check.sh: refuses in one line without CUDA; its CPU dry run goes through every part
 (a clone on the smoke profile with `dvc dag`/`dvc status`, the paper-width decoder step, SCAN and Grad-CAM on a
 random ViT-B/16) and writes the report; a part without a record is reported as not done, never as a number."""
 from __future__ import annotations

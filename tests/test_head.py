@@ -1,4 +1,4 @@
-"""Issue 15 item 2: the `head` stage. A backbone without an ImageNet classifier (DINO: timm num_classes=0) or data
+"""The `head` stage. A backbone without an ImageNet classifier (DINO: timm num_classes=0) or data
 whose classes are not ImageNet's gets a linear probe on its penultimate features; labels are the data's class
 indices; backbone + head is the target model of every later stage; bad input is one line."""
 from __future__ import annotations

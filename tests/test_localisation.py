@@ -1,4 +1,4 @@
-"""Issue 16.3, localisation where the data has boxes: the boxes.csv convention and its checks, boxes mapped through
+"""Localisation where the data has boxes: the boxes.csv convention and its checks, boxes mapped through
 the same resize as the images, energy inside the boxes and the pointing game, the report's table, and nothing new
 when there are no boxes. Synthetic images: an object (a plain red rectangle) pasted on a plain grey background."""
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue 15 item 2: the paper's backbones (ViT-B/16, DeiT-B, DINO ViT-B/16, ResNet50V2, VGG16, ConvNeXt-S,
+"""The paper's backbones (ViT-B/16, DeiT-B, DINO ViT-B/16, ResNet50V2, VGG16, ConvNeXt-S,
 EfficientNetV2-B0) build with timm at their real size (random weights: no download), with the right head, grid,
 SCAN and Grad-CAM layers and normalisation, and one explainer of each family, plus SCAN with an untrained decoder,
 runs on them through a fitted-size head (the model the `head` stage makes)."""

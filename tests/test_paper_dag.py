@@ -1,4 +1,4 @@
-"""Issue 15: the paper profile's DAG is valid offline. In a throw-away copy of the project (code, dvc.yaml, the paper
+"""The paper profile's DAG is valid offline. In a throw-away copy of the project (code, dvc.yaml, the paper
 profile as params.yaml; no data, no weights, no network), `dvc dag` and `dvc status` work, and `dvc repro` stops at
 its first data stage with the one-line "provide the data" message (exit 2), not a traceback."""
 from __future__ import annotations

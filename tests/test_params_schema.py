@@ -1,4 +1,4 @@
-"""DVC's own tools (issue 14): `dvc exp run -S alpha=8` sets SCAN's alpha in one place; a key no stage reads is
+"""DVC's own tools: `dvc exp run -S alpha=8` sets SCAN's alpha in one place; a key no stage reads is
 refused with one line (by every stage's load_params, and by the check_params stage that tracks the whole file)."""
 import os
 import re
@@ -147,7 +147,7 @@ def test_check_params_stage_one_line(tmp_path):
 @pytest.mark.skipif(shutil.which("dvc") is None or shutil.which("git") is None, reason="needs dvc and git")
 def test_dvc_exp_run_sets_alpha_and_refuses_a_new_key(tmp_path):
     """What DVC users type: `-S alpha=8` sets the existing key; `-S +alfa=8` adds one and the run fails naming
-    it (before issue 14 it 'ran' an experiment that re-ran nothing). Only the check_params stage is run here."""
+    it (without that stage it 'ran' an experiment that re-ran nothing). Only the check_params stage is run here."""
     repo = tmp_path / "repo"
     repo.mkdir()
     shutil.copyfile(REPO / "dvc.yaml", repo / "dvc.yaml")

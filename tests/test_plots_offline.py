@@ -1,4 +1,4 @@
-"""`dvc plots show` renders offline (issue 14): DVC's own page loads Vega from a CDN, so offline the training-curve
+"""`dvc plots show` renders offline: DVC's own page loads Vega from a CDN, so offline the training-curve
 plots rendered as nothing. .dvc/config points `plots.html_template` at .dvc/plots/offline.html, which inlines the
 vendored Vega builds; these tests render a page through DVC and check it loads nothing from the network."""
 import json

@@ -240,7 +240,7 @@ def test_metric_json_structure(built):
     _, m, _ = built
     assert list(m) == ["explanations", "sanity", "sanity_maps", "scan_training", "targets", "calibration",
                        "ablation_alpha", "ablation_layer", "ablation_p", "ablation_components", "summary"]
-    # keyed by name all the way down: DVC's metrics/exp commands print nothing for a list (issue 14)
+    # keyed by name all the way down: DVC's metrics/exp commands print nothing for a list
     def no_lists_of_records(obj, path):
         if isinstance(obj, dict):
             for k, v in obj.items():

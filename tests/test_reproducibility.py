@@ -1,4 +1,4 @@
-"""Same inputs, same bytes, same numbers on any x86 CPU (issue 12).
+"""Same inputs, same bytes, same numbers on any x86 CPU.
 
 - The package pins the instruction set PyTorch, oneDNN and MKL dispatch to (AVX2), before torch loads.
 - Equal checkpoints and map archives are equal files (no temp name or clock inside the archive).

@@ -1,4 +1,4 @@
-"""Issue 16.3 leftover: the smoke profile carries hand-drawn boxes (profiles/smoke_boxes.csv, named by data.boxes)
+"""The smoke profile carries hand-drawn boxes (profiles/smoke_boxes.csv, named by data.boxes)
 on its evaluation images, so that the smoke DAG (CI) runs the localisation metrics; data.boxes: null keeps the data
 root's optional boxes.csv (default and paper profiles)."""
 from __future__ import annotations

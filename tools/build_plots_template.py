@@ -1,7 +1,7 @@
 """Build .dvc/plots/offline.html: the HTML page `dvc plots show` fills, with Vega inlined (no CDN).
 
-    cd /tmp && npm pack vega@5.33.1 vega-lite@5.23.0 vega-embed@6.29.0     # the versions vendored now
-    python tools/build_plots_template.py /tmp/vega-5.33.1.tgz /tmp/vega-lite-5.23.0.tgz /tmp/vega-embed-6.29.0.tgz
+    (cd DIR && npm pack vega@5.33.1 vega-lite@5.23.0 vega-embed@6.29.0)     # the versions vendored now
+    python tools/build_plots_template.py DIR/vega-5.33.1.tgz DIR/vega-lite-5.23.0.tgz DIR/vega-embed-6.29.0.tgz
 
 DVC's own page loads vega, vega-lite and vega-embed from cdn.jsdelivr.net through its `{scripts}` placeholder, so
 offline the Vega plots render as nothing. This page leaves `{scripts}` out and inlines the three minified builds
@@ -22,7 +22,7 @@ BUILDS = {"vega": "package/build/vega.min.js", "vega-lite": "package/build/vega-
           "vega-embed": "package/build/vega-embed.min.js"}
 
 PAGE = """<!DOCTYPE html>
-<!-- scanbench: DVC's plots page with Vega inlined, so that `dvc plots show` renders offline (issue 14).
+<!-- scanbench: DVC's plots page with Vega inlined, so that `dvc plots show` renders offline.
      Built by tools/build_plots_template.py from {sources}; licenses in .dvc/plots/vendor/. -->
 <html>
 <head>

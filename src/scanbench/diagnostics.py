@@ -1,4 +1,4 @@
-"""Does a trained SCAN decoder generalise? Held-out checks beyond the confidence area (issue 3 follow-up).
+"""Does a trained SCAN decoder generalise? Held-out checks beyond the confidence area.
 
 The confidence area alone cannot tell a decoder that explains each image from one that paints the same
 blob on every image. On held-out images at the inference percentile this measures:

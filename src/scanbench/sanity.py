@@ -1,4 +1,4 @@
-"""Sanity checks (SPEC §6, paper Table IV, after Adebayo et al. 2018).
+"""Sanity checks (docs/METHODS.md §3, paper Table IV, after Adebayo et al. 2018).
 
 - original: the trained target, explaining its prediction.
 - random_weights: a copy of the target with every weight re-initialised (seeded); the method re-explains

@@ -1,4 +1,4 @@
-"""Per-image explanation time (SPEC §6, paper Table V): same process, warm, batch 1 and batched.
+"""Per-image explanation time (docs/METHODS.md §3, paper Table V): same process, warm, batch 1 and batched.
 
 `time_explainer(s)` is the measuring loop; `timing_summary` turns the per-image times of several methods
 into the record of reports/timing/B.json (median, IQR, ratio to Grad-CAM's batch-1 median); `measure_methods`
@@ -62,8 +62,8 @@ def time_explainers(explainers: Mapping[str, object], images01: torch.Tensor, cl
     in a block and then the next's let that drift into their ratios). Each batch's order is a fresh random
     permutation (np.random.Generator(seed)), so that no method always follows the same one: what ran just
     before a method (another engine's threads, the caches) is part of its time. A rotation is not enough: it
-    keeps every method's cyclic neighbour, and SCAN always ran right after RISE (issue 13,
-    reports/benchmarks/timing_agreement.md). `n_images[m]` caps method m to the first images (default: all).
+    keeps every method's cyclic neighbour, and SCAN always ran right after RISE
+    (reports/benchmarks/timing_agreement.md). `n_images[m]` caps method m to the first images (default: all).
     Returns {method: ms per image of each of its batches}."""
     if batch_size < 1:
         raise ScanbenchError(f"timing.batch_size must be >= 1 (got {batch_size})")

@@ -5,7 +5,7 @@ from .base import register_explainer
 
 @register_explainer("scan", families=("cnn", "vit"), label="SCAN", order=130)
 class ScanExplainer(SCANExplainer):
-    """SCAN: gradient-masked features decoded into a self-confidence map (SPEC section 3)."""
+    """SCAN: gradient-masked features decoded into a self-confidence map (docs/METHODS.md §1)."""
 
     @classmethod
     def params_kwargs(cls, params, engine=None, decoder_path=None):

@@ -1,5 +1,5 @@
-"""Evaluation metrics (SPEC §5): perturbation AUCs, Drop/Inc, bootstrap intervals, calibration; localisation
-against object boxes where the data has them (issue 16).
+"""Evaluation metrics (docs/METHODS.md §2): perturbation AUCs, Drop/Inc, bootstrap intervals, calibration; localisation
+against object boxes where the data has them.
 
 `evaluate_maps` computes everything results/evaluate/B/M.json holds for one method's maps.
 """

@@ -1,4 +1,4 @@
-"""Localisation against object boxes (issue 16): energy inside the boxes and the pointing game, per image, with
+"""Localisation against object boxes: energy inside the boxes and the pointing game, per image, with
 bootstrap intervals over images.
 
 - **Energy**: the share of the map's non-negative mass inside the union of the image's boxes,

@@ -1,4 +1,4 @@
-"""Paired comparisons (issue 13): each method's AUC-D minus SCAN's and minus the centre prior's, image by image.
+"""Paired comparisons: each method's AUC-D minus SCAN's and minus the centre prior's, image by image.
 
 All methods of a backbone are scored on the same evaluation images, so their difference has a much tighter
 interval than two separate intervals suggest (an easy image is easy for every method). For each method m and

@@ -1,4 +1,5 @@
-"""The analysis network (SPEC 3.2, paper Sec. III.E / Fig. 2): features -> 4 channels at the reconstruction size.
+"""The analysis network (docs/METHODS.md §1.2, paper Sec. III.E / Fig. 2): features -> 4 channels at the
+reconstruction size.
 
 Channel 0 is the confidence logit y_c; channels 1..3 the reconstruction, tanh'd into [-1, 1].
 The output side is `out_size` (scanbench.features.reconstruction_size: `scan.out_size`, by default the blur's
@@ -153,6 +154,6 @@ def decoder_from_kwargs(kwargs: dict) -> nn.Module:
     if family not in ("cnn", "vit"):
         raise ScanbenchError(f"decoder kwargs name no known family (got {family!r})")
     if "out_size" not in kw:
-        raise ScanbenchError("decoder checkpoint predates the out_size decoders (issue 13): re-train it "
+        raise ScanbenchError("decoder checkpoint has no out_size (saved before the decoders had one): re-train it "
                              "(`dvc repro -f train_scan`)")
     return (CNNDecoder if family == "cnn" else ViTDecoder)(**kw)

@@ -1,4 +1,4 @@
-"""SCAN at inference (SPEC 3.6): features and gradient at the decoder's layer, mask at P, decode, C = map.
+"""SCAN at inference (docs/METHODS.md §1.6): features and gradient at the decoder's layer, mask at P, decode, C = map.
 
     explainer = SCANExplainer(model, spec, decoder_path="models/scan/B/default/decoder.pt", p=95)
     maps = explainer.explain(images01, classes)                     # B x H x W in [0, 1]

@@ -1,4 +1,4 @@
-"""SCAN's losses (paper Eqs. 3-10, SPEC 3.3-3.5) and the Table IX component variants.
+"""SCAN's losses (paper Eqs. 3-10, docs/METHODS.md §1.3-1.5) and the Table IX component variants.
 
     C        = (sign(y) sin(2 pi |y| / (8 + 0.15 |y|)) + 1) / 2          Eq. 4 (/2: C in [0, 1])
     Y~       = GaussianBlur(Y, k = 2 floor(s_k/s_f) + 1, sigma = s_k/(2 s_f)), Y in [-1, 1]   Eq. 7

@@ -1,4 +1,5 @@
-"""Gradient-masked features (paper Eq. 1, SPEC 3.1): keep F where the positive gradient is in its top (100-P)%.
+"""Gradient-masked features (paper Eq. 1, docs/METHODS.md §1.1): keep F where the positive gradient is in its
+top (100-P)%.
 
 Per sample, Q = P-th percentile (linear interpolation, as numpy's default) of the *positive* entries of G
 over the whole tensor (C x H x W, or T x D); mask = G >= Q. A sample without any positive gradient keeps

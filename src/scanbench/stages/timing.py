@@ -22,7 +22,7 @@ from scanbench.scan.train import scan_decoder_path
 from scanbench.stages._cli import compute_device, load_stage_params, run_stage, stage_parser
 from scanbench.timing import device_description, measure_methods, timing_indices
 
-MIN_SAMPLES = 32   # SPEC §6: median and spread over at least 32 samples
+MIN_SAMPLES = 32   # docs/METHODS.md §3: median and spread over at least 32 samples
 
 
 def time_backbone(backbone: str, params: dict, manifest_path: Path, targets: Path, scan_models: Path,

@@ -1,4 +1,4 @@
-"""Stage train_scan: train one SCAN decoder on cached features (SPEC section 3).
+"""Stage train_scan: train one SCAN decoder on cached features (docs/METHODS.md §1).
 
     python -m scanbench.stages.train_scan --backbone B --layer L [--alpha A] [--variant V] [--steps S]
                                           [--n-train N] [--features DIR] [--params params.yaml] --out DIR
