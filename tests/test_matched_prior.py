@@ -3,6 +3,7 @@ it, the prior's scores and the paired difference in the evaluate JSON, and the r
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from scanbench.boxes import box_mask
@@ -179,3 +180,16 @@ def test_report_table_of_results_without_a_matched_prior_leaves_its_cells_empty(
     t = localisation_table(_results(with_prior=False))
     assert t.df["prior"].isna().all() and t.df["beats"].isna().all()
     assert not any("beat their matched prior" in n for n in t.notes)
+
+
+
+def test_without_boxes_the_evaluate_json_gains_nothing(tmp_path):
+    """The boxes stage's header-only file: no `localisation` object, so no matched prior either (the evaluate stage
+    adds the key only for a non-None object: its JSON is as before)."""
+    from scanbench.boxes import CHECKED_COLUMNS, load_checked_boxes, write_checked_boxes
+    from scanbench.maps import box_localisation
+
+    write_checked_boxes(pd.DataFrame(columns=CHECKED_COLUMNS), tmp_path / "boxes.csv")
+    boxes = load_checked_boxes(tmp_path / "boxes.csv")
+    maps = np.repeat(centred_gaussian(32, 32, 0.2).astype(np.float16)[None], 3, 0)
+    assert box_localisation(boxes, ["a.png", "b.png", "c.png"], np.arange(3), maps, 32, 50, 0) is None
