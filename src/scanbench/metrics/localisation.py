@@ -8,9 +8,10 @@ bootstrap intervals over images.
   the tied pixels inside the boxes (the expected hit of a random tie-break), so the uniform map scores the area
   share here too, and a plateau is not scored by the position of its first pixel.
 - **Chance level**: the uniform map's energy, the mean area share of the boxes.
-- **Matched prior** (`matched_prior_scores`): the centred Gaussian as concentrated as the method's maps on the same
-  images (`metrics.matched_prior`), scored the same way, and the paired bootstrap of method minus prior: energy
-  rewards compact maps, so a method beats where objects usually are only if it beats the prior it resembles.
+- **Matched prior** (`matched_prior_scores`): the centre prior's map (a centred Gaussian, as the explain stage stores
+  it) as concentrated as the method's maps on the same images (`metrics.matched_prior`), scored the same way, and
+  the paired bootstrap of method minus prior: energy rewards compact maps, so a method beats where objects usually
+  are only if it beats the prior it resembles.
 
 Masks come from `scanbench.boxes.box_masks` at the maps' resolution. numpy only.
 """
@@ -22,7 +23,7 @@ import numpy as np
 
 from ..errors import ScanbenchError
 from .bootstrap import bootstrap_ci, paired_bootstrap_ci
-from .matched_prior import TOP_SHARE, centred_gaussian, concentration, gaussian_concentration, match_sigma
+from .matched_prior import TOP_SHARE, centre_prior_map, concentration, match_sigma
 
 
 def _check(maps: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -64,7 +65,7 @@ def _pair(ci: np.ndarray) -> list[float]:
 def matched_prior_scores(maps: np.ndarray, masks: np.ndarray, n_resamples: int, seed: int,
                          top: float = TOP_SHARE) -> dict:
     """The `localisation.matched_prior` object for N maps and their images' box masks (both N x H x W, every image
-    boxed): the centred Gaussian fitted to the maps' mean concentration (`sigma`, a fraction of the side;
+    boxed): the centre prior map fitted to the maps' mean concentration (`sigma`, a fraction of the side;
     `clamped`), both concentrations, the prior's energy and pointing on the same images with their 95% bootstrap
     intervals, and method minus prior (`energy_diff`, `pointing_diff`) with paired 95% bootstrap intervals (the
     same image draws for both; `seed`); `per_image` the prior's energy and pointing, in the maps' order."""
@@ -72,12 +73,13 @@ def matched_prior_scores(maps: np.ndarray, masks: np.ndarray, n_resamples: int, 
     n, h, w = m.shape
     target = float(concentration(m, top).mean())
     sigma, clamped = match_sigma(target, h, w, top)
-    prior = np.broadcast_to(centred_gaussian(h, w, sigma), m.shape)
+    prior_map = centre_prior_map(h, w, sigma, stored=True)
+    prior = np.broadcast_to(prior_map, m.shape)
     energy_m, pointing_m = energy_in_boxes(m, masks), pointing_game(m, masks)
     energy_p, pointing_p = energy_in_boxes(prior, masks), pointing_game(prior, masks)
     ci = bootstrap_ci(np.stack([energy_p, pointing_p], 1), n_resamples, seed)
     return {"top_share": float(top), "sigma": float(sigma), "clamped": clamped,
-            "concentration_method": target, "concentration_prior": gaussian_concentration(sigma, h, w, top),
+            "concentration_method": target, "concentration_prior": float(concentration(prior_map[None], top)[0]),
             "energy": float(energy_p.mean()), "energy_ci": _pair(ci[0]),
             "pointing": float(pointing_p.mean()), "pointing_ci": _pair(ci[1]),
             "energy_diff": float(energy_m.mean() - energy_p.mean()),

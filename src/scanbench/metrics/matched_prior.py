@@ -3,17 +3,20 @@
 Energy inside the boxes rewards compact maps: a map that puts most of its mass on a few central pixels scores well
 on photos whose object sits near the centre, whatever it explains. The centre prior of the explain stage has one
 fixed width, so it controls for that only for methods as compact as it is. Here each method gets its own control:
-the centred isotropic Gaussian (the centre prior's formula, `explainers.centre.centre_map`) whose concentration
-matches the method's maps.
+the centre prior's map (`explainers.centre.centre_map`'s centred isotropic Gaussian, min-max normalised to [0, 1]
+and stored as float16, as the explain stage stores every map: `centre_prior_map`) at the sigma whose concentration
+matches the method's maps. The centre prior row is therefore its own matched prior.
 
 - **Concentration**: per image, the share of the map's non-negative mass in its top `TOP_SHARE` of pixels (the
   uniform map: `TOP_SHARE`; all mass on a few pixels: 1). A map with no positive mass is scored as the uniform map,
   as energy does. A method's concentration is the mean over the images.
-- **Matching**: the centred Gaussian's concentration falls strictly as its sigma (a fraction of the shorter side)
-  grows (its top pixels are the same set, those nearest the centre, for every sigma), so the sigma that matches a
-  target is found by bisection on log sigma between `SIGMA_RANGE`, a fixed number of steps (deterministic). A
-  target beyond what the range reaches is clamped to the nearer end (`clamped`: "min" when the maps are more
-  concentrated than the narrowest Gaussian, "max" when less than the widest, e.g. constant maps).
+- **Matching**: the prior's concentration falls strictly as its sigma (a fraction of the shorter side) grows (its
+  top pixels are the same set, those nearest the centre, for every sigma), so the sigma that matches a target is
+  found by bisection on log sigma between `SIGMA_RANGE` (on the float64 map), a fixed number of steps
+  (deterministic). A target beyond what the range reaches is clamped to the nearer end (`clamped`: "min" when the
+  maps are more concentrated than the narrowest prior, "max" when flatter than the widest: min-max normalised, a
+  very wide Gaussian tends to a cap (1 - r^2 / r_max^2), whose concentration is ~0.20 at 14%, not the uniform
+  map's 0.14; flatter maps are compared with that cap, a more concentrated prior than they are).
 
 numpy only: the evaluate stage reads it without the explainers package.
 """
@@ -72,15 +75,24 @@ def centred_gaussian(h: int, w: int, sigma: float) -> np.ndarray:
     return np.exp(-(y[:, None] ** 2 + x[None, :] ** 2) / (2 * s * s))
 
 
+def centre_prior_map(h: int, w: int, sigma: float, stored: bool = False) -> np.ndarray:
+    """The explain stage's centre prior map of this sigma: `centred_gaussian` min-max normalised to [0, 1]
+    (`explainers.base.normalize_maps`); `stored`: rounded to float16 as the maps files hold it (float64 values)."""
+    g = centred_gaussian(h, w, sigma)
+    lo, hi = g.min(), g.max()
+    m = (g - lo) / (hi - lo) if hi - lo > 1e-12 else np.zeros_like(g)
+    return m.astype(np.float16).astype(np.float64) if stored else m
+
+
 def gaussian_concentration(sigma: float, h: int, w: int, top: float = TOP_SHARE) -> float:
-    """The concentration of the centred Gaussian of this sigma on an h x w map."""
-    return float(concentration(centred_gaussian(h, w, sigma)[None], top)[0])
+    """The concentration of the centre prior map of this sigma on an h x w map (float64, before storage)."""
+    return float(concentration(centre_prior_map(h, w, sigma)[None], top)[0])
 
 
 def match_sigma(target: float, h: int, w: int, top: float = TOP_SHARE,
                 sigma_range: tuple[float, float] = SIGMA_RANGE,
                 steps: int = BISECTION_STEPS) -> tuple[float, str | None]:
-    """The sigma (fraction of the side) of the centred Gaussian on an h x w map whose concentration is `target`,
+    """The sigma (fraction of the side) of the centre prior map (h x w) whose concentration is `target`,
     and None; or, beyond the range's reach, its nearer end and "min" / "max" (see the module's docstring)."""
     if isinstance(target, bool) or not isinstance(target, (int, float, np.floating)) or not math.isfinite(target) \
             or not 0 < target <= 1:

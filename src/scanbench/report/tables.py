@@ -375,7 +375,7 @@ def sanity_similarity_table(results: pd.DataFrame) -> Table | None:
 # The CSV's columns; the Markdown keeps LOCALISATION_MD_COLUMNS (at most about 130 characters wide with the longest
 # method name) and quotes the pointing game in a note per backbone. prior / diff /
 # diff_ci95: the energy of the centred Gaussian as concentrated as the method's maps (metrics.matched_prior), the
-# method's energy minus it and its paired 95% interval; beats: "yes" when that interval lies above 0.
+# method's energy minus it and its paired 95% interval; beats: "yes" when that interval lies above BEATS_MARGIN.
 LOCALISATION_COLUMNS = ("backbone", "method", "energy", "energy_ci95", "prior", "diff", "diff_ci95", "beats",
                         "pointing", "pointing_ci95", "n_images", "prior_sigma", "concentration", "prior_concentration",
                         "prior_energy_ci95", "prior_pointing", "pointing_diff", "pointing_diff_ci95")
@@ -388,12 +388,19 @@ def _ci(cell: pd.DataFrame, metric: str) -> str | None:
     return None if pd.isna(lo) or pd.isna(hi) else f"[{fmt(lo)}, {fmt(hi)}]"
 
 
-def beats_prior(lo: float, hi: float) -> str | None:
-    """The verdict on a method minus its matched prior from the paired interval [lo, hi]: "yes" above 0, "below"
-    under 0, "no" when it holds 0; None without an interval."""
+# Energy differences within this of 0 are ties: the maps are stored as float16, so the centre prior row and its
+# matched prior (the same map up to the last float16 step) differ by ~1e-5 with an interval just as narrow.
+BEATS_MARGIN = 0.001
+# A matched prior whose concentration is this far from the method's was clamped (metrics.matched_prior).
+CLAMP_GAP = 0.005
+
+
+def beats_prior(lo: float, hi: float, margin: float = BEATS_MARGIN) -> str | None:
+    """The verdict on a method minus its matched prior from the paired interval [lo, hi]: "yes" above `margin`,
+    "below" under -`margin`, "no" otherwise (the interval reaches the tie zone around 0); None without an interval."""
     if pd.isna(lo) or pd.isna(hi):
         return None
-    return "yes" if lo > 0 else ("below" if hi < 0 else "no")
+    return "yes" if lo > margin else ("below" if hi < -margin else "no")
 
 
 def _matched_prior_cells(prior: pd.DataFrame) -> dict[str, Any]:
@@ -452,6 +459,15 @@ def localisation_table(results: pd.DataFrame) -> Table | None:
                                  if r["beats"] == v) or "none"
             verdicts.append(f"{b}: beat their matched prior: {names('yes')}; within its interval: {names('no')}; "
                             f"below it: {names('below')}.")
+            clamped = [r for r in judged if abs(r["prior_concentration"] - r["concentration"]) > CLAMP_GAP]
+            if clamped:
+                verdicts.append(f"{b}: no centred prior is as concentrated as " + ", ".join(
+                    f"{METHOD_LABELS.get(r['method'], r['method'])} ({fmt(r['concentration'])}, its prior "
+                    f"{fmt(r['prior_concentration'])}, sigma {fmt(r['prior_sigma'])})" for r in clamped)
+                    + ": sigma clamped to its range, so the prior is "
+                    + ("more or less " if len({r['prior_concentration'] > r['concentration'] for r in clamped}) > 1
+                       else "more " if clamped[0]['prior_concentration'] > clamped[0]['concentration'] else "less ")
+                    + "concentrated than the maps.")
     df = pd.DataFrame(rows).reindex(columns=list(LOCALISATION_COLUMNS))
     df["n_images"] = df["n_images"].astype("Int64")
     notes += verdicts
@@ -459,14 +475,16 @@ def localisation_table(results: pd.DataFrame) -> Table | None:
               "1 when the map's maximum lies in a box (ties: the share of tied pixels in a box); both on the maps "
               "as given (the model's input resolution), boxes mapped through the same resize as the image; "
               "intervals: 95% bootstrap over images.",
-              f"prior: the energy of the method's matched prior, the centred isotropic Gaussian (the centre prior's "
-              f"shape) as concentrated as the method's maps (mean share of the positive mass in the top "
-              f"{fmt_share(results)} of pixels), on the same images; energy rewards compact maps, so this, not the "
-              f"centre prior's fixed width, is the control a method must beat. diff: energy minus prior with its "
-              f"paired 95% bootstrap interval (diff_ci95); beats: yes when that interval lies above 0, below "
-              f"when under 0, no when it holds 0. The CSV adds the prior's sigma (fraction of the side), both "
-              f"concentrations, the pointing game with its interval, the prior's pointing, pointing minus prior "
-              f"(paired interval) and n_images."]
+              f"prior: the energy of the method's matched prior, the centre prior's map (a centred isotropic "
+              f"Gaussian, min-max normalised and stored as every map) at the sigma that makes it as concentrated as "
+              f"the method's maps (mean share of the positive mass in the top {fmt_share(results)} of pixels), on "
+              f"the same images; energy rewards compact maps, so this, not the centre prior's fixed width, is the "
+              f"control a method must beat. diff: energy minus prior with its paired 95% bootstrap interval "
+              f"(diff_ci95); beats: yes when that interval lies above {fmt(BEATS_MARGIN)}, below when under "
+              f"-{fmt(BEATS_MARGIN)}, no otherwise (a smaller difference, below the energies' printed resolution, "
+              f"is a tie: the centre prior row and its own matched prior differ by float16 rounding alone). The CSV "
+              f"adds the prior's sigma (fraction of the side), both concentrations, the pointing game with its "
+              f"interval, the prior's pointing, pointing minus prior (paired interval) and n_images."]
     return Table("", "Localisation: energy inside the object boxes against a concentration-matched centre prior, "
                  "and the pointing game", df.astype(object).where(df.notna(), None), notes, name="localisation",
                  md_columns=LOCALISATION_MD_COLUMNS)
