@@ -181,6 +181,7 @@ def test_report_table_shows_the_matched_prior_the_paired_difference_and_the_verd
     for c in ("prior", "diff", "diff_ci95", "beats", "prior_sigma", "concentration", "prior_concentration"):
         assert c in t.df.columns
     by = t.df.set_index("method")
+    assert by.at["centre", "diff_ci95"] == "[0.00, 0.00]"                  # float16 noise is not printed
     assert by.at["scan", "beats"] == "yes" and by.at["gradcam", "beats"] == "below"
     assert by.at["centre", "beats"] == "no" and by.at["lrp", "beats"] == "no"      # a tie, an interval holding 0
     assert by.at["scan", "prior"] == pytest.approx(0.75) and by.at["scan", "diff"] == pytest.approx(0.024)

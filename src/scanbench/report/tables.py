@@ -403,13 +403,20 @@ def beats_prior(lo: float, hi: float, margin: float = BEATS_MARGIN) -> str | Non
     return "yes" if lo > margin else ("below" if hi < -margin else "no")
 
 
+def _diff(v: float) -> float:
+    """An energy difference as the table shows it: to 1e-4 (the energies print 3 digits; float16 noise, ~1e-5,
+    would print as 1.63e-07), -0.0 as 0."""
+    return round(float(v), 4) + 0.0
+
+
 def _matched_prior_cells(prior: pd.DataFrame) -> dict[str, Any]:
     """A method's matched-prior columns from its `matched_prior` rows (empty when the JSON has none)."""
     if "energy" not in prior.index:
         return {}
     value = prior["value"]
-    return {"prior": float(value["energy"]), "diff": float(value["energy_diff"]),
-            "diff_ci95": _ci(prior, "energy_diff"),
+    lo, hi = prior.at["energy_diff", "ci_lo"], prior.at["energy_diff", "ci_hi"]
+    return {"prior": float(value["energy"]), "diff": _diff(value["energy_diff"]),
+            "diff_ci95": None if pd.isna(lo) or pd.isna(hi) else f"[{fmt(_diff(lo))}, {fmt(_diff(hi))}]",
             "beats": beats_prior(prior.at["energy_diff", "ci_lo"], prior.at["energy_diff", "ci_hi"]),
             "prior_sigma": float(value["sigma"]), "concentration": float(value["concentration_method"]),
             "prior_concentration": float(value["concentration_prior"]), "prior_energy_ci95": _ci(prior, "energy"),
@@ -457,7 +464,7 @@ def localisation_table(results: pd.DataFrame) -> Table | None:
             def names(v: str) -> str:
                 return ", ".join(METHOD_LABELS.get(r["method"], r["method"]) for r in judged
                                  if r["beats"] == v) or "none"
-            verdicts.append(f"{b}: beat their matched prior: {names('yes')}; within its interval: {names('no')}; "
+            verdicts.append(f"{b}: beat their matched prior: {names('yes')}; no clear difference: {names('no')}; "
                             f"below it: {names('below')}.")
             clamped = [r for r in judged if abs(r["prior_concentration"] - r["concentration"]) > CLAMP_GAP]
             if clamped:
