@@ -188,8 +188,8 @@ def test_report_table_shows_the_matched_prior_the_paired_difference_and_the_verd
     assert by.at["scan", "diff_ci95"] == "[0.011, 0.037]" and by.at["scan", "prior_sigma"] == pytest.approx(0.12)
     assert by.at[CHANCE_ROW, "beats"] is None
     assert any("beat their matched prior: SCAN;" in n and "below it: Grad-CAM" in n for n in t.notes)
-    assert any("no centred prior is as concentrated as LRP (0.16, its prior 0.2" in n
-               and "the prior is more concentrated than the maps" in n for n in t.notes)
+    assert any("no centre prior map is as concentrated as the maps of LRP (0.16: sigma clamped at 0.12, a prior "
+               "more concentrated, 0.2)" in n for n in t.notes)
     assert any("top 14% of pixels" in n for n in t.notes)
     md = markdown(t)
     header = next(line for line in md.splitlines() if line.startswith("| backbone"))

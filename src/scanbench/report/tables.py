@@ -374,7 +374,7 @@ def sanity_similarity_table(results: pd.DataFrame) -> Table | None:
 
 # The CSV's columns; the Markdown keeps LOCALISATION_MD_COLUMNS (at most about 130 characters wide with the longest
 # method name) and quotes the pointing game in a note per backbone. prior / diff /
-# diff_ci95: the energy of the centred Gaussian as concentrated as the method's maps (metrics.matched_prior), the
+# diff_ci95: the energy of the centre prior's map as concentrated as the method's maps (metrics.matched_prior), the
 # method's energy minus it and its paired 95% interval; beats: "yes" when that interval lies above BEATS_MARGIN.
 LOCALISATION_COLUMNS = ("backbone", "method", "energy", "energy_ci95", "prior", "diff", "diff_ci95", "beats",
                         "pointing", "pointing_ci95", "n_images", "prior_sigma", "concentration", "prior_concentration",
@@ -417,7 +417,7 @@ def _matched_prior_cells(prior: pd.DataFrame) -> dict[str, Any]:
     lo, hi = prior.at["energy_diff", "ci_lo"], prior.at["energy_diff", "ci_hi"]
     return {"prior": float(value["energy"]), "diff": _diff(value["energy_diff"]),
             "diff_ci95": None if pd.isna(lo) or pd.isna(hi) else f"[{fmt(_diff(lo))}, {fmt(_diff(hi))}]",
-            "beats": beats_prior(prior.at["energy_diff", "ci_lo"], prior.at["energy_diff", "ci_hi"]),
+            "beats": beats_prior(lo, hi),
             "prior_sigma": float(value["sigma"]), "concentration": float(value["concentration_method"]),
             "prior_concentration": float(value["concentration_prior"]), "prior_energy_ci95": _ci(prior, "energy"),
             "prior_pointing": float(value["pointing"]), "pointing_diff": float(value["pointing_diff"]),
@@ -426,7 +426,7 @@ def _matched_prior_cells(prior: pd.DataFrame) -> dict[str, Any]:
 
 def localisation_table(results: pd.DataFrame) -> Table | None:
     """Energy inside the boxes and the pointing game per backbone and method (the evaluate JSONs' `localisation`),
-    each with its 95% bootstrap interval; beside the energy, the method's matched prior (the centred Gaussian as
+    each with its 95% bootstrap interval; beside the energy, the method's matched prior (the centre prior's map as
     concentrated as its maps, `localisation.matched_prior`), the method minus it with the paired interval and
     whether the method beats it; per backbone a last row for the uniform map (chance level: its energy and pointing
     score are the boxes' mean area share). None when no method was scored on a boxed image (the data root has no
@@ -468,13 +468,11 @@ def localisation_table(results: pd.DataFrame) -> Table | None:
                             f"below it: {names('below')}.")
             clamped = [r for r in judged if abs(r["prior_concentration"] - r["concentration"]) > CLAMP_GAP]
             if clamped:
-                verdicts.append(f"{b}: no centred prior is as concentrated as " + ", ".join(
-                    f"{METHOD_LABELS.get(r['method'], r['method'])} ({fmt(r['concentration'])}, its prior "
-                    f"{fmt(r['prior_concentration'])}, sigma {fmt(r['prior_sigma'])})" for r in clamped)
-                    + ": sigma clamped to its range, so the prior is "
-                    + ("more or less " if len({r['prior_concentration'] > r['concentration'] for r in clamped}) > 1
-                       else "more " if clamped[0]['prior_concentration'] > clamped[0]['concentration'] else "less ")
-                    + "concentrated than the maps.")
+                verdicts.append(f"{b}: no centre prior map is as concentrated as the maps of " + "; ".join(
+                    f"{METHOD_LABELS.get(r['method'], r['method'])} ({fmt(r['concentration'])}: sigma clamped at "
+                    f"{fmt(r['prior_sigma'])}, a prior "
+                    f"{'more' if r['prior_concentration'] > r['concentration'] else 'less'} concentrated, "
+                    f"{fmt(r['prior_concentration'])})" for r in clamped) + ".")
     df = pd.DataFrame(rows).reindex(columns=list(LOCALISATION_COLUMNS))
     df["n_images"] = df["n_images"].astype("Int64")
     notes += verdicts
