@@ -314,8 +314,9 @@ def test_report_table_lists_methods_with_intervals_and_the_chance_row():
     assert localisation_table(_results(False)) is None
     t = localisation_table(_results(True))
     assert t.stem == "localisation"
-    assert list(t.df.columns) == ["backbone", "method", "energy", "energy_ci95", "pointing", "pointing_ci95",
-                                  "n_images"]
+    assert list(t.df.columns[:2]) == ["backbone", "method"]
+    for c in ("energy", "energy_ci95", "pointing", "pointing_ci95", "n_images"):
+        assert c in t.df.columns
     assert t.df["method"].tolist() == ["gradcam", "scan", "random", CHANCE_ROW]    # the tables' method order
     scan = t.df.iloc[1]
     assert scan["energy"] == pytest.approx(0.6) and scan["energy_ci95"] == "[0.5, 0.7]" and scan["n_images"] == 3

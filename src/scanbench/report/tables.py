@@ -88,6 +88,7 @@ class Table:
     df: pd.DataFrame          # raw values; `fmt` renders them
     notes: list[str] = field(default_factory=list)
     name: str | None = None   # the file stem of a table that is not one of the paper's (else table<n>)
+    md_columns: tuple[str, ...] | None = None   # the Markdown's columns, where narrower than the CSV's (all)
 
     @property
     def stem(self) -> str:
@@ -371,46 +372,133 @@ def sanity_similarity_table(results: pd.DataFrame) -> Table | None:
                  name="sanity_similarity")
 
 
-LOCALISATION_COLUMNS = ("backbone", "method", "energy", "energy_ci95", "pointing", "pointing_ci95", "n_images")
+# The CSV's columns; the Markdown keeps LOCALISATION_MD_COLUMNS (at most about 130 characters wide with the longest
+# method name) and quotes the pointing game in a note per backbone. prior / diff /
+# diff_ci95: the energy of the centre prior's map as concentrated as the method's maps (metrics.matched_prior), the
+# method's energy minus it and its paired 95% interval; beats: "yes" when that interval lies above BEATS_MARGIN.
+LOCALISATION_COLUMNS = ("backbone", "method", "energy", "energy_ci95", "prior", "diff", "diff_ci95", "beats",
+                        "pointing", "pointing_ci95", "n_images", "prior_sigma", "concentration", "prior_concentration",
+                        "prior_energy_ci95", "prior_pointing", "pointing_diff", "pointing_diff_ci95")
+LOCALISATION_MD_COLUMNS = ("backbone", "method", "energy", "energy_ci95", "prior", "diff", "diff_ci95", "beats")
 CHANCE_ROW = "uniform map (chance)"
+
+
+def _ci(cell: pd.DataFrame, metric: str) -> str | None:
+    lo, hi = (cell.at[metric, c] if metric in cell.index else math.nan for c in ("ci_lo", "ci_hi"))
+    return None if pd.isna(lo) or pd.isna(hi) else f"[{fmt(lo)}, {fmt(hi)}]"
+
+
+# Energy differences within this of 0 are ties: the maps are stored as float16, so the centre prior row and its
+# matched prior (the same map up to the last float16 step) differ by ~1e-5 with an interval just as narrow.
+BEATS_MARGIN = 0.001
+# A matched prior whose concentration is this far from the method's was clamped (metrics.matched_prior).
+CLAMP_GAP = 0.005
+
+
+def beats_prior(lo: float, hi: float, margin: float = BEATS_MARGIN) -> str | None:
+    """The verdict on a method minus its matched prior from the paired interval [lo, hi]: "yes" above `margin`,
+    "below" under -`margin`, "no" otherwise (the interval reaches the tie zone around 0); None without an interval."""
+    if pd.isna(lo) or pd.isna(hi):
+        return None
+    return "yes" if lo > margin else ("below" if hi < -margin else "no")
+
+
+def _diff(v: float) -> float:
+    """An energy difference as the table shows it: to 1e-4 (the energies print 3 digits; float16 noise, ~1e-5,
+    would print as 1.63e-07), -0.0 as 0."""
+    return round(float(v), 4) + 0.0
+
+
+def _matched_prior_cells(prior: pd.DataFrame) -> dict[str, Any]:
+    """A method's matched-prior columns from its `matched_prior` rows (empty when the JSON has none)."""
+    if "energy" not in prior.index:
+        return {}
+    value = prior["value"]
+    lo, hi = prior.at["energy_diff", "ci_lo"], prior.at["energy_diff", "ci_hi"]
+    return {"prior": float(value["energy"]), "diff": _diff(value["energy_diff"]),
+            "diff_ci95": None if pd.isna(lo) or pd.isna(hi) else f"[{fmt(_diff(lo))}, {fmt(_diff(hi))}]",
+            "beats": beats_prior(lo, hi),
+            "prior_sigma": float(value["sigma"]), "concentration": float(value["concentration_method"]),
+            "prior_concentration": float(value["concentration_prior"]), "prior_energy_ci95": _ci(prior, "energy"),
+            "prior_pointing": float(value["pointing"]), "pointing_diff": float(value["pointing_diff"]),
+            "pointing_diff_ci95": _ci(prior, "pointing_diff")}
 
 
 def localisation_table(results: pd.DataFrame) -> Table | None:
     """Energy inside the boxes and the pointing game per backbone and method (the evaluate JSONs' `localisation`),
-    each with its 95% bootstrap interval, and per backbone a last row for the uniform map (chance level: its energy
-    and pointing score are the boxes' mean area share). None when no method was scored on a boxed image (the data
-    root has no boxes.csv, or none of the evaluation images has a box): no empty table."""
-    sel = results[(results["part"] == "evaluate") & (results["variant"] == "localisation") & results["x"].isna()]
-    scored = sel[sel["metric"] == "energy"]
+    each with its 95% bootstrap interval; beside the energy, the method's matched prior (the centre prior's map as
+    concentrated as its maps, `localisation.matched_prior`), the method minus it with the paired interval and
+    whether the method beats it; per backbone a last row for the uniform map (chance level: its energy and pointing
+    score are the boxes' mean area share). None when no method was scored on a boxed image (the data root has no
+    boxes.csv, or none of the evaluation images has a box): no empty table."""
+    sel = results[(results["part"] == "evaluate") & results["variant"].isin(["localisation", "matched_prior"])
+                  & results["x"].isna()]
+    scored = sel[(sel["metric"] == "energy") & (sel["variant"] == "localisation")]
     if scored.empty:
         return None
-    rows, notes = [], []
+    rows, notes, verdicts = [], [], []
     for b in sorted(scored["backbone"].unique()):
         sb = sel[sel["backbone"] == b]
         methods = sorted(scored.loc[scored["backbone"] == b, "method"].unique(), key=method_sort_key)
         for m in methods:
-            cell = sb[sb["method"] == m].set_index("metric")
+            cell = sb[(sb["method"] == m) & (sb["variant"] == "localisation")].set_index("metric")
             row: dict[str, Any] = {"backbone": b, "method": m}
             for k in ("energy", "pointing"):
-                lo, hi = cell.at[k, "ci_lo"], cell.at[k, "ci_hi"]
                 row[k] = float(cell.at[k, "value"])
-                row[f"{k}_ci95"] = None if pd.isna(lo) else f"[{fmt(lo)}, {fmt(hi)}]"
+                row[f"{k}_ci95"] = _ci(cell, k)
             row["n_images"] = int(cell.at["n_images", "value"])
+            row.update(_matched_prior_cells(sb[(sb["method"] == m) & (sb["variant"] == "matched_prior")]
+                                            .set_index("metric")))
             rows.append(row)
-        first = sb[sb["method"] == methods[0]].set_index("metric")["value"]
+        first = sb[(sb["method"] == methods[0]) & (sb["variant"] == "localisation")].set_index("metric")["value"]
         chance, n = float(first["chance_energy"]), int(first["n_images"])
         skipped = int(first.get("n_skipped", 0))
         rows.append({"backbone": b, "method": CHANCE_ROW, "energy": chance, "pointing": chance, "n_images": n})
         notes.append(f"{b}: chance level (uniform map) energy {fmt(chance)} = the boxes' mean area share on the "
                      f"{n} evaluation images with boxes; {skipped} evaluation image(s) without boxes skipped.")
+        notes.append(f"{b}, pointing game [95% interval]: " + "; ".join(
+            f"{METHOD_LABELS.get(r['method'], r['method'])} {fmt(r['pointing'])} {r['pointing_ci95'] or ''}".strip()
+            for r in rows if r["backbone"] == b and r["method"] != CHANCE_ROW) + f"; uniform map {fmt(chance)}.")
+        judged = [r for r in rows if r["backbone"] == b and r.get("beats") is not None]
+        if judged:
+            def names(v: str) -> str:
+                return ", ".join(METHOD_LABELS.get(r["method"], r["method"]) for r in judged
+                                 if r["beats"] == v) or "none"
+            verdicts.append(f"{b}: beat their matched prior: {names('yes')}; no clear difference: {names('no')}; "
+                            f"below it: {names('below')}.")
+            clamped = [r for r in judged if abs(r["prior_concentration"] - r["concentration"]) > CLAMP_GAP]
+            if clamped:
+                verdicts.append(f"{b}: no centre prior map is as concentrated as the maps of " + "; ".join(
+                    f"{METHOD_LABELS.get(r['method'], r['method'])} ({fmt(r['concentration'])}: sigma clamped at "
+                    f"{fmt(r['prior_sigma'])}, a prior "
+                    f"{'more' if r['prior_concentration'] > r['concentration'] else 'less'} concentrated, "
+                    f"{fmt(r['prior_concentration'])})" for r in clamped) + ".")
     df = pd.DataFrame(rows).reindex(columns=list(LOCALISATION_COLUMNS))
     df["n_images"] = df["n_images"].astype("Int64")
+    notes += verdicts
     notes += ["Energy: the share of the map's non-negative mass inside the union of the image's boxes; pointing: "
               "1 when the map's maximum lies in a box (ties: the share of tied pixels in a box); both on the maps "
               "as given (the model's input resolution), boxes mapped through the same resize as the image; "
-              "intervals: 95% bootstrap over images."]
-    return Table("", "Localisation: energy inside the object boxes and pointing game",
-                 df.astype(object).where(df.notna(), None), notes, name="localisation")
+              "intervals: 95% bootstrap over images.",
+              f"prior: the energy of the method's matched prior, the centre prior's map (a centred isotropic "
+              f"Gaussian, min-max normalised and stored as every map) at the sigma that makes it as concentrated as "
+              f"the method's maps (mean share of the positive mass in the top {fmt_share(results)} of pixels), on "
+              f"the same images; energy rewards compact maps, so this, not the centre prior's fixed width, is the "
+              f"control a method must beat. diff: energy minus prior with its paired 95% bootstrap interval "
+              f"(diff_ci95); beats: yes when that interval lies above {fmt(BEATS_MARGIN)}, below when under "
+              f"-{fmt(BEATS_MARGIN)}, no otherwise (a smaller difference, below the energies' printed resolution, "
+              f"is a tie: the centre prior row and its own matched prior differ by float16 rounding alone). The CSV "
+              f"adds the prior's sigma (fraction of the side), both concentrations, the pointing game with its "
+              f"interval, the prior's pointing, pointing minus prior (paired interval) and n_images."]
+    return Table("", "Localisation: energy inside the object boxes against a concentration-matched centre prior, "
+                 "and the pointing game", df.astype(object).where(df.notna(), None), notes, name="localisation",
+                 md_columns=LOCALISATION_MD_COLUMNS)
+
+
+def fmt_share(results: pd.DataFrame) -> str:
+    """The top share of pixels the matched priors' concentrations used, as a percentage (the JSONs record it)."""
+    shares = results.loc[(results["variant"] == "matched_prior") & (results["metric"] == "top_share"), "value"]
+    return ", ".join(f"{v * 100:g}%" for v in sorted(shares.unique())) or "k%"
 
 
 def timing_table(timings: Mapping[str, Mapping[str, Any]], params: Mapping[str, Any],
@@ -426,9 +514,10 @@ def timing_table(timings: Mapping[str, Mapping[str, Any]], params: Mapping[str, 
 
 
 def markdown(table: Table) -> str:
-    numeric = [c not in ("backbone", "method", "role", "randomisation", "setting", "paper_row", "paper_ref")
-               for c in table.df]
-    body = table.df.map(fmt).to_markdown(index=False, disable_numparse=True,
+    df = table.df if table.md_columns is None else table.df[list(table.md_columns)]
+    numeric = [c not in ("backbone", "method", "role", "randomisation", "setting", "paper_row", "paper_ref",
+                         "beats") for c in df]
+    body = df.map(fmt).to_markdown(index=False, disable_numparse=True,
                                          colalign=["right" if n else "left" for n in numeric])
     notes = "".join(f"\n- {n}" for n in table.notes)
     return f"## {table.title}\n\n{body}\n" + (f"\nNotes:{notes}\n" if notes else "")

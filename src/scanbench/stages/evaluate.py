@@ -6,7 +6,9 @@ images' identity), `drop` and `inc`; `variants.<fair|full>.per_image_auc_d` each
 
 When data/boxes.csv (the `boxes` stage) holds boxes, `localisation` adds the energy inside the boxes and the pointing
 game of the maps as given (input resolution), with bootstrap intervals, over the evaluation images that have boxes
-(scanbench.metrics.localisation); without boxes the JSON has no `localisation` key."""
+(scanbench.metrics.localisation), and `localisation.matched_prior`: the centre prior's map as concentrated as
+these maps, scored on the same images, and the method minus it with paired intervals
+(scanbench.metrics.matched_prior); without boxes the JSON has no `localisation` key."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -82,6 +84,12 @@ def main(argv: list[str] | None = None) -> None:
     if loc and loc["n_images"]:
         print(f"localisation on {loc['n_images']} boxed images ({loc['n_skipped']} without boxes skipped): energy "
               f"{loc['energy']:.3f} (uniform map {loc['chance_energy']:.3f}), pointing {loc['pointing']:.3f}")
+        mp = loc["matched_prior"]
+        clamp = f", sigma clamped at its {mp['clamped']}imum" if mp["clamped"] else ""
+        print(f"matched prior (the centre prior's map at sigma {mp['sigma']:.3f} of the side; concentration: maps "
+              f"{mp['concentration_method']:.3f}, prior {mp['concentration_prior']:.3f}{clamp}): energy "
+              f"{mp['energy']:.3f}, method minus prior {mp['energy_diff']:+.3f} [{mp['energy_diff_ci'][0]:+.3f}, "
+              f"{mp['energy_diff_ci'][1]:+.3f}]")
     elif loc:
         print(f"localisation: none of the {loc['n_skipped']} evaluation images has a box in {args.boxes}")
 
