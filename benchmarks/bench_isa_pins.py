@@ -19,6 +19,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from scanbench import ISA_PINS
+
 WORKER = r'''
 import json, os, time, scanbench, torch
 from scanbench.backbones import get_backbone
@@ -58,7 +60,7 @@ print(json.dumps(out))
 
 def run_worker(native: bool) -> dict:
     env = {k: v for k, v in os.environ.items()
-           if k not in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "SCANBENCH_NATIVE_ISA")}
+           if k not in (*ISA_PINS, "SCANBENCH_NATIVE_ISA")}
     if native:
         env["SCANBENCH_NATIVE_ISA"] = "1"
     res = subprocess.run([sys.executable, "-c", WORKER], env=env, capture_output=True, text=True, check=True)

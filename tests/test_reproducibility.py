@@ -41,6 +41,7 @@ def _capability(env_extra: dict[str, str]) -> str:
 def test_importing_scanbench_pins_the_isa():
     assert _capability({}) == "AVX2"
     assert os.environ["ONEDNN_MAX_CPU_ISA"] == "AVX2" and os.environ["MKL_ENABLE_INSTRUCTIONS"] == "AVX2"
+    assert os.environ["MKL_CBWR"] == "AVX2,STRICT"   # MKL: the same code path on Intel and AMD CPUs
 
 
 @pytest.mark.skipif("avx512f" not in (Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""),

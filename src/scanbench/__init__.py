@@ -13,7 +13,11 @@ _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # maps (31 smoke metrics moved between an AVX2 and an AVX-512 machine). Pinned to AVX2, an AVX-512 machine
 # reproduced the AVX2 machine's reference (docs/DECISIONS.md). SCANBENCH_NATIVE_ISA=1 lifts the pins (faster
 # on some CPUs; results then match only runs on the same kind of CPU). Values already set are kept.
-ISA_PINS = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
+# MKL also picks its code path by CPU vendor: capped at AVX2, an Intel Xeon still summed differently from an AMD
+# EPYC (a smoke decoder's final loss 0.746233 vs 0.746223); MKL's conditional numerical reproducibility in strict
+# mode (MKL_CBWR) takes the same path on both (0.746223 on the Xeon too).
+ISA_PINS = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+            "MKL_CBWR": "AVX2,STRICT"}
 if _os.environ.get("SCANBENCH_NATIVE_ISA", "") not in ("1", "true", "yes"):
     for _k, _v in ISA_PINS.items():
         _os.environ.setdefault(_k, _v)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from .. import ISA_PINS
 from ..errors import ScanbenchError
 
 EXCLUDED_FILES = ("timing",)
@@ -219,7 +220,7 @@ def machine_facts() -> dict[str, Any]:
             versions[pkg] = version(pkg)
         except PackageNotFoundError:
             versions[pkg] = None
-    pins = {k: os.environ.get(k) for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")}
+    pins = {k: os.environ.get(k) for k in ISA_PINS}
     return {"cpu": cpu, "cores": os.cpu_count(), "isa_flags": flags, "isa_pins": pins,
             "python": platform.python_version(), "versions": versions}
 
