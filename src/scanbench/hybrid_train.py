@@ -21,7 +21,8 @@ from tqdm import tqdm
 
 from .compute import module_device
 from .errors import ScanbenchError
-from .vit_train import ViTTrainConfig, lr_at, train_vit
+from .lr_schedule import lr_at, set_lr
+from .vit_train import ViTTrainConfig, train_vit
 
 
 def is_hybrid(model: nn.Module) -> bool:
@@ -147,10 +148,9 @@ def train_hybrid(model: nn.Module, train_u8: np.ndarray, train_labels: np.ndarra
                        mininterval=10)
             for s in bar:
                 idx = perm[s * cfg.batch_size:(s + 1) * cfg.batch_size].sort().values
-                x = torch.from_numpy(feats[idx.numpy()]).to(device).float()
+                x = torch.from_numpy(feats[idx.cpu().numpy()]).to(device).float()
                 idx = idx.to(device)
-                for g in opt.param_groups:
-                    g["lr"] = lr_at(step, total, warmup, cfg.lr)
+                set_lr(opt, lr_at(step, total, cfg.lr, "cosine", warmup, progress_first=True))   # as train_vit
                 logits = net(x)
                 hard = F.cross_entropy(logits, labels_t[idx], label_smoothing=cfg.label_smoothing)
                 soft = F.kl_div(F.log_softmax(logits / T, 1), F.softmax(teacher_t[idx] / T, 1),
