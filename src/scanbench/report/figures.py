@@ -6,7 +6,9 @@
 - perturbation curves, training curves, ablation bars (ours beside the paper), the P sweep (Fig. 6) and,
   where the ablation stage saved example maps, ablation map grids (Figs. 7-9)
 
-The plotting functions take plain arrays / DataFrames and a path; `render_figures` feeds them one run.
+Every figure has a title, named axes and complete legends; methods are named by the registry's labels; bars and
+curves whose numbers have a 95% interval in the results table (`ci_lo` / `ci_hi`) draw it; map grids have a colour
+bar. The plotting functions take plain arrays / DataFrames and a path; `render_figures` feeds them one run.
 """
 from __future__ import annotations
 
