@@ -116,7 +116,7 @@ def plot_map_grid(images: np.ndarray | None, columns: Mapping[str, np.ndarray], 
     title = _wrap(title, width)
     fig, axes = _figure(n, ncols, squeeze=False,
                         figsize=(width, cell * n + (TITLE_HEIGHT * (1 + 0.6 * title.count("\n")) if title else 0)))
-    fig.get_layout_engine().set(w_pad=0.02, h_pad=0.02, wspace=0.01, hspace=0.01)
+    fig.get_layout_engine().set(w_pad=0.03, h_pad=0.06, wspace=0.01, hspace=0.01)
     for ax in axes.ravel():
         ax.set_xticks([])
         ax.set_yticks([])
@@ -236,7 +236,8 @@ def plot_ablation_bars(table: pd.DataFrame, path: str | Path, title: str = "",
         if ps.notna().any():
             ax.bar(x + 0.2, ps, width=0.4, fill=False, hatch="//", edgecolor="0.3", label="paper")
         named = not all(str(s).replace(".", "", 1).lstrip("-").isdigit() for s in rows["setting"])
-        ax.set_xticks(x, rows["setting"], rotation=30 if named else 0, fontsize=8)
+        ax.set_xticks(x, rows["setting"], rotation=30 if named else 0, fontsize=8,
+                      ha="right" if named else "center", rotation_mode="anchor" if named else "default")
         ax.set_title(b, fontsize=9)
         ax.set_xlabel(xlabel)
         ax.set_ylabel("AUC-D (%)")
