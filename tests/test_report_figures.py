@@ -211,3 +211,5 @@ def test_figures_are_labelled_and_show_their_intervals(run_tree, drawn):
     train = drawn[f"training_{CNN}.png"]
     assert [ax.get_xlabel() for ax in train.axes[:2]] == ["optimiser step"] * 2
     assert [ax.get_title() for ax in train.axes[:2]] == ["loss (Eq. 10)", "self-confidence area"]
+    assert [t.get_text() for t in train.axes[1].get_legend().get_texts()] == [
+        "layer default", "target area 1 / (1 + alpha) = 0.20"]

@@ -187,8 +187,10 @@ CURVE_LABELS = {"loss": ("loss (Eq. 10)", "L_c + L_r"),
                 "recon_err_weighted": ("error inside the confident area", "C-weighted MSE")}
 
 
-def plot_training_curves(curves: pd.DataFrame, path: str | Path, title: str = "") -> Path:
+def plot_training_curves(curves: pd.DataFrame, path: str | Path, title: str = "",
+                         target_area: float | None = None) -> Path:
     """One panel per column of curves.csv (loss terms, confidence area, ...), a line per layer (`setting`);
+    the confidence area's panel has the area the loss aims at (`target_area`, 1 / (1 + alpha)) as a dashed line.
     curves: one backbone's `train_scan` curve rows (x = optimiser step, each point a few steps' mean)."""
     metrics = list(dict.fromkeys(curves["metric"])) or ["(no curves)"]
     ncol = min(3, len(metrics))
@@ -197,6 +199,10 @@ def plot_training_curves(curves: pd.DataFrame, path: str | Path, title: str = ""
     for ax, metric in zip(axes.ravel(), metrics):
         for layer, rows in curves[curves["metric"] == metric].groupby("setting"):
             ax.plot(rows["x"], rows["value"], label=f"layer {layer}", linewidth=1)
+        if metric == "conf_area" and target_area is not None:
+            ax.axhline(target_area, color="0.3", linestyle="--", linewidth=0.9,
+                       label=f"target area 1 / (1 + alpha) = {target_area:.2f}")
+            ax.legend(fontsize=7)
         name, ylabel = CURVE_LABELS.get(metric, (metric, metric))
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("optimiser step")
@@ -463,8 +469,10 @@ def render_figures(results: pd.DataFrame, tables: Sequence[Table], params: Mappi
                                                     title=f"{b}: perturbation test (fair resolution)"),
                            f"Perturbation curves on {b} (positive and negative; AUC and its 95% interval in the "
                            f"legend)"))
+        target = mine.loc[(mine["part"] == "train_scan") & (mine["metric"] == "target_area"), "value"]
         figs.append(Figure(plot_training_curves(mine[(mine["part"] == "train_scan") & mine["x"].notna()],
-                                                out_dir / f"training_{b}.png", title=f"{b}: SCAN decoder training"),
+                                                out_dir / f"training_{b}.png", title=f"{b}: SCAN decoder training",
+                                                target_area=float(target.iat[0]) if len(target) else None),
                            f"SCAN decoder training curves on {b}, one line per layer"))
         similarity = mine[(mine["part"] == "sanity_maps") & mine["x"].isna()]
         if len(similarity):
