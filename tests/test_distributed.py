@@ -257,8 +257,8 @@ def test_features_and_train_scan_on_two_ranks_equal_one_process(stage_dir):
         else:
             assert s2[k] == v, k
     c1, c2 = ((d / f"scan{n}/curves.csv").read_text().splitlines() for n in (1, 2))
-    assert c1[0] == c2[0] and len(c1) == len(c2) == 3   # 4 steps of 5 over 11 images: a pass (5, 5, 1) + 1 step
-    for r1, r2 in zip(c1[1:], c2[1:]):   # loss terms per pass: the same global batches, the same means
+    assert c1[0] == c2[0] and len(c1) == len(c2) == 5   # a row per step (4 steps of 5 over 11 images)
+    for r1, r2 in zip(c1[1:], c2[1:]):   # loss terms per step: the same global batches, the same means
         np.testing.assert_allclose(np.array(r2.split(","), float), np.array(r1.split(","), float), rtol=1e-4)
 
 

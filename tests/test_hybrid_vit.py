@@ -21,6 +21,7 @@ from scanbench.hybrid_train import (
     trunk_bypassed,
     trunk_features,
 )
+from scanbench.lr_schedule import lr_at
 from scanbench.sanity import cascade_steps, layer_groups, partially_randomised, randomize_weights
 from scanbench.vit_train import ViTTrainConfig, train_vit
 
@@ -172,13 +173,14 @@ def test_training_touches_the_transformer_only_and_repeats(small):
     teacher = rng.normal(size=(24, 10)).astype(np.float32)
     cfg = ViTTrainConfig(epochs=2, batch_size=8, lr=1e-3, warmup_epochs=1, seed=0)
     runs = []
-    for _ in range(2):
+    for logged in (None, []):   # the second run also logs a row per step: the same weights
         torch.manual_seed(0)
         model = spec.build(**KW)
         assert train_target(model) is train_hybrid
         before = {k: v.clone() for k, v in model.state_dict().items()}
-        curves = train_hybrid(model, imgs, labels, teacher, imgs[:8], labels[:8], cfg)
-        assert [c["epoch"] for c in curves] == [1, 2] and not model.training
+        curves = train_hybrid(model, imgs, labels, teacher, imgs[:8], labels[:8], cfg, step_curves=logged)
+        assert [c["epoch"] for c in curves] == [1, 2] and [c["step"] for c in curves] == [3, 6]
+        assert not model.training
         after = model.state_dict()
         for k, v in before.items():
             same = torch.equal(after[k], v)
@@ -186,6 +188,12 @@ def test_training_touches_the_transformer_only_and_repeats(small):
         runs.append(after)
     for k, v in runs[0].items():
         assert torch.equal(runs[1][k], v), k
+    assert [(r["step"], r["epoch"]) for r in logged] == [(1, 1), (2, 1), (3, 1), (4, 2), (5, 2), (6, 2)]
+    assert all(np.isfinite(r["loss"]) and 0 <= r["train_top1"] <= 100 for r in logged)
+    # the shared schedule with the configured base rate: a warm-up epoch of 3 steps, then a cosine to 0
+    assert [r["lr"] for r in logged] == pytest.approx([lr_at(s, 6, cfg.lr, "cosine", 3, progress_first=True)
+                                                       for s in range(6)], rel=1e-12)
+    assert max(r["lr"] for r in logged) == pytest.approx(cfg.lr)
     # images at another size than the model's: one line naming the fix
     from scanbench.errors import ScanbenchError
 
@@ -206,3 +214,20 @@ def test_teacher_caches_at_the_trained_backbones_input_size():
     assert student_input_size(["vit_tiny_convstem"]) == 64
     with pytest.raises(ScanbenchError, match="different input sizes"):
         student_input_size(["vit_tiny_convstem", "vit_hybrid_lite0"])
+
+
+def test_vit_step_curves_change_nothing(tiny_vit):
+    """train_vit's per-step rows are read from what the loop computes anyway: the same weights with or without."""
+    _, spec = tiny_vit
+    rng = np.random.default_rng(0)
+    imgs = rng.integers(0, 256, (12, 3, spec.input_size, spec.input_size), dtype=np.uint8)
+    labels, teacher = rng.integers(0, 10, 12), rng.normal(size=(12, 10)).astype(np.float32)
+    cfg = ViTTrainConfig(epochs=2, batch_size=8, lr=1e-3, warmup_epochs=1, seed=0)
+    runs, rows = [], []
+    for logged in (None, rows):
+        torch.manual_seed(0)
+        model = spec.build(num_classes=10)
+        curves = train_vit(model, imgs, labels, teacher, imgs[:4], labels[:4], cfg, step_curves=logged)
+        runs.append(model.state_dict())
+    assert [c["step"] for c in curves] == [2, 4] and [r["step"] for r in rows] == [1, 2, 3, 4]
+    assert all(torch.equal(runs[1][k], v) for k, v in runs[0].items())

@@ -11,7 +11,7 @@ from PIL import Image
 from scanbench.errors import ScanbenchError
 from scanbench.report import figures
 from scanbench.report.figures import plot_map_grid, render_figures
-from scanbench.report.results import load_results
+from scanbench.report.results import METHOD_LABELS, load_results
 from scanbench.report.tables import build_tables
 from test_report_tables import CNN, PARAMS, make_results_tree
 
@@ -84,14 +84,15 @@ def test_render_figures_draws_every_figure_of_the_run(run_tree):
                                            "p_sweep.png", f"ablation_p_maps_{CNN}.png", "scaling.png"]
     assert sorted(p.name for p in out.iterdir()) == sorted(f.path.name for f in figs)
     assert all(f.caption for f in figs)
-    # the qualitative grid: one row per class (the first of each in SCAN's order, by label), image + 3 methods
+    # the qualitative grid: one row per class (the first of each in SCAN's order, by label), image + 3 methods,
+    # a colour bar on the right, the title on top
     w, h = _png_size(out / f"qualitative_{CNN}.png")
-    assert w == round(1.6 * 4 * DPI) and h == round((1.6 * 3 + 0.4) * DPI)
+    assert w == round((1.6 * 4 + figures.CBAR_WIDTH) * DPI) and h == round((1.6 * 3 + figures.TITLE_HEIGHT) * DPI)
     assert requested[0] == ([12, 33, 40], 32)
     # the ablation grid uses the images both settings share, in order: 12 and 7 (50 has no example maps)
     assert requested[-1] == ([12, 7], 32)
     w, _ = _png_size(out / f"ablation_p_maps_{CNN}.png")
-    assert w == round(1.6 * 3 * DPI)  # image + 2 settings
+    assert w == round((1.6 * 3 + figures.CBAR_WIDTH) * DPI)  # image + 2 settings + colour bar
     for f in figs:
         _png_size(f.path)
 
@@ -100,7 +101,7 @@ def test_figures_are_byte_identical_for_equal_inputs(run_tree):
     first, second = _run(run_tree, "a"), _run(run_tree, "b")
     assert [f.path.read_bytes() for f in first] == [f.path.read_bytes() for f in second]
     w, _ = _png_size(run_tree / "a" / f"qualitative_{CNN}.png")   # no images: maps alone
-    assert w == round(1.6 * 3 * DPI)
+    assert w == round((1.6 * 3 + figures.CBAR_WIDTH) * DPI)
 
 
 def test_qualitative_rows_cover_each_class_once():
@@ -140,3 +141,75 @@ def test_map_grid_overlays_the_map_on_the_image(tmp_path):
     assert ((right[..., 0] > 60) & (right[..., 1] < 20) & (right[..., 2] < 20)).sum() > 100
     with pytest.raises(ValueError):
         plot_map_grid(None, {}, tmp_path / "empty.png")
+
+
+@pytest.fixture
+def drawn(monkeypatch):
+    """The figures render_figures draws, by file name, kept open for inspection (then saved as usual)."""
+    kept = {}
+    save = figures._save
+
+    def keep(fig, path):
+        kept[Path(path).name] = fig
+        fig.canvas.draw()          # lay out (constrained layout runs at draw time)
+        return save(fig, path)
+
+    monkeypatch.setattr(figures, "_save", keep)
+    monkeypatch.setattr(figures.plt, "close", lambda fig=None: None)
+    yield kept
+    for fig in kept.values():
+        figures.plt.close(fig)
+
+
+def _texts(fig) -> list[str]:
+    return [t.get_text() for t in fig.findobj(lambda a: hasattr(a, "get_text")) if t.get_text()]
+
+
+def _overlaps(a, b, renderer) -> bool:
+    return a.get_window_extent(renderer).overlaps(b.get_window_extent(renderer))
+
+
+def test_figures_are_labelled_and_show_their_intervals(run_tree, drawn):
+    """Every figure: a title that overlaps no panel title, every panel's axes named, method names from the
+    registry; map grids with a colour bar; intervals drawn where the results have them; complete legends."""
+    _run(run_tree, "figures", lambda idx, side: np.zeros((len(idx), side, side, 3)))
+    assert set(drawn) == {p.name for p in (run_tree / "figures").iterdir()}
+    for name, fig in drawn.items():
+        renderer = fig.canvas.get_renderer()
+        title = fig._suptitle
+        assert title is not None and title.get_text(), name
+        panels = [ax for ax in fig.axes if ax.get_label() != "<colorbar>" and ax.axison]
+        for ax in panels:
+            assert not _overlaps(title, ax.title, renderer) or not ax.title.get_text(), (name, ax.title.get_text())
+            if not name.startswith(("qualitative", "scan_reconstruction", "ablation_p_maps")):
+                assert ax.get_xlabel(), (name, ax.get_title())
+        if not name.startswith(("qualitative", "scan_reconstruction", "ablation_p_maps")):
+            assert any(ax.get_ylabel() for ax in panels), name
+        bars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+        if name.startswith(("qualitative", "scan_reconstruction", "ablation_p_maps")):
+            assert len(bars) == 1 and bars[0].get_ylabel(), name
+    # method names: the registry's labels, never the registry's keys
+    heads = [ax.get_title() for ax in drawn[f"qualitative_{CNN}.png"].axes[:4]]
+    assert heads == ["image", METHOD_LABELS["gradcam"], METHOD_LABELS["layercam"], METHOD_LABELS["scan"]]
+    legend = _texts(drawn[f"perturbation_{CNN}.png"])
+    assert any(t.startswith(f"{METHOD_LABELS['scan']}: 6.1 [4.6, 7.3") for t in legend), legend   # AUC + CI
+    assert not any("gradcam" in t or "layercam" in t for t in legend)
+    # intervals: error bars on our ablation bars (the paper's hollow bars have none), the P sweep's and the
+    # scaling figure's AUC-D
+    ax = drawn["ablation_p.png"].axes[0]
+    caps = [c for c in ax.containers if getattr(c, "errorbar", None) is not None]
+    assert len(caps) == 1 and ax.get_xlabel() == "inference percentile P" and ax.get_ylabel() == "AUC-D (%)"
+    for name in ("p_sweep.png", "scaling.png"):
+        auc_d = drawn[name].axes[0 if name == "p_sweep.png" else 2]
+        assert any(type(c).__name__ == "ErrorbarContainer" and c.has_yerr for c in auc_d.containers), name
+        assert "95% CI" in auc_d.get_title()
+    # the sanity figure's legend: the method, its interval band, the reference line and the zero line
+    legend = _texts(drawn[f"sanity_similarity_{CNN}.png"].legends[0])
+    assert legend[0] == METHOD_LABELS["scan"] and any("95% CI" in t for t in legend)
+    assert any(t.startswith("reference: another image's map") for t in legend) and "0: no similarity" in legend
+    # the training curves: against the optimiser step, a panel per quantity
+    train = drawn[f"training_{CNN}.png"]
+    assert [ax.get_xlabel() for ax in train.axes[:2]] == ["optimiser step"] * 2
+    assert [ax.get_title() for ax in train.axes[:2]] == ["loss (Eq. 10)", "self-confidence area"]
+    assert [t.get_text() for t in train.axes[1].get_legend().get_texts()] == [
+        "layer default", "target area 1 / (1 + alpha) = 0.20"]

@@ -88,7 +88,7 @@ def _content(f, family: str) -> dict | str:
     if f.part == "targets":
         return {"family": family, "val_top1": 97.5 if family == "cnn" else 64.25, "n_val": 3925}
     if f.path.endswith("curves.csv"):
-        return "epoch,loss,conf_area\n1,0.9,0.5\n2,0.5,0.3\n3,0.3,0.22\n"
+        return "step,epoch,loss,conf_area\n10,1,0.9,0.5\n20,1,0.5,0.3\n30,2,0.3,0.22\n"
     if f.part == "train_scan":
         return {"backbone": b, "layer": s, "final_loss": 0.1234567, "val_confidence_area": 0.21, "target_area": 0.2,
                 "widths": [8, 4]}
@@ -220,7 +220,8 @@ def test_long_table_is_tidy(built):
     assert list(curve["x"]) == FRACTIONS and curve["value"].tolist() == pytest.approx([16.5] * 10)
     train = results[(results["part"] == "train_scan") & results["x"].notna() & (results["metric"] == "loss")
                     & (results["backbone"] == CNN)]
-    assert train["x"].tolist() == [1, 2, 3] and set(train["setting"]) == {"default"}
+    assert train["x"].tolist() == [10, 20, 30] and set(train["setting"]) == {"default"}   # x: the step
+    assert not (results["part"].eq("train_scan") & results["metric"].isin(["step", "epoch"])).any()
     assert not results["metric"].isin(["widths", "family", "per_image", "fractions"]).any()
 
 

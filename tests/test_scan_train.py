@@ -15,7 +15,7 @@ from scanbench.feature_extraction import extract_features
 from scanbench.features import load_features
 from scanbench.scan.decoder import build_decoder
 from scanbench.scan.explainer import SCANExplainer
-from scanbench.scan.train import load_decoder, save_decoder, train_decoder
+from scanbench.scan.train import curve_every, load_decoder, save_decoder, train_decoder
 
 PARAMS = {"seed": 0, "alpha": 4, "p": 95, "scan": {"p_train_low": 70, "p_train_high": 100, "lr": 3e-3,
                               "steps": 8, "batch_size": 4, "lambda_c": 0.1,
@@ -57,8 +57,10 @@ def test_training_decreases_loss_and_is_deterministic(tiny_cnn, cnn_features):
     assert train.F.dtype == np.float16
     dec, curves, summary = train_decoder(train, holdout, spec, PARAMS, alpha=4, seed=0, progress=False)
     losses = [c["loss"] for c in curves]
-    assert len(curves) == 4 and all(np.isfinite(losses))
-    assert losses[-1] < 0.8 * losses[0]
+    assert [c["step"] for c in curves] == list(range(1, 9)) and all(np.isfinite(losses))   # a row per step
+    assert [c["epoch"] for c in curves] == [1, 1, 2, 2, 3, 3, 4, 4]                        # 8 images, batch 4
+    assert np.mean(losses[-2:]) < 0.8 * np.mean(losses[:2])
+    assert summary["final_loss"] == pytest.approx(np.mean(losses[-2:]))   # the last pass's mean
     _, curves2, _ = train_decoder(train, holdout, spec, PARAMS, alpha=4, seed=0, progress=False)
     assert [c["loss"] for c in curves2] == losses                   # same seed, same losses
     _, curves3, _ = train_decoder(train, holdout, spec, PARAMS, alpha=4, seed=1, epochs=1, progress=False)
@@ -148,6 +150,12 @@ def test_vit_training_runs(tiny_vit, vit_features):
     _, spec = tiny_vit
     _, curves, summary = train_decoder(vit_features, None, spec, PARAMS, alpha=4, epochs=1, progress=False)
     assert np.isfinite(curves[0]["loss"]) and summary["val_confidence_area"] is None
+
+
+def test_curves_are_step_level():
+    """A row every few steps: at least ~100 rows in a run, at most CURVE_EVERY steps apart."""
+    assert [curve_every(n) for n in (1, 10, 99, 100, 500, 1000, 4500, 100_000)] == [1, 1, 1, 1, 5, 10, 10, 10]
+    assert -(-4500 // curve_every(4500)) >= 100 and -(-500 // curve_every(500)) >= 100
 
 
 def test_stage_cli(tiny_cnn, cnn_features, tmp_path, monkeypatch, capsys):

@@ -22,7 +22,7 @@ from tqdm import tqdm
 from .compute import module_device
 from .errors import ScanbenchError
 from .lr_schedule import lr_at, set_lr
-from .vit_train import ViTTrainConfig, train_vit
+from .vit_train import ViTTrainConfig, step_row, train_vit
 
 
 def is_hybrid(model: nn.Module) -> bool:
@@ -110,11 +110,13 @@ def _check_size(model: nn.Module, images_u8: np.ndarray, what: str) -> None:
 
 
 def train_hybrid(model: nn.Module, train_u8: np.ndarray, train_labels: np.ndarray, teacher: np.ndarray,
-                 val_u8: np.ndarray, val_labels: np.ndarray, cfg: ViTTrainConfig) -> list[dict]:
+                 val_u8: np.ndarray, val_labels: np.ndarray, cfg: ViTTrainConfig,
+                 step_curves: list[dict] | None = None) -> list[dict]:
     """`train_vit`'s contract for a hybrid ViT: the trunk's features of the train and val images computed once
     (float16, the trunk frozen and in eval mode), then the transformer trained on them in place (AdamW, warm-up
     then cosine, label-smoothed cross-entropy mixed with the teacher's soft labels, seeded shuffling; no image
-    augmentation: the features are fixed). Returns one dict of curves per epoch (loss, train/val top-1, lr)."""
+    augmentation: the features are fixed). Returns one dict of curves per epoch (step, loss, train/val top-1, lr);
+    `step_curves`: as `train_vit`'s."""
     _check_size(model, train_u8, "the cached train images")
     _check_size(model, val_u8, "the cached val images")
     device = module_device(model)
@@ -162,10 +164,14 @@ def train_hybrid(model: nn.Module, train_u8: np.ndarray, train_labels: np.ndarra
                 opt.step()
                 step += 1
                 tot_loss += loss.item() * len(idx)
-                tot_correct += (logits.argmax(1) == labels_t[idx]).sum().item()
+                correct = (logits.argmax(1) == labels_t[idx]).sum().item()
+                tot_correct += correct
+                if step_curves is not None:
+                    step_curves.append(step_row(step, epoch + 1, loss.item(), correct, len(idx),
+                                                opt.param_groups[0]["lr"]))
                 bar.set_postfix(loss=f"{loss.item():.3f}")
         val = features_accuracy(model, val_feats, np.asarray(val_labels))
-        curves.append({"epoch": epoch + 1, "loss": tot_loss / n, "train_top1": 100.0 * tot_correct / n,
+        curves.append({"epoch": epoch + 1, "step": step, "loss": tot_loss / n, "train_top1": 100.0 * tot_correct / n,
                        "val_top1": val, "lr": opt.param_groups[0]["lr"]})   # no wall time: a DVC output
         print(f"epoch {epoch + 1}: loss {tot_loss / n:.4f} train {100.0 * tot_correct / n:.1f}% val {val:.1f}% "
               f"({time.perf_counter() - start:.0f} s)", flush=True)

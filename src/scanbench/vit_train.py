@@ -57,9 +57,17 @@ def accuracy(model: nn.Module, images_u8: np.ndarray, labels: np.ndarray, batch_
     return top1(model, batches, labels)
 
 
+def step_row(step: int, epoch: int, loss: float, correct: int, n: int, lr: float) -> dict:
+    """One optimiser step's row of the step-level curves: the batch's loss and top-1 (percent) and the step's rate
+    (values the training loop has already read: logging draws nothing and changes no computation)."""
+    return {"step": step, "epoch": epoch, "loss": loss, "train_top1": 100.0 * correct / max(n, 1), "lr": lr}
+
+
 def train_vit(model: nn.Module, train_u8: np.ndarray, train_labels: np.ndarray, teacher: np.ndarray,
-              val_u8: np.ndarray, val_labels: np.ndarray, cfg: ViTTrainConfig) -> list[dict]:
-    """Train in place on the model's device; returns one dict of curves per epoch (loss, train/val top-1, lr).
+              val_u8: np.ndarray, val_labels: np.ndarray, cfg: ViTTrainConfig,
+              step_curves: list[dict] | None = None) -> list[dict]:
+    """Train in place on the model's device; returns one dict of curves per epoch (step, loss, train/val top-1,
+    lr) and, when `step_curves` is a list, appends a `step_row` to it per optimiser step.
     Shuffling and augmentation are drawn on the CPU (seeded), then each batch moves to the model's device."""
     device = module_device(model)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -100,10 +108,14 @@ def train_vit(model: nn.Module, train_u8: np.ndarray, train_labels: np.ndarray, 
             opt.step()
             step += 1
             tot_loss += loss.item() * len(idx)
-            tot_correct += (logits.argmax(1) == labels_t[idx]).sum().item()
+            correct = (logits.argmax(1) == labels_t[idx]).sum().item()
+            tot_correct += correct
+            if step_curves is not None:
+                step_curves.append(step_row(step, epoch + 1, loss.item(), correct, len(idx),
+                                            opt.param_groups[0]["lr"]))
             bar.set_postfix(loss=f"{loss.item():.3f}")
         val = accuracy(model, val_u8, val_labels)
-        curves.append({"epoch": epoch + 1, "loss": tot_loss / n, "train_top1": 100.0 * tot_correct / n,
+        curves.append({"epoch": epoch + 1, "step": step, "loss": tot_loss / n, "train_top1": 100.0 * tot_correct / n,
                        "val_top1": val, "lr": opt.param_groups[0]["lr"]})   # no wall time: a DVC output
         print(f"epoch {epoch + 1}: loss {tot_loss / n:.4f} train {100.0 * tot_correct / n:.1f}% val {val:.1f}% "
               f"({time.perf_counter() - start:.0f} s)", flush=True)

@@ -162,8 +162,8 @@ def load_results(results_dir: str | Path, params: Mapping[str, Any]) -> pd.DataF
         data = _read(root / f.path, f.stage)
         keys = {"part": f.part, "backbone": f.backbone, "family": families[f.backbone], "method": f.method,
                 "setting": f.setting}
-        if f.path.endswith(".csv"):        # training curves: one point per epoch and column
-            x = next((data[c] for c in ("epoch", "step") if c in data), pd.Series(range(len(data))))
+        if f.path.endswith(".csv"):        # training curves: a point per logged optimiser step and column
+            x = next((data[c] for c in ("step", "epoch") if c in data), pd.Series(range(len(data))))
             rows += [{**keys, "metric": c, "x": xi, "value": v} for c in data.columns if c not in ("epoch", "step")
                      for xi, v in zip(x, data[c]) if _is_number(v)]
         elif f.part == "sanity":           # {setting: {auc_d, ...}}

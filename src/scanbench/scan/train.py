@@ -26,6 +26,14 @@ from .loss import check_variant, confidence, effective_alpha, make_target, scan_
 from .masking import gradient_mask, sample_percentiles
 
 CURVE_KEYS = ("loss", "loss_c", "loss_r", "omega", "conf_area", "recon_err", "recon_err_weighted")
+# the training curves' resolution: a row every `curve_every(total)` optimiser steps, at most CURVE_EVERY apart and
+# at least about 100 rows in a run (a 4,500-step run: 450 rows; a 10-step smoke run: one per step)
+CURVE_EVERY = 10
+
+
+def curve_every(total_steps: int) -> int:
+    """Steps per row of the training curves: min(CURVE_EVERY, total_steps // 100), at least 1."""
+    return max(1, min(CURVE_EVERY, total_steps // 100))
 
 
 def load_batch(fs: FeatureSet, idx: np.ndarray, device: torch.device | str = "cpu"
@@ -101,8 +109,10 @@ def train_decoder(train_set: FeatureSet, holdout_set: FeatureSet | None, spec, p
     another device starts from the same decoder and sees the same batches.
 
     Length: `steps` optimiser steps, or `epochs` passes over the n_train images, else params scan.steps.
-    Shuffled passes follow one another until the steps are done; curves get one row per pass (the last one
-    partial) with the mean of each loss term over that pass's steps."""
+    Shuffled passes follow one another until the steps are done; curves get one row every `curve_every(steps)`
+    steps (the last window may be shorter): `step` (the window's last), `epoch` (that step's pass) and the mean of
+    each loss term over the window's samples. The summary's `final_loss` is the mean loss over the last pass.
+    Logging reads the loss terms only (`.item()`): it draws nothing and changes no computation."""
     scan = _scan_params(params)
     check_variant(variant)
     effective_alpha(alpha, variant)          # rejects alpha <= 0
@@ -156,7 +166,10 @@ def train_decoder(train_set: FeatureSet, holdout_set: FeatureSet | None, spec, p
     opt = torch.optim.Adam(decoder.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
 
-    curves: list[dict] = []
+    passes: list[dict] = []    # per pass: the summary's final loss
+    windows: list[tuple[int, int, list[float]]] = []   # per curve row: (step, epoch, [sum of each term, samples])
+    every = curve_every(total_steps)
+    win_sums, win_seen = dict.fromkeys(CURVE_KEYS, 0.0), 0
     decoder.train()
     step, epoch = 0, 0
     bar = tqdm(total=total_steps, desc=f"scan {spec.name}", unit="step", disable=not progress, leave=False,
@@ -192,9 +205,15 @@ def train_decoder(train_set: FeatureSet, holdout_set: FeatureSet | None, spec, p
             opt.step()
             step += 1
             seen += F.shape[0]
+            win_seen += F.shape[0]
             if terms is not None:
                 for k in CURVE_KEYS:
-                    sums[k] += terms[k].item() * F.shape[0]
+                    term = terms[k].item() * F.shape[0]
+                    sums[k] += term
+                    win_sums[k] += term
+            if step % every == 0 or step == total_steps:
+                windows.append((step, epoch, [*win_sums.values(), float(win_seen)]))
+                win_sums, win_seen = dict.fromkeys(CURVE_KEYS, 0.0), 0
             bar.update(1)
             if terms is not None:   # refresh=False: the bar redraws at its mininterval (logs stayed MBs otherwise)
                 bar.set_postfix(loss=f"{terms['loss'].item():.4f}", area=f"{terms['conf_area'].item():.3f}",
@@ -204,17 +223,24 @@ def train_decoder(train_set: FeatureSet, holdout_set: FeatureSet | None, spec, p
 
             total = all_reduce_sum(torch.tensor([*sums.values(), seen], dtype=torch.float64, device=device), ctx)
             sums, seen = dict(zip(CURVE_KEYS, total[:-1].tolist())), int(total[-1].item())
-        # no wall time in curves or summary: they are DVC outputs and must depend on the inputs only
-        curves.append({"epoch": epoch, "step": step, **{k: v / max(seen, 1) for k, v in sums.items()}})
+        passes.append({"epoch": epoch, "step": step, **{k: v / max(seen, 1) for k, v in sums.items()}})
     bar.close()
     decoder.eval()
+    window_sums = [w[2] for w in windows]
+    if world > 1:   # each window's sums over every rank's samples
+        from ..distributed import all_reduce_sum
+
+        window_sums = all_reduce_sum(torch.tensor(window_sums, dtype=torch.float64, device=device), ctx).tolist()
+    # no wall time in curves or summary: they are DVC outputs and must depend on the inputs only
+    curves = [{"step": s, "epoch": e, **{k: v / max(w[-1], 1) for k, v in zip(CURVE_KEYS, w)}}
+              for (s, e, _), w in zip(windows, window_sums)]
 
     p_infer = float(params.get("p", 95))   # the top-level inference percentile
     val_area = (mean_confidence_area(decoder, holdout_set, p_infer, variant, batch_size=bs)
                 if holdout_set is not None and len(holdout_set) else None)
     summary = {"backbone": spec.name, "alpha": float(alpha), "layer": spec.layer_alias(layer), "layer_path": layer,
                "variant": variant,
-               "final_loss": curves[-1]["loss"], "val_confidence_area": val_area,
+               "final_loss": passes[-1]["loss"], "val_confidence_area": val_area,
                "target_area": 1.0 / (1.0 + effective_alpha(alpha, variant)),
                "n_train": n, "steps": total_steps, "image_steps": total_steps * bs,
                "epochs": round(total_steps * bs / n, 2), "out_size": int(size),

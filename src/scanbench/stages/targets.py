@@ -53,12 +53,15 @@ def main(argv: list[str] | None = None) -> None:
                               distill_temperature=cfg["distill_temperature"], distill_weight=cfg["distill_weight"],
                               label_smoothing=cfg["label_smoothing"], seed=params["seed"])
         train_vit = train_target(model)   # vit_train.train_vit, or hybrid_train.train_hybrid for a hybrid ViT
+        steps: list[dict] = []
         curves = train_vit(model, load_npy(teacher / "images_train.npy", "teacher", mmap_mode="r"),
                            labels[train_idx], load_npy(teacher / "logits_train.npy", "teacher"),
                            load_npy(teacher / "images_val.npy", "teacher"),
-                           labels[val_idx], tcfg)
-        with atomic_path(Path(args.results) / f"{spec.name}_curves.csv", suffix=".csv") as tmp:
-            pd.DataFrame(curves).to_csv(tmp, index=False)
+                           labels[val_idx], tcfg, step_curves=steps)
+        # per epoch (with the held-out top-1) and per optimiser step: `dvc plots show` draws both
+        for name, rows in (("curves", curves), ("steps", steps)):
+            with atomic_path(Path(args.results) / f"{spec.name}_{name}.csv", suffix=".csv") as tmp:
+                pd.DataFrame(rows).to_csv(tmp, index=False)
         extra = {"epochs": cfg["epochs"], "n_train": int(len(train_idx))}
     else:
         model = pretrained_target(spec, classes, args.head, params)

@@ -5,8 +5,8 @@
                                           [--results DIR2]
 
 Reads features/B/L/{train,holdout} (or --features DIR/{train,holdout}); writes DIR/decoder.pt, and summary.json
-and curves.csv (one row per pass over the images) into DIR2 (default: DIR). Defaults come from params.yaml's scan
-section.
+and curves.csv (a row every few optimiser steps, scanbench.scan.train.curve_every) into DIR2 (default: DIR).
+Defaults come from params.yaml's scan section.
 """
 from __future__ import annotations
 
