@@ -54,8 +54,14 @@ OFFSETS = {"scan": [-3, 1, 4, -2], "centre": [-3, 1, 4, -2], "gradcam": [6, -6, 
            "raw_attention": [4, -4, 4, -4], "transformer_attribution": [-2, 2, -2, 2], "lrp": [1, -1, 1, -1]}
 EVAL_ROWS = [11, 25, 31, 40]
 ABLATION_AUC_D = {"alpha": {"2": 30.0, "4": 34.0, "8": 31.0}, "p": {"0": 10.0, "50": 20.0, "95": 33.0},
-                  "layer": {"default": 33.0, "alt1": 29.0, "alt2": 31.0},
-                  "components": {"alpha1": 3.0, "no_mask": 20.0, "sigmoid": 30.0}}
+                  "layer": {"default": 33.0, "alt1": 29.0, "alt2": 33.0},
+                  "components": {"full": 33.0, "alpha1": 3.0, "no_mask": 20.0, "sigmoid": 30.0}}
+# Per-image AUC-D of an ablation setting = its AUC-D + these offsets (mean 0): the reference's pattern unless named
+# here, so a setting differs from its kind's reference (alpha 4, P 95, layer default, full) by a constant (its
+# paired interval is that constant: layer alt2, equal to default image by image, 0 [0, 0]), except alpha 8, whose
+# differences scatter around -3 across 0
+ABLATION_OFFSETS = {("alpha", "8"): [10, -10, 5, -5]}
+ABLATION_REF_OFFSETS = [-3, 1, 4, -2]
 PARAMS = {
     "profile": "test", "data": {"root": "../shared/data/imagenette"}, "backbones": [CNN, VIT],
     "families": {"cnn": [CNN], "vit": [VIT]}, "alpha": 4, "scan": {"layers": ["default"]},
@@ -66,7 +72,7 @@ PARAMS = {
     "sanity": {"methods": {"cnn": ["scan", "layercam"], "vit": ["scan"]}},
     "scaling": {"n_train": [10, None], "steps": 10},
     "ablation": {"backbones": [CNN, VIT], "base_alpha": 4, "alphas": [8, 2, 4.0], "percentiles": [95, 0, 50],
-                 "layers": ["default", "alt1", "alt2"], "components": ["alpha1", "no_mask", "sigmoid"]},
+                 "layers": ["default", "alt1", "alt2"], "components": ["full", "alpha1", "no_mask", "sigmoid"]},
 }
 
 
@@ -119,9 +125,12 @@ def _content(f, family: str) -> dict | str:
         return sanity_maps_content(m)
     kind = f.part.removeprefix("ablation_")
     d = ABLATION_AUC_D[kind][s]
+    offsets = ABLATION_OFFSETS.get((kind, s), ABLATION_REF_OFFSETS)
     return {"backbone": b, "kind": kind, "setting": s, "alpha": float(s) if kind == "alpha" else 4.0,
             "pos_auc": 8.0, "neg_auc": 8.0 + d, "auc_d": d, "auc_d_ci": [d - 2, d + 2], "n_images": 4,
-            "full": {"pos_auc": 9.0, "neg_auc": 9.0 + d, "auc_d": d}, "val_confidence_area": 0.3}
+            "full": {"pos_auc": 9.0, "neg_auc": 9.0 + d, "auc_d": d}, "val_confidence_area": 0.3,
+            "per_image": {"index": EVAL_ROWS, "auc_d": [d + o for o in offsets], "drop": [10.0] * 4,
+                          "inc": [0, 100, 0, 0]}}
 
 
 # Spearman after full randomisation per method (the other measures follow from it in sanity_maps_content)
@@ -287,12 +296,21 @@ def test_metric_json_structure(built):
     assert m["calibration"] == {b: {"pos_auc": 30.0, "neg_auc": 30.1, "auc_d": pytest.approx(0.1)} for b in (CNN, VIT)}
     assert list(m["ablation_p"][CNN]) == ["0", "50", "95"] and list(m["ablation_layer"][VIT]) == ["default", "alt1",
                                                                                                   "alt2"]
-    assert m["ablation_alpha"][VIT]["8"] == {"pos_auc": 8.0, "neg_auc": 39.0, "auc_d": 31.0}
-    assert list(m["ablation_components"][CNN]) == ["alpha1", "no_mask", "sigmoid"]
+    ci8 = paired_bootstrap_ci(_ablation_per_image("alpha", "8"), _ablation_per_image("alpha", "4"), 300, seed=0)
+    assert m["ablation_alpha"][VIT]["8"] == {"pos_auc": 8.0, "neg_auc": 39.0, "auc_d": 31.0, "auc_d_minus_ref": -3.0,
+                                             "auc_d_minus_ref_ci95": pytest.approx(list(ci8), abs=1e-4)}
+    assert m["ablation_alpha"][VIT]["4"]["auc_d_minus_ref_ci95"] == [0.0, 0.0]       # the reference itself
+    assert m["ablation_p"][CNN]["0"]["auc_d_minus_ref"] == -23.0
+    assert list(m["ablation_components"][CNN]) == ["full", "alpha1", "no_mask", "sigmoid"]
     # a decoder summary without its alpha takes the top-level alpha
     results = built[0]
     assert build_metrics(results, scan_alpha=4)["scan_training"][CNN]["default"]["alpha"] == 4.0
     json.dumps(m)  # plain JSON types only
+
+
+def _ablation_per_image(kind: str, setting: str) -> np.ndarray:
+    d = ABLATION_AUC_D[kind][setting]
+    return np.asarray([d + o for o in ABLATION_OFFSETS.get((kind, setting), ABLATION_REF_OFFSETS)])
 
 
 def _per_image(b: str, m: str) -> np.ndarray:
