@@ -505,6 +505,61 @@ def test_ablation_tables_pair_settings_with_the_paper(built):
     assert all(isinstance(v, int) for v in vii["n_images"] if v is not None)   # counts stay counts
 
 
+def test_ablation_rows_carry_their_paired_difference_to_the_reference_setting(built):
+    """Each ablation row minus its kind's reference (alpha 4, default layer, P 95, full SCAN) on the same images,
+    with the paired-bootstrap interval and whether it excludes 0; the reference row reads `ref`."""
+    results, _, t = built
+    vii = t["VII"].df
+    same = _row(vii, backbone=VIT, setting="alt2")            # equal to default on every image
+    assert same["auc_d_minus_ref"] == 0.0 and same["auc_d_minus_ref_ci95"] == "[0.00, 0.00]"
+    assert same["differs"] == "no"                            # [0, 0] contains 0
+    shifted = _row(vii, backbone=VIT, setting="alt1")         # 4 points below default on every image
+    assert shifted["auc_d_minus_ref"] == pytest.approx(-4.0) and shifted["auc_d_minus_ref_ci95"] == "[-4.00, -4.00]"
+    assert shifted["differs"] == "yes"
+    assert _row(vii, backbone=VIT, setting="default")["differs"] == "ref"
+    assert _row(t["IX"].df, backbone=CNN, setting="full")["differs"] == "ref"
+    assert _row(t["VIII"].df, backbone=CNN, setting="95")["differs"] == "ref"
+    # alpha 8: 3 points lower on average, but image by image its differences scatter across 0
+    row = _row(results, part="ablation_alpha", backbone=VIT, setting="8", metric="auc_d_minus_ref")
+    ci = paired_bootstrap_ci(_ablation_per_image("alpha", "8"), _ablation_per_image("alpha", "4"), 300, seed=0)
+    assert row["value"] == pytest.approx(-3.0) and (row["ci_lo"], row["ci_hi"]) == pytest.approx(tuple(ci), abs=1e-9)
+    assert ci[0] < 0 < ci[1] and _row(t["VI"].df, backbone=VIT, setting="8")["differs"] == "no"
+    # the Markdown stays narrow: the paired columns beside ours and the paper's AUC-D; the CSV holds the rest
+    for number in ("VI", "VII", "VIII", "IX"):
+        md = markdown(t[number])
+        widths = [len(line) for line in md.splitlines() if line.startswith("|")]
+        assert max(widths) <= 130, (number, max(widths))
+        assert "| differs" in md.splitlines()[2] and "neg_auc" not in md and "auc_d_minus_ref_ci95" in md
+        assert {"neg_auc", "pos_auc", "auc_d_ci95", "paper_ref", "n_images", "differs"} <= set(t[number].df.columns)
+    assert all(k not in t["I"].df.columns for k in ("differs", "auc_d_minus_ref"))   # ablation tables only
+
+
+def test_ablation_pairs_need_the_same_images_and_per_image_values(tmp_path):
+    res = make_results_tree(tmp_path)
+    path = res / "ablation" / "components" / CNN / "no_mask.json"
+    data = json.loads(path.read_text())
+    _write(path, {**data, "per_image": {**data["per_image"], "index": [11, 25, 31, 41]}})
+    with pytest.raises(ScanbenchError, match=r"effnet_lite0: the components ablation scored no_mask and full on "
+                                             r"different images.*re-run `ablate_components`"):
+        load_paired(res, PARAMS)
+    del data["per_image"]
+    _write(path, data)
+    with pytest.raises(ScanbenchError, match=r"no_mask\.json \(stage `ablate_components`: re-run it\) has no "
+                                             r"per-image AUC-D"):
+        load_paired(res, PARAMS)
+
+
+def test_the_p_sweep_runs_on_every_backbone(tmp_path):
+    """The P sweep re-uses the main decoders: every backbone, even where the decoder-training ablations (alpha,
+    layer, components) run on fewer."""
+    params = {**PARAMS, "ablation": {**PARAMS["ablation"], "backbones": [VIT]}}
+    kinds = {(f.part, f.backbone) for f in result_files(params) if f.part.startswith("ablation_")}
+    assert kinds == {("ablation_p", CNN), ("ablation_p", VIT), ("ablation_alpha", VIT), ("ablation_layer", VIT),
+                     ("ablation_components", VIT)}
+    m = build_metrics(load_results_with_pairs(make_results_tree(tmp_path, params), params))
+    assert list(m["ablation_p"]) == [CNN, VIT] and list(m["ablation_alpha"]) == [VIT]
+
+
 def test_layer_ablation_pairs_with_the_paper_at_the_alpha_it_ran(tmp_path):
     res = make_results_tree(tmp_path)
     path = res / "ablation" / "layer" / VIT / "default.json"

@@ -141,8 +141,9 @@ def _count(value: Any, name: str, allow_null: bool = False) -> int | None:
 
 def check_image_counts(params: dict[str, Any]) -> None:
     """Image counts that need no dataset to check. The evaluation images are the first explain.n_images of a
-    seeded val subset: the ablations score all of them (as Tables I/II do), sanity and scaling the first N; the checks against the val split's
-    size are in data.check_split_sizes (run by `prepare` and wherever the subsets are drawn)."""
+    seeded val subset: the ablations score all of them (as Tables I/II do), sanity and scaling the first N; the
+    checks against the val split's size are in data.check_split_sizes (run by `prepare` and wherever the subsets
+    are drawn)."""
     explain = params.get("explain", {})
     if "n_images" not in explain:
         return
