@@ -194,10 +194,10 @@ TABLES = (
               "3rd/6th/9th block, ResNet50V2 last/14x14/28x28 conv", part="ablation_layer", paper=("VII",),
               pair_on=("method", "setting", "alpha"), **ABLATION_COLUMNS,
               notes=(ABLATION_NOTE, "Layers pair with the paper's by role (at the alpha they ran with): default = "
-                     "the paper's choice; ViT alt1 = shallower (paper 3rd block), alt2 = deeper (paper 9th); CNN alt1 / alt2 "
-                     "= one / two steps shallower (paper last 14x14 / 28x28 conv), except EfficientNet-Lite0: its SCAN "
-                     "layer is blocks.5 (7x7, docs/DECISIONS.md), alt1 the deeper conv_head (7x7, no paper row), "
-                     "alt2 blocks.4 (14x14, paired with the paper's last 14x14 conv).",
+                     "the paper's choice; ViT alt1 = shallower (paper 3rd block), alt2 = deeper (paper 9th); CNN "
+                     "alt1 / alt2 = one / two steps shallower (paper last 14x14 / 28x28 conv), except "
+                     "EfficientNet-Lite0: its SCAN layer is blocks.5 (7x7, docs/DECISIONS.md), alt1 the deeper "
+                     "conv_head (7x7, no paper row), alt2 blocks.4 (14x14, paired with the paper's last 14x14 conv).",
                      "The paper's alpha = 8 columns have no counterpart here (listed as reference rows).")),
     TableSpec("VIII", "Table VIII: ablation on the inference percentile P (alpha = 4); paper: ViT-B/16 6th block, "
               "ResNet50V2 last conv layer", part="ablation_p", paper=("VIII",), **ABLATION_COLUMNS,
