@@ -274,8 +274,6 @@ def check_param_keys(params: Any) -> list[str]:
 
 # ablation kind -> the ablation.* list of its settings
 ABLATION_PARAM = {"alpha": "alphas", "layer": "layers", "p": "percentiles", "components": "components"}
-# the kinds whose settings train decoders of their own (on ablation.backbones); the P sweep re-uses the main decoder
-TRAINED_ABLATIONS = ("alpha", "layer", "components")
 
 
 def ablation_backbones(params: dict[str, Any], kind: str) -> list[str]:
