@@ -601,6 +601,7 @@ def test_timing_table_for_the_timing_stage(tmp_path):
 def test_one_number_format():
     assert [fmt(v) for v in (None, float("nan"), 4, np.int64(50), 34.1, 0.0, -0.01, 0.1411, 0.35, 1187.5, "x")] == \
         ["", "", "4", "50", "34.10", "0.00", "-0.01", "0.141", "0.35", "1187.50", "x"]
+    assert [fmt(v) for v in (7.105e-15, -0.0, -3e-12, 2e-6)] == ["0.00", "0.00", "0.00", "2e-06"]
 
 
 def test_writers_csv_and_markdown(tmp_path, built):

@@ -69,16 +69,22 @@ def paper_dataset_for(params: Mapping[str, Any]) -> str:
     return "ImageNet"
 
 
+FLOAT_NOISE = 1e-9
+
+
 def fmt(v: Any) -> str:
     """The one number format of the tables and the README: counts as integers, other numbers with two
-    decimals, or three significant digits below 1 (0.141, 0.35, -0.01: as printed); a missing value is empty."""
+    decimals, or three significant digits below 1 (0.141, 0.35, -0.01: as printed), and 0.00 within float noise of
+    0; a missing value is empty."""
     if isinstance(v, str):
         return v
     if v is None or pd.isna(v):
         return ""
     if isinstance(v, int) or (hasattr(v, "dtype") and v.dtype.kind in "iu"):
         return str(int(v))
-    return f"{v:.2f}" if abs(v) >= 1 or v == 0 else f"{v:.3g}"
+    if abs(v) < FLOAT_NOISE:   # a mean of values that cancel (7.1e-15 for 0): zero, as the metric files round it
+        return "0.00"
+    return f"{v:.2f}" if abs(v) >= 1 else f"{v:.3g}"
 
 
 @dataclass
