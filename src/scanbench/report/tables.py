@@ -163,7 +163,7 @@ ABLATION_NOTE = (
     "the setting's AUC-D minus the reference setting's (`differs` = ref: alpha = ablation.base_alpha, the default "
     "layer, P = the top-level p, full SCAN) on the same images, with its paired-bootstrap 95% interval; "
     "`differs` = yes where that interval excludes 0 (the two settings are told apart), no where it does not. "
-    "The CSV adds each AUC's own 95% bootstrap interval, Neg / Pos AUC beside the paper's, the paper row and "
+    "The CSV adds AUC-D's own 95% bootstrap interval, Neg / Pos AUC beside the paper's, the paper row and "
     "model each row pairs with (for `paper` rows: the model they were measured on), the full-resolution AUC-D and "
     "the image count.")
 
