@@ -201,7 +201,7 @@ PARAMS_SCHEMA: dict[str, Any] = {
 }
 # keys that moved: the message says where
 MOVED_PARAMS = {"scan.alpha": "alpha", "scan.p_infer": "p"}
-# keys that are gone: the message says what replaces them
+# keys that are not params: the message says what to use
 REMOVED_PARAMS = {"ablation.n_images": "the ablations score every evaluation image (explain.n_images), the images "
                                        "of Tables I/II, so that their rows pair image by image: delete it"}
 
