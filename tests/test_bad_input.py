@@ -15,7 +15,7 @@ import torch
 import yaml
 from PIL import Image
 
-from scanbench.config import check_image_counts, load_params, validate_params
+from scanbench.config import check_image_counts, check_param_keys, load_params, validate_params
 from scanbench.data import MIN_IMAGE_SIDE, build_manifest, check_split_sizes, eval_indices, holdout_indices, load_image
 from scanbench.errors import ScanbenchError
 from scanbench.io import load_npz, load_torch, producing_stage, save_npz, save_torch
@@ -103,8 +103,6 @@ def test_bad_fractions_name_the_param(fractions, match):
     ("explain", "n_images", None, "explain.n_images must be an integer >= 1"),
     ("features", "n_holdout", 0, "features.n_holdout must be an integer >= 1 or null"),
     ("sanity", "n_images", 13, "sanity.n_images = 13 exceeds explain.n_images = 12"),
-    ("ablation", "n_images", 0, "ablation.n_images must be an integer >= 1 or null"),
-    ("ablation", "n_images", 20, "ablation.n_images = 20 exceeds explain.n_images"),
     ("scaling", "n_images", 99, "scaling.n_images = 99 exceeds explain.n_images"),
     ("timing", "n_images", 0, "timing.n_images must be an integer >= 1"),
 ])
@@ -115,6 +113,34 @@ def test_bad_image_counts_name_the_param(section, key, value, match):
         check_image_counts(params)
     with pytest.raises(ScanbenchError, match=match):
         validate_params(params)
+
+
+def test_ablations_take_the_evaluation_image_count():
+    """The ablations score every evaluation image (explain.n_images), so that their rows pair image by image with
+    each other and with Tables I/II: a count of their own is refused, naming the key to delete."""
+    params = copy.deepcopy(SMOKE)
+    params["ablation"]["n_images"] = 8
+    with pytest.raises(ScanbenchError, match=r"ablation\.n_images is not a key: the ablations score every "
+                                             r"evaluation image \(explain\.n_images\).*delete it"):
+        check_param_keys(params)
+    del params["ablation"]["n_images"]
+    check_param_keys(params)
+    validate_params(params)
+
+
+@pytest.mark.parametrize("key, value, match", [
+    ("alphas", [2, 8], r"ablation\.alphas must include 4 \(ablation\.base_alpha\)"),
+    ("layers", ["alt1", "alt2"], r"ablation\.layers must include default"),
+    ("percentiles", [50, 90], r"ablation\.percentiles must include 95 \(the top-level p\)"),
+    ("components", ["alpha1", "no_mask"], r"ablation\.components must include full \(all of SCAN\)"),
+])
+def test_ablation_lists_hold_their_reference_setting(key, value, match):
+    params = copy.deepcopy(SMOKE)
+    params["ablation"][key] = value
+    with pytest.raises(ScanbenchError, match=match):
+        validate_params(params)
+    params["ablation"][key] = []              # a kind that does not run needs no reference
+    validate_params(params)
 
 
 @pytest.mark.parametrize("key, value, match", [
@@ -143,7 +169,7 @@ def test_sanity_stage_refuses_a_bad_cascade_in_one_line(tmp_path):
 def test_null_counts_that_mean_all_are_kept():
     params = copy.deepcopy(SMOKE)                           # explain.n_images 12
     params["features"]["n_holdout"] = None                  # every val image not evaluated
-    for section in ("sanity", "ablation", "scaling"):
+    for section in ("sanity", "scaling"):
         params[section]["n_images"] = None                  # all explain.n_images evaluation images
     before = copy.deepcopy(params)
     validate_params(params)

@@ -112,7 +112,6 @@ def _params(root: Path, nproc: int) -> dict:
     p["data"].update(root=str(root), limit_per_class=3)
     p["compute"] = {"device": "cpu", "threads": nproc, "nproc": nproc}   # one thread per rank
     p["explain"]["n_images"] = 5                  # odd: the two shards differ in size
-    p["ablation"]["n_images"] = 4
     p["sanity"]["n_images"] = 5
     p["explain"]["batch_size"] = 3
     p["features"].update(n_train=11, n_holdout=4, batch_size=4)

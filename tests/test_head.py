@@ -227,7 +227,7 @@ def _params(tmp_path: Path, root: Path, mutate=lambda p: None) -> None:
     p["ablation"]["backbones"] = []
     p["explain"]["n_images"] = 4
     p["features"]["n_holdout"] = 2
-    p["sanity"]["n_images"] = p["ablation"]["n_images"] = p["scaling"]["n_images"] = 4
+    p["sanity"]["n_images"] = p["scaling"]["n_images"] = 4
     p["timing"]["n_images"] = 4
     mutate(p)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(p))
@@ -273,8 +273,8 @@ def test_head_stage_last_block_fine_tunes_and_the_target_loads_it(tmp_path):
     root = _colour_tree(tmp_path / "ds", n_train=3, n_val=2)
     _params(tmp_path, root, lambda p: (p["head"].update(kind="last_block", last_block_epochs=1),
                                        p["explain"].update(n_images=2), p["features"].update(n_holdout=2),
-                                       p["sanity"].update(n_images=2), p["ablation"].update(n_images=2),
-                                       p["scaling"].update(n_images=2), p["timing"].update(n_images=2)))
+                                       p["sanity"].update(n_images=2), p["scaling"].update(n_images=2),
+                                       p["timing"].update(n_images=2)))
     assert _stage("prepare", ["--out", "data/manifest.csv", "--report", "r.json"], tmp_path).returncode == 0
     res = _stage("head", [], tmp_path)
     assert res.returncode == 0, res.stderr[-2000:]
@@ -321,8 +321,8 @@ def test_head_stage_bad_kind_and_missing_head_are_one_line(tmp_path):
     assert res.stderr.strip().splitlines()[-1].startswith("error: head.kind = 'svm'")
     # targets on non-ImageNet classes with a head stage that fitted nothing for the backbone: names the fix
     _params(tmp_path, root, lambda p: (p["explain"].update(n_images=1), p["features"].update(n_holdout=1),
-                                       p["sanity"].update(n_images=1), p["ablation"].update(n_images=1),
-                                       p["scaling"].update(n_images=1), p["timing"].update(n_images=1)))
+                                       p["sanity"].update(n_images=1), p["scaling"].update(n_images=1),
+                                       p["timing"].update(n_images=1)))
     assert _stage("prepare", ["--out", "data/manifest.csv", "--report", "r.json"], tmp_path).returncode == 0
     (tmp_path / "cache" / "head").mkdir(parents=True)
     (tmp_path / "cache" / "head" / "meta.json").write_text(json.dumps({"kind": "linear_probe", "heads": {}}))

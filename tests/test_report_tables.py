@@ -54,8 +54,14 @@ OFFSETS = {"scan": [-3, 1, 4, -2], "centre": [-3, 1, 4, -2], "gradcam": [6, -6, 
            "raw_attention": [4, -4, 4, -4], "transformer_attribution": [-2, 2, -2, 2], "lrp": [1, -1, 1, -1]}
 EVAL_ROWS = [11, 25, 31, 40]
 ABLATION_AUC_D = {"alpha": {"2": 30.0, "4": 34.0, "8": 31.0}, "p": {"0": 10.0, "50": 20.0, "95": 33.0},
-                  "layer": {"default": 33.0, "alt1": 29.0, "alt2": 31.0},
-                  "components": {"alpha1": 3.0, "no_mask": 20.0, "sigmoid": 30.0}}
+                  "layer": {"default": 33.0, "alt1": 29.0, "alt2": 33.0},
+                  "components": {"full": 33.0, "alpha1": 3.0, "no_mask": 20.0, "sigmoid": 30.0}}
+# Per-image AUC-D of an ablation setting = its AUC-D + these offsets (mean 0): the reference's pattern unless named
+# here, so a setting differs from its kind's reference (alpha 4, P 95, layer default, full) by a constant (its
+# paired interval is that constant: layer alt2, equal to default image by image, 0 [0, 0]), except alpha 8, whose
+# differences scatter around -3 across 0
+ABLATION_OFFSETS = {("alpha", "8"): [10, -10, 5, -5]}
+ABLATION_REF_OFFSETS = [-3, 1, 4, -2]
 PARAMS = {
     "profile": "test", "data": {"root": "../shared/data/imagenette"}, "backbones": [CNN, VIT],
     "families": {"cnn": [CNN], "vit": [VIT]}, "alpha": 4, "scan": {"layers": ["default"]},
@@ -66,7 +72,7 @@ PARAMS = {
     "sanity": {"methods": {"cnn": ["scan", "layercam"], "vit": ["scan"]}},
     "scaling": {"n_train": [10, None], "steps": 10},
     "ablation": {"backbones": [CNN, VIT], "base_alpha": 4, "alphas": [8, 2, 4.0], "percentiles": [95, 0, 50],
-                 "layers": ["default", "alt1", "alt2"], "components": ["alpha1", "no_mask", "sigmoid"]},
+                 "layers": ["default", "alt1", "alt2"], "components": ["full", "alpha1", "no_mask", "sigmoid"]},
 }
 
 
@@ -119,9 +125,12 @@ def _content(f, family: str) -> dict | str:
         return sanity_maps_content(m)
     kind = f.part.removeprefix("ablation_")
     d = ABLATION_AUC_D[kind][s]
+    offsets = ABLATION_OFFSETS.get((kind, s), ABLATION_REF_OFFSETS)
     return {"backbone": b, "kind": kind, "setting": s, "alpha": float(s) if kind == "alpha" else 4.0,
             "pos_auc": 8.0, "neg_auc": 8.0 + d, "auc_d": d, "auc_d_ci": [d - 2, d + 2], "n_images": 4,
-            "full": {"pos_auc": 9.0, "neg_auc": 9.0 + d, "auc_d": d}, "val_confidence_area": 0.3}
+            "full": {"pos_auc": 9.0, "neg_auc": 9.0 + d, "auc_d": d}, "val_confidence_area": 0.3,
+            "per_image": {"index": EVAL_ROWS, "auc_d": [d + o for o in offsets], "drop": [10.0] * 4,
+                          "inc": [0, 100, 0, 0]}}
 
 
 # Spearman after full randomisation per method (the other measures follow from it in sanity_maps_content)
@@ -288,12 +297,21 @@ def test_metric_json_structure(built):
     assert m["calibration"] == {b: {"pos_auc": 30.0, "neg_auc": 30.1, "auc_d": pytest.approx(0.1)} for b in (CNN, VIT)}
     assert list(m["ablation_p"][CNN]) == ["0", "50", "95"] and list(m["ablation_layer"][VIT]) == ["default", "alt1",
                                                                                                   "alt2"]
-    assert m["ablation_alpha"][VIT]["8"] == {"pos_auc": 8.0, "neg_auc": 39.0, "auc_d": 31.0}
-    assert list(m["ablation_components"][CNN]) == ["alpha1", "no_mask", "sigmoid"]
+    ci8 = paired_bootstrap_ci(_ablation_per_image("alpha", "8"), _ablation_per_image("alpha", "4"), 300, seed=0)
+    assert m["ablation_alpha"][VIT]["8"] == {"pos_auc": 8.0, "neg_auc": 39.0, "auc_d": 31.0, "auc_d_minus_ref": -3.0,
+                                             "auc_d_minus_ref_ci95": pytest.approx(list(ci8), abs=1e-4)}
+    assert m["ablation_alpha"][VIT]["4"]["auc_d_minus_ref_ci95"] == [0.0, 0.0]       # the reference itself
+    assert m["ablation_p"][CNN]["0"]["auc_d_minus_ref"] == -23.0
+    assert list(m["ablation_components"][CNN]) == ["full", "alpha1", "no_mask", "sigmoid"]
     # a decoder summary without its alpha takes the top-level alpha
     results = built[0]
     assert build_metrics(results, scan_alpha=4)["scan_training"][CNN]["default"]["alpha"] == 4.0
     json.dumps(m)  # plain JSON types only
+
+
+def _ablation_per_image(kind: str, setting: str) -> np.ndarray:
+    d = ABLATION_AUC_D[kind][setting]
+    return np.asarray([d + o for o in ABLATION_OFFSETS.get((kind, setting), ABLATION_REF_OFFSETS)])
 
 
 def _per_image(b: str, m: str) -> np.ndarray:
@@ -488,6 +506,61 @@ def test_ablation_tables_pair_settings_with_the_paper(built):
     assert all(isinstance(v, int) for v in vii["n_images"] if v is not None)   # counts stay counts
 
 
+def test_ablation_rows_carry_their_paired_difference_to_the_reference_setting(built):
+    """Each ablation row minus its kind's reference (alpha 4, default layer, P 95, full SCAN) on the same images,
+    with the paired-bootstrap interval and whether it excludes 0; the reference row reads `ref`."""
+    results, _, t = built
+    vii = t["VII"].df
+    same = _row(vii, backbone=VIT, setting="alt2")            # equal to default on every image
+    assert same["auc_d_minus_ref"] == 0.0 and same["auc_d_minus_ref_ci95"] == "[0.00, 0.00]"
+    assert same["differs"] == "no"                            # [0, 0] contains 0
+    shifted = _row(vii, backbone=VIT, setting="alt1")         # 4 points below default on every image
+    assert shifted["auc_d_minus_ref"] == pytest.approx(-4.0) and shifted["auc_d_minus_ref_ci95"] == "[-4.00, -4.00]"
+    assert shifted["differs"] == "yes"
+    assert _row(vii, backbone=VIT, setting="default")["differs"] == "ref"
+    assert _row(t["IX"].df, backbone=CNN, setting="full")["differs"] == "ref"
+    assert _row(t["VIII"].df, backbone=CNN, setting="95")["differs"] == "ref"
+    # alpha 8: 3 points lower on average, but image by image its differences scatter across 0
+    row = _row(results, part="ablation_alpha", backbone=VIT, setting="8", metric="auc_d_minus_ref")
+    ci = paired_bootstrap_ci(_ablation_per_image("alpha", "8"), _ablation_per_image("alpha", "4"), 300, seed=0)
+    assert row["value"] == pytest.approx(-3.0) and (row["ci_lo"], row["ci_hi"]) == pytest.approx(tuple(ci), abs=1e-9)
+    assert ci[0] < 0 < ci[1] and _row(t["VI"].df, backbone=VIT, setting="8")["differs"] == "no"
+    # the Markdown stays narrow: the paired columns beside ours and the paper's AUC-D; the CSV holds the rest
+    for number in ("VI", "VII", "VIII", "IX"):
+        md = markdown(t[number])
+        widths = [len(line) for line in md.splitlines() if line.startswith("|")]
+        assert max(widths) <= 130, (number, max(widths))
+        assert "| differs" in md.splitlines()[2] and "neg_auc" not in md and "auc_d_minus_ref_ci95" in md
+        assert {"neg_auc", "pos_auc", "auc_d_ci95", "paper_ref", "n_images", "differs"} <= set(t[number].df.columns)
+    assert all(k not in t["I"].df.columns for k in ("differs", "auc_d_minus_ref"))   # ablation tables only
+
+
+def test_ablation_pairs_need_the_same_images_and_per_image_values(tmp_path):
+    res = make_results_tree(tmp_path)
+    path = res / "ablation" / "components" / CNN / "no_mask.json"
+    data = json.loads(path.read_text())
+    _write(path, {**data, "per_image": {**data["per_image"], "index": [11, 25, 31, 41]}})
+    with pytest.raises(ScanbenchError, match=r"effnet_lite0: the components ablation scored no_mask and full on "
+                                             r"different images.*re-run `ablate_components`"):
+        load_paired(res, PARAMS)
+    del data["per_image"]
+    _write(path, data)
+    with pytest.raises(ScanbenchError, match=r"no_mask\.json \(stage `ablate_components`: re-run it\) has no "
+                                             r"per-image AUC-D"):
+        load_paired(res, PARAMS)
+
+
+def test_the_p_sweep_runs_on_every_backbone(tmp_path):
+    """The P sweep re-uses the main decoders: every backbone, even where the decoder-training ablations (alpha,
+    layer, components) run on fewer."""
+    params = {**PARAMS, "ablation": {**PARAMS["ablation"], "backbones": [VIT]}}
+    kinds = {(f.part, f.backbone) for f in result_files(params) if f.part.startswith("ablation_")}
+    assert kinds == {("ablation_p", CNN), ("ablation_p", VIT), ("ablation_alpha", VIT), ("ablation_layer", VIT),
+                     ("ablation_components", VIT)}
+    m = build_metrics(load_results_with_pairs(make_results_tree(tmp_path, params), params))
+    assert list(m["ablation_p"]) == [CNN, VIT] and list(m["ablation_alpha"]) == [VIT]
+
+
 def test_layer_ablation_pairs_with_the_paper_at_the_alpha_it_ran(tmp_path):
     res = make_results_tree(tmp_path)
     path = res / "ablation" / "layer" / VIT / "default.json"
@@ -529,6 +602,7 @@ def test_timing_table_for_the_timing_stage(tmp_path):
 def test_one_number_format():
     assert [fmt(v) for v in (None, float("nan"), 4, np.int64(50), 34.1, 0.0, -0.01, 0.1411, 0.35, 1187.5, "x")] == \
         ["", "", "4", "50", "34.10", "0.00", "-0.01", "0.141", "0.35", "1187.50", "x"]
+    assert [fmt(v) for v in (7.105e-15, -0.0, -3e-12, 2e-6)] == ["0.00", "0.00", "0.00", "2e-06"]
 
 
 def test_writers_csv_and_markdown(tmp_path, built):

@@ -59,6 +59,7 @@ def validate_params(params: dict[str, Any]) -> None:
     for a in params.get("ablation", {}).get("alphas", []):
         if a <= 0:
             raise ScanbenchError(f"ablation.alphas must all be > 0 (got {a!r})")
+    check_ablation_references(params)
     if "backbones" in params:
         extra = set(params.get("ablation", {}).get("backbones", [])) - set(params["backbones"])
         if extra:
@@ -140,15 +141,16 @@ def _count(value: Any, name: str, allow_null: bool = False) -> int | None:
 
 def check_image_counts(params: dict[str, Any]) -> None:
     """Image counts that need no dataset to check. The evaluation images are the first explain.n_images of a
-    seeded val subset, and sanity/ablation/scaling score the first N of those; the checks against the val split's
-    size are in data.check_split_sizes (run by `prepare` and wherever the subsets are drawn)."""
+    seeded val subset: the ablations score all of them (as Tables I/II do), sanity and scaling the first N; the
+    checks against the val split's size are in data.check_split_sizes (run by `prepare` and wherever the subsets
+    are drawn)."""
     explain = params.get("explain", {})
     if "n_images" not in explain:
         return
     n_eval = _count(explain["n_images"], "explain.n_images")
     if "n_holdout" in params.get("features", {}):
         _count(params["features"]["n_holdout"], "features.n_holdout", allow_null=True)   # null: the rest of val
-    for section, allow_null in (("sanity", True), ("ablation", True), ("scaling", True)):
+    for section, allow_null in (("sanity", True), ("scaling", True)):
         if "n_images" not in params.get(section, {}):
             continue
         n = _count(params[section]["n_images"], f"{section}.n_images", allow_null)
@@ -194,11 +196,14 @@ PARAMS_SCHEMA: dict[str, Any] = {
     "evaluate": dict.fromkeys(["engine", "batch_size", "fractions", "bootstrap", "calibration_maps"], LEAF),
     "sanity": {"n_images": LEAF, "methods": _FAMILIES, "cascade": LEAF, "similarity_size": LEAF},
     "timing": {"n_images": LEAF, "batch_size": LEAF, "n_images_per_method": {ANY_NAME: LEAF}, "methods": LEAF},
-    "ablation": dict.fromkeys(["backbones", "n_images", "n_train", "base_alpha", "alphas", "layers", "percentiles",
+    "ablation": dict.fromkeys(["backbones", "n_train", "base_alpha", "alphas", "layers", "percentiles",
                                "components", "epochs"], LEAF),
 }
 # keys that moved: the message says where
 MOVED_PARAMS = {"scan.alpha": "alpha", "scan.p_infer": "p"}
+# keys that are not params: the message says what to use
+REMOVED_PARAMS = {"ablation.n_images": "the ablations score every evaluation image (explain.n_images), the images "
+                                       "of Tables I/II, so that their rows pair image by image: delete it"}
 
 
 def method_names(params: dict[str, Any]) -> set[str]:
@@ -233,6 +238,8 @@ def param_keys(params: Any, schema: Any = None, prefix: str = "", methods: set[s
         dotted = f"{prefix}.{key}" if prefix else str(key)
         named = ANY_NAME in schema and (prefix != "explain" or key in (methods or ()))
         if key not in schema and not named:
+            if dotted in REMOVED_PARAMS:
+                raise ScanbenchError(f"params: {dotted} is not a key: {REMOVED_PARAMS[dotted]}")
             if dotted in MOVED_PARAMS:
                 raise ScanbenchError(f"params: {dotted} moved to the top-level key {MOVED_PARAMS[dotted]!r} "
                                      f"(one source of truth): write `{MOVED_PARAMS[dotted]}: {value}` instead")
@@ -267,6 +274,38 @@ def check_param_keys(params: Any) -> list[str]:
 
 # ablation kind -> the ablation.* list of its settings
 ABLATION_PARAM = {"alpha": "alphas", "layer": "layers", "p": "percentiles", "components": "components"}
+
+
+def ablation_backbones(params: dict[str, Any], kind: str) -> list[str]:
+    """The backbones an ablation kind runs on: ablation.backbones for the kinds that train decoders, every backbone
+    for the P sweep (inference with the main decoder: nothing to train)."""
+    return list(params.get("backbones", []) if kind == "p" else params.get("ablation", {}).get("backbones", []))
+
+
+def ablation_reference(params: dict[str, Any], kind: str) -> str:
+    """The setting every row of an ablation kind is compared with, image by image (the paper's choice): alpha
+    ablation.base_alpha, layer `default`, P the top-level p, components `full` (all of SCAN)."""
+    if kind == "alpha":
+        return setting_name(params.get("ablation", {}).get("base_alpha", 4))
+    if kind == "p":
+        return setting_name(params.get("p", 95))
+    return {"layer": "default", "components": "full"}[kind]
+
+
+def check_ablation_references(params: dict[str, Any]) -> None:
+    """Each ablation list that runs must hold its reference setting (`ablation_reference`): the rows' paired
+    differences are taken against it."""
+    abl = params.get("ablation") or {}
+    for kind, key in ABLATION_PARAM.items():
+        settings = [setting_name(v) for v in abl.get(key) or []]
+        if not settings or not ablation_backbones(params, kind):
+            continue
+        ref = ablation_reference(params, kind)
+        if ref not in settings:
+            what = {"alpha": "ablation.base_alpha", "p": "the top-level p", "layer": "the backbone's SCAN layer",
+                    "components": "all of SCAN"}[kind]
+            raise ScanbenchError(f"ablation.{key} must include {ref} ({what}): every row is compared with it on "
+                                 f"the same images (got {abl[key]!r})")
 
 
 def setting_name(value: Any) -> str:

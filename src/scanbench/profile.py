@@ -75,7 +75,8 @@ def derive_for(params, backbones: Sequence[str] | None = None, data_root: str | 
         if ablation is not None and "backbones" in ablation:
             kept = [b for b in ablation["backbones"] if b in backbones]
             _set_list(ablation, "backbones", kept)
-            changes.append(f"ablation.backbones = {kept}" + ("  (no ablation tables)" if not kept else ""))
+            changes.append(f"ablation.backbones = {kept}" + ("  (the P sweep alone: no alpha, layer or "
+                                                               "component ablation)" if not kept else ""))
         trained = [s.name for s in specs if s.trained_here]
         changes.append("teacher stage: " + (f"runs (trains {', '.join(trained)})" if trained else
                                               "skips (no backbone is trained in the pipeline)"))

@@ -29,7 +29,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import NullFormatter
 
-from ..config import ABLATION_PARAM, setting_name
+from ..config import ABLATION_PARAM, ablation_backbones, setting_name
 from ..errors import ScanbenchError
 from ..io import load_npz, save_figure
 from .results import CALIBRATION_METHODS, METHOD_LABELS, families_of, setting_number, sort_methods
@@ -483,7 +483,7 @@ def render_figures(results: pd.DataFrame, tables: Sequence[Table], params: Mappi
     by_number = {t.number: t for t in tables}
     ablation = params.get("ablation", {})
     for (kind, key), number, fig_no in zip(ABLATION_PARAM.items(), ("VI", "VII", "VIII", "IX"), ("7", "8", "9", "")):
-        backbones = sorted(ablation.get("backbones", []))
+        backbones = sorted(ablation_backbones(dict(params), kind))
         settings = [setting_name(s) for s in ablation.get(key, [])]
         if not backbones or not settings:
             continue

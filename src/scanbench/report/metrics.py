@@ -22,6 +22,9 @@ AUC_KEYS = ("pos_auc", "neg_auc", "auc_d")
 # AUC-D minus SCAN's / the centre prior's (paired bootstrap on the same images, report/paired.py)
 INTERVAL_KEYS = {"auc_d_ci95": "auc_d", "auc_d_minus_scan_ci95": "auc_d_minus_scan",
                  "auc_d_minus_centre_ci95": "auc_d_minus_centre"}
+# ablation_<kind>.json: per setting its AUCs, and its AUC-D minus the kind's reference setting's on the same images
+# with the paired-bootstrap 95% interval (report/paired.py)
+ABLATION_PAIRED = "auc_d_minus_ref"
 SANITY_SETTINGS = ("original", "random_weights", "random_label")
 # sanity_maps.json: the map similarities after full randomisation (cascading depth "1": every weight) and after
 # label randomisation, and the reference level (another image's map, same model); the depths in between are in the
@@ -103,7 +106,10 @@ def build_metrics(results: pd.DataFrame, scan_alpha: float | None = None) -> dic
             metrics["scan_training"].setdefault(b, {})[layer] = rec
     for kind in ABLATION_PARAM:
         part = f"ablation_{kind}"
-        metrics[part] = {b: {s: {k: _num(get(part, b, k, "scan", s)) for k in AUC_KEYS}
+        metrics[part] = {b: {s: {**{k: _num(get(part, b, k, "scan", s)) for k in AUC_KEYS},
+                                 ABLATION_PAIRED: _num(get(part, b, ABLATION_PAIRED, "scan", s)),
+                                 f"{ABLATION_PAIRED}_ci95": _interval(ci.get((part, b, "scan", s, "",
+                                                                              ABLATION_PAIRED)))}
                              for s in sorted(settings, key=setting_sort_key)}
                          for b, settings in keys(part, "setting").items()}
     metrics["summary"] = build_summary(metrics["explanations"], metrics["scan_training"])

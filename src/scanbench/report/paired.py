@@ -11,6 +11,14 @@ from `variants.fair.per_image_auc_d` of results/<profile>/evaluate/B/M.json, ima
 `per_image.index` (manifest rows); resamples and seed are the evaluate stage's (`evaluate.bootstrap`, `seed`),
 so the draws are those of each method's own `auc_d_ci`. Kept apart from results.py so that the stages importing
 the tables (timing) do not depend on the metrics package.
+
+The ablations (Tables VI-IX) likewise: each setting of a kind minus the kind's reference setting
+(config.ablation_reference: base alpha, default layer, the top-level p, full SCAN), image by image, as
+
+    part "ablation_<kind>", method "scan", variant "", metric "auc_d_minus_ref", value, ci_lo / ci_hi
+
+from `per_image.auc_d` and `per_image.index` of results/<profile>/ablation/<kind>/B/<setting>.json (the
+reference row itself: 0 [0, 0]).
 """
 from __future__ import annotations
 
@@ -20,12 +28,14 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
+from ..config import ABLATION_PARAM, ablation_reference
 from ..errors import ScanbenchError
 from ..metrics.bootstrap import paired_bootstrap_ci
 from .results import _read, families_of, load_results, long_table, result_files
 
 # reference method -> the metric of the difference to it (a method minus the reference)
 PAIRED_REFERENCES = {"scan": "auc_d_minus_scan", "centre": "auc_d_minus_centre"}
+ABLATION_PAIRED = "auc_d_minus_ref"   # an ablation setting minus its kind's reference setting
 VARIANT = "fair"      # the headline variant (maps pooled to the backbone grid)
 MEAN_ATOL = 1e-6      # per-image AUC-D (stored to 9 decimals) must average to the file's auc_d
 
@@ -38,14 +48,51 @@ def per_image_auc_d(data: Mapping[str, Any], where: str) -> tuple[np.ndarray, np
     values = fair.get("per_image_auc_d")
     if index is None or values is None:
         raise ScanbenchError(f"{where} has no per-image AUC-D (per_image.index, variants.{VARIANT}.per_image_auc_d)")
+    return _checked(index, values, fair.get("auc_d"), where, "per_image.index",
+                    f"variants.{VARIANT}.per_image_auc_d")
+
+
+def ablation_per_image(data: Mapping[str, Any], where: str) -> tuple[np.ndarray, np.ndarray]:
+    """(manifest rows, per-image AUC-D) of one ablation record (`per_image.index`, `per_image.auc_d`)."""
+    per = data.get("per_image") or {}
+    if per.get("index") is None or per.get("auc_d") is None:
+        raise ScanbenchError(f"{where} has no per-image AUC-D (per_image.index, per_image.auc_d)")
+    return _checked(per["index"], per["auc_d"], data.get("auc_d"), where, "per_image.index", "per_image.auc_d")
+
+
+def _checked(index: Any, values: Any, mean: Any, where: str, index_key: str, values_key: str
+             ) -> tuple[np.ndarray, np.ndarray]:
     index, values = np.asarray(index, dtype=np.int64), np.asarray(values, dtype=np.float64)
     if index.ndim != 1 or index.shape != values.shape or len(index) == 0:
-        raise ScanbenchError(f"{where}: per_image.index ({index.size}) and variants.{VARIANT}.per_image_auc_d "
-                             f"({values.size}) must be non-empty lists of the same length")
-    if "auc_d" in fair and abs(values.mean() - float(fair["auc_d"])) > MEAN_ATOL:
+        raise ScanbenchError(f"{where}: {index_key} ({index.size}) and {values_key} ({values.size}) must be "
+                             f"non-empty lists of the same length")
+    if mean is not None and abs(values.mean() - float(mean)) > MEAN_ATOL:
         raise ScanbenchError(f"{where}: the per-image AUC-D average to {values.mean():.6f}, not the file's auc_d "
-                             f"{float(fair['auc_d']):.6f}")
+                             f"{float(mean):.6f}")
     return index, values
+
+
+def ablation_paired_rows(per_setting: Mapping[str, tuple[np.ndarray, np.ndarray]], reference: str, kind: str,
+                         n_resamples: int, seed: int, **keys: Any) -> list[dict]:
+    """Long-table rows `auc_d_minus_ref` of one ablation kind on one backbone: each setting's AUC-D minus the
+    reference setting's, with the paired-bootstrap 95% interval. The images must match the reference's."""
+    if not per_setting:
+        return []
+    b = keys.get("backbone", "")
+    if reference not in per_setting:
+        raise ScanbenchError(f"{b}: the {kind} ablation has no {reference} row to compare with: add {reference} to "
+                             f"ablation.{ABLATION_PARAM[kind]}")
+    ref_index, ref_values = per_setting[reference]
+    rows = []
+    for s, (index, values) in per_setting.items():
+        if not np.array_equal(index, ref_index):
+            raise ScanbenchError(f"{b}: the {kind} ablation scored {s} and {reference} on different images "
+                                 f"(per_image.index differs): re-run `ablate_{kind}`")
+        lo, hi = paired_bootstrap_ci(values, ref_values, n_resamples, seed)
+        rows.append({**keys, "part": f"ablation_{kind}", "method": "scan", "setting": s, "variant": "",
+                     "metric": ABLATION_PAIRED, "value": float(np.mean(values - ref_values)), "ci_lo": float(lo),
+                     "ci_hi": float(hi)})
+    return rows
 
 
 def paired_rows(per_method: Mapping[str, tuple[np.ndarray, np.ndarray]], n_resamples: int, seed: int,
@@ -79,13 +126,20 @@ def load_paired(results_dir: str | Path, params: Mapping[str, Any]) -> pd.DataFr
     if "bootstrap" not in ev or "seed" not in params:
         raise ScanbenchError("params: evaluate.bootstrap and seed are needed for the paired comparisons")
     per_backbone: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
+    per_ablation: dict[tuple[str, str], dict[str, tuple[np.ndarray, np.ndarray]]] = {}   # (kind, B) -> setting
     for f in result_files(params):
+        where = f"{root / f.path} (stage `{f.stage}`: re-run it)"
         if f.part == "evaluate":
-            where = f"{root / f.path} (stage `{f.stage}`: re-run it)"
             per_backbone.setdefault(f.backbone, {})[f.method] = per_image_auc_d(_read(root / f.path, f.stage), where)
+        elif f.part.startswith("ablation_"):
+            per_ablation.setdefault((f.part.removeprefix("ablation_"), f.backbone), {})[f.setting] = \
+                ablation_per_image(_read(root / f.path, f.stage), where)
+    n_resamples, seed = int(ev["bootstrap"]), int(params["seed"])
     rows = [r for b, per_method in per_backbone.items()
-            for r in paired_rows(per_method, int(ev["bootstrap"]), int(params["seed"]), backbone=b,
-                                 family=families[b])]
+            for r in paired_rows(per_method, n_resamples, seed, backbone=b, family=families[b])]
+    rows += [r for (kind, b), per_setting in per_ablation.items()
+             for r in ablation_paired_rows(per_setting, ablation_reference(dict(params), kind), kind, n_resamples,
+                                           seed, backbone=b, family=families[b])]
     return long_table(rows)
 
 

@@ -245,9 +245,10 @@ def render_readme(params: Mapping[str, Any], metrics: Mapping[str, Any], tables:
         f"- sample sizes (params): {params.get('explain', {}).get('n_images')} evaluation images per backbone; "
         f"{feats.get('n_train')} training images for the SCAN decoders ({feats.get('n_holdout')} held-out val "
         f"images for the confidence area); {san.get('n_images')} images for sanity checks; "
-        f"{tim.get('n_images')} for timing (batch {tim.get('batch_size')}); {abl.get('n_images')} per ablation "
-        f"setting ({abl.get('epochs')} decoder epoch(s) on {abl.get('n_train')} images each, alpha "
-        f"{abl.get('base_alpha')} unless varied)"]
+        f"{tim.get('n_images')} for timing (batch {tim.get('batch_size')}); every ablation setting on the "
+        f"evaluation images, paired with its kind's reference setting (alpha / layer / component decoders: "
+        f"{abl.get('epochs')} epoch(s) on {abl.get('n_train')} images each, alpha {abl.get('base_alpha')} unless "
+        f"varied)"]
     lines += [f"- {s}" for s in _settings(params)]
     lines += [f"- {_decoder_line(b, layer, rec)}" for b, layers in metrics.get("scan_training", {}).items()
               for layer, rec in layers.items()] + [""]

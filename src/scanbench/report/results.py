@@ -21,7 +21,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ..config import ABLATION_PARAM, setting_name
+from ..config import ABLATION_PARAM, ablation_backbones, setting_name
 from ..errors import ScanbenchError
 from ..explainers.base import registered_methods
 from ..io import read_json
@@ -107,7 +107,7 @@ def result_files(params: Mapping[str, Any]) -> list[ResultFile]:
             files.append(ResultFile(f"sanity_maps/{b}/{m}.json", f"sanity_{fam}", "sanity_maps", b, m))
     ablation = params.get("ablation", {})
     for kind, key in ABLATION_PARAM.items():
-        for b in ablation.get("backbones", []):
+        for b in ablation_backbones(dict(params), kind):
             for s in map(setting_name, ablation.get(key, [])):
                 files.append(ResultFile(f"ablation/{kind}/{b}/{s}.json", f"ablate_{kind}", f"ablation_{kind}", b,
                                         "scan", s))

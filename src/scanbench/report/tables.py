@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping, Sequence
 import pandas as pd
 import yaml
 
-from ..config import configured_data_root, setting_name
+from ..config import ablation_reference, configured_data_root, setting_name
 from ..errors import ScanbenchError
 from ..io import write_text
 from ..per_image_metrics import PER_IMAGE_NAMES
@@ -69,16 +69,22 @@ def paper_dataset_for(params: Mapping[str, Any]) -> str:
     return "ImageNet"
 
 
+FLOAT_NOISE = 1e-9
+
+
 def fmt(v: Any) -> str:
     """The one number format of the tables and the README: counts as integers, other numbers with two
-    decimals, or three significant digits below 1 (0.141, 0.35, -0.01: as printed); a missing value is empty."""
+    decimals, or three significant digits below 1 (0.141, 0.35, -0.01: as printed), and 0.00 within float noise of
+    0; a missing value is empty."""
     if isinstance(v, str):
         return v
     if v is None or pd.isna(v):
         return ""
     if isinstance(v, int) or (hasattr(v, "dtype") and v.dtype.kind in "iu"):
         return str(int(v))
-    return f"{v:.2f}" if abs(v) >= 1 or v == 0 else f"{v:.3g}"
+    if abs(v) < FLOAT_NOISE:   # a mean of values that cancel (7.1e-15 for 0): zero, as the metric files round it
+        return "0.00"
+    return f"{v:.2f}" if abs(v) >= 1 else f"{v:.3g}"
 
 
 @dataclass
@@ -88,7 +94,7 @@ class Table:
     df: pd.DataFrame          # raw values; `fmt` renders them
     notes: list[str] = field(default_factory=list)
     name: str | None = None   # the file stem of a table that is not one of the paper's (else table<n>)
-    md_columns: tuple[str, ...] | None = None   # the Markdown's columns, where narrower than the CSV's (all)
+    md_columns: tuple[str, ...] = ()   # the Markdown's columns (the CSV has them all); () for all
 
     @property
     def stem(self) -> str:
@@ -110,6 +116,9 @@ class TableSpec:
     select: Callable[[pd.DataFrame], pd.DataFrame] | None = None
     interval: str = "ci95"
     notes: tuple[str, ...] = ()
+    differs: str | None = None               # a paired metric: a `differs` column says whether its interval
+                                             # excludes 0 (`ref` on the reference row itself)
+    markdown: tuple[str, ...] = ()           # the Markdown's columns (the CSV has them all); () for all
 
 
 def best_baseline(auc_d: Mapping[str, float | None]) -> str | None:
@@ -144,7 +153,19 @@ EXPLANATION_NOTES = (
 EXPLANATION_COLUMNS = dict(part="evaluate", index=("method",),
                            metrics=("auc_d", *PAIRED, "neg_auc", "pos_auc", *PER_IMAGE_NAMES, "win"),
                            extra=("auc_d_full", "n_images"), pair_on=("method",))
-ABLATION_COLUMNS = dict(index=("setting",), metrics=AUCS, extra=("auc_d_full", "n_images", "val_confidence_area"))
+ABLATION_PAIRED = "auc_d_minus_ref"   # report/paired.py: a setting's AUC-D minus its kind's reference setting's
+ABLATION_COLUMNS = dict(index=("setting",), metrics=("auc_d", ABLATION_PAIRED, "neg_auc", "pos_auc"),
+                        extra=("auc_d_full", "n_images", "val_confidence_area"), differs=ABLATION_PAIRED,
+                        markdown=("backbone", "setting", "auc_d", "paper_auc_d", ABLATION_PAIRED,
+                                  f"{ABLATION_PAIRED}_ci95", "differs"))
+ABLATION_NOTE = (
+    "Every setting is scored on the evaluation images of Tables I/II (explain.n_images). `auc_d_minus_ref` = "
+    "the setting's AUC-D minus the reference setting's (`differs` = ref: alpha = ablation.base_alpha, the default "
+    "layer, P = the top-level p, full SCAN) on the same images, with its paired-bootstrap 95% interval; "
+    "`differs` = yes where that interval excludes 0 (the two settings are told apart), no where it does not. "
+    "The CSV adds AUC-D's own 95% bootstrap interval, Neg / Pos AUC beside the paper's, the paper row and "
+    "model each row pairs with (for `paper` rows: the model they were measured on), the full-resolution AUC-D and "
+    "the image count.")
 
 TABLES = (
     TableSpec("I", "Table I: explanation methods on the transformer backbone(s); paper: ViT-B/16 on {dataset} "
@@ -173,23 +194,25 @@ TABLES = (
                      "Random label: a uniformly random class other than the predicted one is explained.")),
     TableSpec("VI", "Table VI: ablation on alpha (P = 95); paper: ViT-B/16 6th block, ResNet50V2 last conv layer",
               part="ablation_alpha", paper=("VI",), **ABLATION_COLUMNS,
-              notes=("Each alpha trains its own decoder (ablation.epochs) and is scored on ablation.n_images "
-                     "images, so the alpha = 4 row may differ from Tables I/II.",)),
+              notes=(ABLATION_NOTE, "Each alpha trains its own decoder (ablation.epochs, ablation.n_train "
+                     "images), so the alpha = 4 row may differ from Tables I/II.")),
     TableSpec("VII", "Table VII: ablation on the SCAN layer (alpha = {alpha}, P = 95); paper: ViT-B/16 "
               "3rd/6th/9th block, ResNet50V2 last/14x14/28x28 conv", part="ablation_layer", paper=("VII",),
               pair_on=("method", "setting", "alpha"), **ABLATION_COLUMNS,
-              notes=("Layers pair with the paper's by role (at the alpha they ran with): default = the paper's "
-                     "choice; ViT alt1 = shallower (paper 3rd block), alt2 = deeper (paper 9th); CNN alt1 / alt2 "
-                     "= one / two steps shallower (paper last 14x14 / 28x28 conv), except EfficientNet-Lite0: its SCAN "
-                     "layer is blocks.5 (7x7, docs/DECISIONS.md), alt1 the deeper conv_head (7x7, no paper row), "
-                     "alt2 blocks.4 (14x14, paired with the paper's last 14x14 conv).",
+              notes=(ABLATION_NOTE, "Layers pair with the paper's by role (at the alpha they ran with): default = "
+                     "the paper's choice; ViT alt1 = shallower (paper 3rd block), alt2 = deeper (paper 9th); CNN "
+                     "alt1 / alt2 = one / two steps shallower (paper last 14x14 / 28x28 conv), except "
+                     "EfficientNet-Lite0: its SCAN layer is blocks.5 (7x7, docs/DECISIONS.md), alt1 the deeper "
+                     "conv_head (7x7, no paper row), alt2 blocks.4 (14x14, paired with the paper's last 14x14 conv).",
                      "The paper's alpha = 8 columns have no counterpart here (listed as reference rows).")),
     TableSpec("VIII", "Table VIII: ablation on the inference percentile P (alpha = 4); paper: ViT-B/16 6th block, "
               "ResNet50V2 last conv layer", part="ablation_p", paper=("VIII",), **ABLATION_COLUMNS,
-              notes=("The main decoder is reused; only the inference-time percentile P changes.",)),
+              notes=(ABLATION_NOTE, "The main decoder is reused, on every backbone; only the inference-time "
+                     "percentile P changes, so the reference row is Table I/II's SCAN row.")),
     TableSpec("IX", "Table IX: ablation of SCAN's components; paper: ResNet50V2, ImageNet",
               part="ablation_components", paper=("IX",), **ABLATION_COLUMNS,
-              notes=("alpha1 = alpha 1 (no positive/negative distinction); no_mask = the decoder sees the "
+              notes=(ABLATION_NOTE, "full = SCAN as trained for the other ablations (ablation.base_alpha); "
+                     "alpha1 = alpha 1 (no positive/negative distinction); no_mask = the decoder sees the "
                      "unmasked features F (train and inference); no_blur = unblurred target; sigmoid = sigmoid "
                      "instead of the stretched sine confidence. The paper ran this on ResNet50V2 only.",)),
     TableSpec("X", "Table X (ours, no paper counterpart): SCAN against the number of images its decoder trains on "
@@ -229,10 +252,18 @@ def _ours(results: pd.DataFrame, spec: TableSpec) -> tuple[pd.DataFrame, list[st
     for c in lo.columns:
         wide[f"{c}_{spec.interval}"] = [None if pd.isna(a) else f"[{fmt(a)}, {fmt(b)}]"
                                         for a, b in zip(lo[c].reindex(wide.index), hi[c].reindex(wide.index))]
+    if spec.differs in lo.columns:
+        wide["differs"] = [None if pd.isna(a) else excludes_zero(a, b)
+                           for a, b in zip(lo[spec.differs].reindex(wide.index), hi[spec.differs].reindex(wide.index))]
     wide = wide.reset_index()
     wide = wide.iloc[sorted(range(len(wide)), key=lambda i: (wide["backbone"].iat[i], method_sort_key(
         wide["method"].iat[i]), setting_sort_key(wide["setting"].iat[i])))].reset_index(drop=True)
     return (spec.select(wide) if spec.select and len(wide) else wide), list(lo.columns)
+
+
+def excludes_zero(lo: float, hi: float) -> str:
+    """A paired difference's verdict: "yes" where its interval [lo, hi] excludes 0 (the two are told apart)."""
+    return "yes" if lo > 0 or hi < 0 else "no"
 
 
 def _paper_rows(paper: Paper, tables: Sequence[str], dataset: str | None) -> pd.DataFrame:
@@ -281,10 +312,15 @@ def build_table(spec: TableSpec, results: pd.DataFrame, params: Mapping[str, Any
     reference = reference.assign(backbone="paper", setting=[s + (f" (alpha={a})" if a else "") for s, a in
                                                             zip(reference["setting"], reference["alpha"])])
     df = pd.concat([paired, reference], ignore_index=True)
+    if spec.differs and "differs" in df:   # the reference row itself
+        kind = spec.part.removeprefix("ablation_")
+        df.loc[(df["backbone"] != "paper") & (df["setting"] == ablation_reference(dict(params), kind)),
+               "differs"] = "ref"
     columns = ["backbone", *spec.index, "paper_row", "paper_ref"]
     for m in spec.metrics:
         columns += [m] + ([f"{m}_{spec.interval}"] if m in with_interval else [])
         columns += [f"paper_{m}"] if f"paper_{m}" in df and df[f"paper_{m}"].notna().any() else []
+        columns += ["differs"] if m == spec.differs and "differs" in df else []
     columns += list(spec.extra)
     df = df.reindex(columns=columns)
     for c in df.columns:
@@ -293,7 +329,8 @@ def build_table(spec: TableSpec, results: pd.DataFrame, params: Mapping[str, Any
     notes = [*notes, *spec.notes] + ([] if len(paired) else ["No results of ours for this table in this run "
                                                               "(see its params): the paper's rows only."])
     return Table(spec.number, spec.title.format(dataset=dataset, alpha=setting_name(alpha)),
-                 df.astype(object).where(df.notna(), None), notes)
+                 df.astype(object).where(df.notna(), None), notes,
+                 md_columns=tuple(c for c in spec.markdown if c in df.columns))
 
 
 def build_tables(results: pd.DataFrame, params: Mapping[str, Any], paper: Paper | None = None) -> list[Table]:
@@ -514,11 +551,13 @@ def timing_table(timings: Mapping[str, Mapping[str, Any]], params: Mapping[str, 
 
 
 def markdown(table: Table) -> str:
-    df = table.df if table.md_columns is None else table.df[list(table.md_columns)]
-    numeric = [c not in ("backbone", "method", "role", "randomisation", "setting", "paper_row", "paper_ref",
-                         "beats") for c in df]
+    """The table as Markdown: its `md_columns` where it names them (the CSV keeps every column), else all."""
+    df = table.df[list(table.md_columns)] if table.md_columns else table.df
+    numeric = [c not in ("backbone", "method", "role", "randomisation", "setting", "paper_row", "paper_ref", "beats",
+                         "differs")
+               for c in df]
     body = df.map(fmt).to_markdown(index=False, disable_numparse=True,
-                                         colalign=["right" if n else "left" for n in numeric])
+                                   colalign=["right" if n else "left" for n in numeric])
     notes = "".join(f"\n- {n}" for n in table.notes)
     return f"## {table.title}\n\n{body}\n" + (f"\nNotes:{notes}\n" if notes else "")
 

@@ -1,8 +1,10 @@
 """Stage `ablate_*` (Tables VI-IX), one run per backbone and kind sweeping that kind's settings (one process,
 one model and image load). alpha / layer / components: each setting's decoder trained on `ablation.n_train`
 feature images (`--setting` runs one setting alone); P: every `ablation.percentiles` entry, all re-using the main
-decoder. Each setting is explained and evaluated on the first `ablation.n_images` evaluation images and written
-as <out-dir>/<setting>.json plus example maps .npz."""
+decoder. Each setting is explained and evaluated on the evaluation images of Tables I/II (explain.n_images) and
+written as <out-dir>/<setting>.json plus example maps .npz; the JSON keeps its per-image scores (`per_image`: the
+manifest rows, the fair variant's AUC-D, and each per-image metric of scanbench.per_image_metrics), from which the
+report takes each row's paired difference to the kind's reference setting (config.ablation_reference)."""
 from __future__ import annotations
 
 import tempfile
@@ -12,6 +14,7 @@ from scanbench.config import ABLATION_PARAM, check_percentile, seed_everything, 
 from scanbench.errors import ScanbenchError
 from scanbench.features import load_features
 from scanbench.io import save_npz, write_json
+from scanbench.per_image_metrics import PER_IMAGE_NAMES
 from scanbench.scan.train import save_decoder, scan_decoder_path, train_decoder
 from scanbench.scan_scoring import ScanScorer
 from scanbench.stages._cli import compute_device, load_stage_params, run_stage, stage_parser
@@ -33,7 +36,7 @@ def main(argv: list[str] | None = None) -> None:
     device = compute_device(params)
     seed_everything(params["seed"])
     abl = params["ablation"]
-    scorer = ScanScorer(args.backbone, params, args.manifest, abl["n_images"], device=device)
+    scorer = ScanScorer(args.backbone, params, args.manifest, device=device)   # every evaluation image
     spec = scorer.spec
 
     def run_setting(setting: str, decoder_path: Path, alpha: float, layer: str, variant: str, p: float,
@@ -45,20 +48,22 @@ def main(argv: list[str] | None = None) -> None:
                "pos_auc": fair["pos_auc"], "neg_auc": fair["neg_auc"], "auc_d": fair["auc_d"],
                "auc_d_ci": fair["auc_d_ci"],
                "full": {k: result["variants"]["full"][k] for k in ("pos_auc", "neg_auc", "auc_d")},
-               "drop": result["drop"], "inc": result["inc"],
-               "val_confidence_area": summary.get("val_confidence_area"), "target_area": summary.get("target_area")}
+               **{k: result[k] for k in PER_IMAGE_NAMES},
+               "val_confidence_area": summary.get("val_confidence_area"), "target_area": summary.get("target_area"),
+               "per_image": {"index": [int(i) for i in scorer.indices], "auc_d": fair["per_image_auc_d"],
+                             **{k: result["per_image"][k] for k in PER_IMAGE_NAMES}}}
         save_npz(args.out_dir / f"{setting}.npz", **scorer.example_maps(maps, N_EXAMPLE_MAPS))
         write_json(args.out_dir / f"{setting}.json", out)
         print(f"{spec.name} {args.kind}={setting}: AUC-D {fair['auc_d']:.2f} (neg {fair['neg_auc']:.2f}, "
               f"pos {fair['pos_auc']:.2f}) on {len(scorer.indices)} images")
 
-    base_alpha, p_infer = float(abl["base_alpha"]), float(params["p"])
     if args.kind == "p":   # the main decoder: trained with the top-level alpha on the default layer
         for value in abl["percentiles"]:
             p = check_percentile(float(value), "ablation.percentiles")
             run_setting(setting_name(value), scan_decoder_path(spec.name), float(params["alpha"]),
                         "default", "full", p, {})
         return
+    base_alpha, p_infer = float(abl["base_alpha"]), float(params["p"])
     for value in [args.setting] if args.setting is not None else abl[ABLATION_PARAM[args.kind]]:
         setting = setting_name(value)
         alpha, layer, variant = base_alpha, "default", "full"
