@@ -460,8 +460,8 @@ def grid_figure(backbone: str, family: str, params: Mapping[str, Any], maps_dir:
     path = plot_grid_maps(mosaics, {METHOD_LABELS.get(m, m): z["maps"] for m, z in zs.items()},
                           out_dir / f"grid_{backbone}.png", class_names=names,
                           title=f"{backbone}: grid pointing game, each tile's class explained on the mosaic")
-    return Figure(path, f"Grid pointing game on {backbone}: the first {len(rows)} mosaics, each tile's class (outlined) "
-                        f"explained by every method")
+    return Figure(path, f"Grid pointing game on {backbone}: the first {len(rows)} mosaics, each tile's class "
+                        f"(outlined) explained by every method")
 
 
 def _paper_p_sweep(paper: Paper, family: str) -> pd.DataFrame:
