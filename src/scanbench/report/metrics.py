@@ -121,6 +121,11 @@ GRID_KEYS = ("share", "pointing", "in_top4")
 GRID_DIFFERENCES = tuple(f"{k}_minus_{r}" for k in ("share", "pointing") for r in ("scan", "best", "centre", "random"))
 
 
+def _unsigned_zero(v: float | None) -> float | None:
+    """A difference that rounds to -0.0 is written 0.0."""
+    return None if v is None else v + 0.0
+
+
 def build_grid_metrics(points: pd.DataFrame) -> dict[str, Any]:
     """grid.json from the long table's `grid` rows: backbone -> n_mosaics, best_baseline, methods -> method ->
     share, share_ci95, pointing, pointing_ci95, in_top4 and each paired difference with its _ci95. Empty (no
@@ -135,9 +140,9 @@ def build_grid_metrics(points: pd.DataFrame) -> dict[str, Any]:
         for m in methods:
             for k in (*GRID_KEYS, *GRID_DIFFERENCES):
                 if (m, k) in value:
-                    rec[m][k] = _num(value[(m, k)])
+                    rec[m][k] = _unsigned_zero(_num(value[(m, k)]))
                     if k != "in_top4":
-                        rec[m][f"{k}_ci95"] = _interval(ci[(m, k)])
+                        rec[m][f"{k}_ci95"] = [_unsigned_zero(v) for v in _interval(ci[(m, k)]) or []] or None
         n = [value[(m, "n_mosaics")] for m in methods if (m, "n_mosaics") in value]
         best = best_baseline({m: value.get((m, "share")) for m in methods})
         out[b] = {"n_mosaics": _count(max(n, default=None)), "best_baseline": best, "methods": rec}

@@ -109,11 +109,14 @@ def deviations(params: Mapping[str, Any]) -> list[str]:
                    f"{params['sanity'].get('similarity_size')} px; SCAN keeps its decoder.")
     grid = params.get("grid") or {}
     if grid:
-        tiles = ("images the model classifies correctly alone (softmax >= "
-                 f"{grid.get('min_confidence')})" if grid.get("correct_only") else "any candidate images")
+        pool = (f"{grid.get('n_candidates')} seeded candidates" if grid.get("n_candidates") else
+                "the candidates")
+        tiles = (f"the images the model classifies correctly alone (softmax >= {grid.get('min_confidence')}) among "
+                 f"{pool}" if grid.get("correct_only") else f"{pool}, whether or not the model classifies them "
+                 "correctly")
         out.append(f"Grid pointing game (ours, after Rao et al., CVPR 2022; Table XI): {grid.get('n_mosaics')} "
                    f"seeded 2 x 2 mosaics per backbone of four val images of four classes, none an evaluation or "
-                   f"held-out image, drawn from {tiles} among {grid.get('n_candidates') or 'all the'} candidates; "
+                   f"held-out image, drawn from {tiles}; "
                    "every method explains each tile's class on the mosaic, scored by its share of the map's "
                    "positive mass and by pointing (chance: 0.25).")
     out += [

@@ -10,6 +10,7 @@ The paper's values (paper_values.yaml) are held in the long form of our results 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -91,6 +92,7 @@ class Table:
     # the columns the Markdown shows (None: all); a shown column's hidden `<c>_ci95` joins its cell, "v [lo, hi]";
     # the CSV keeps every column
     markdown_columns: tuple[str, ...] | None = None
+    markdown_decimals: int | None = None   # the Markdown's numbers (values, intervals) with this many decimals
 
     @property
     def stem(self) -> str:
@@ -434,8 +436,8 @@ GRID_NOTES = (
     "excludes 0 separates the two methods.",
     "`beats` = whether the method's share beats the centre prior / the random map: yes (paired interval above 0), "
     "worse (below 0) or n.s. (it holds 0). `in_top4` = the share of tiles whose class the model ranks among its "
-    "four highest logits on the mosaic (the same for every method). The CSV holds every column (pointing "
-    "differences and the differences to the calibration rows too).")
+    "four highest logits on the mosaic (the same for every method). Here two decimals; the CSV holds every column "
+    "(pointing differences and the differences to the calibration rows too) at three significant digits.")
 
 
 def _beats(lo: Any, hi: Any) -> str:
@@ -471,7 +473,7 @@ def grid_tables(results: pd.DataFrame, params: Mapping[str, Any]) -> list[Table]
         notes = [f"{b}: {fmt(rows['n_mosaics'].iloc[0])} mosaics of {int(size.iloc[0]) if len(size) else '?'} px; "
                  f"best baseline by share: {METHOD_LABELS.get(best, best) if best else 'none'}.", *GRID_NOTES]
         tables.append(Table("XI", f"{GRID_SPEC.title} on {b}", rows.astype(object).where(rows.notna(), None),
-                            notes, name=f"table11_{b}", markdown_columns=GRID_MARKDOWN))
+                            notes, name=f"table11_{b}", markdown_columns=GRID_MARKDOWN, markdown_decimals=2))
     return tables
 
 
@@ -490,9 +492,23 @@ def timing_table(timings: Mapping[str, Mapping[str, Any]], params: Mapping[str, 
 TEXT_COLUMNS = ("backbone", "method", "role", "randomisation", "setting", "paper_row", "paper_ref", "label", "beats")
 
 
+def _decimals(cell: str, digits: int) -> str:
+    """A formatted cell ("0.351", "[-3.84e-09, 0.0123]") with every number in `digits` decimals ("-0.00" as
+    "0.00")."""
+    def number(m: re.Match) -> str:
+        out = f"{float(m.group()):.{digits}f}"
+        return out[1:] if out.startswith("-") and not out.strip("-0.") else out
+    return re.sub(r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?", number, cell)
+
+
 def _markdown_cells(table: Table) -> pd.DataFrame:
-    """The Markdown's cells: every column formatted, or only `markdown_columns`, each with its hidden interval."""
+    """The Markdown's cells: every column formatted, or only `markdown_columns`, each with its hidden interval
+    (and with `markdown_decimals`, every number of a non-count column in that many decimals)."""
     cells = table.df.map(fmt)
+    if table.markdown_decimals is not None:
+        for c in cells:
+            if c not in TEXT_COLUMNS and not c.startswith("n_"):
+                cells[c] = [_decimals(v, table.markdown_decimals) for v in cells[c]]
     if table.markdown_columns is None:
         return cells
     shown = list(table.markdown_columns)
