@@ -74,7 +74,7 @@ def correct_alone(logits, labels, min_confidence: float = 0.0) -> np.ndarray:
     if min_confidence > 0:
         prob = logits.softmax(1).gather(1, labels.view(-1, 1)).view(-1)
         ok &= prob >= min_confidence
-    return ok.numpy()
+    return ok.cpu().numpy()
 
 
 # ------------------------------------------------------------------------------------------------ mosaics
@@ -286,7 +286,7 @@ def score_mosaics(model: Callable[[torch.Tensor], torch.Tensor],
             logits = torch.as_tensor(model(x.to(module_device(model)) if isinstance(model, torch.nn.Module)
                                            else x)).detach().cpu()
         top4 = logits.topk(min(N_TILES, logits.shape[1]), dim=1).indices
-        in_top4.append((top4.unsqueeze(1) == c.unsqueeze(2)).any(2).numpy())
+        in_top4.append((top4.unsqueeze(1) == c.unsqueeze(2)).any(2).cpu().numpy())
         maps = explain(x.repeat_interleave(N_TILES, dim=0), c.reshape(-1))
         if tuple(maps.shape) != (b * N_TILES, size, size):
             raise ScanbenchError(f"the explain function returned maps of shape {tuple(maps.shape)} for "
