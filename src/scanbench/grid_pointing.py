@@ -39,6 +39,7 @@ import pandas as pd
 import torch
 
 from .compute import module_device
+from .config import check_grid_params
 from .data import eval_indices, holdout_indices, load_image
 from .errors import ScanbenchError
 from .metrics.bootstrap import bootstrap_ci, paired_bootstrap_ci
@@ -379,7 +380,7 @@ def choose_mosaics(manifest: pd.DataFrame, params: dict,
     grid.correct_only, then `draw_mosaics`. Returns the arrays a mosaics file holds: rows and classes (n x 4),
     candidates (the rows classified) and correct (whether each was correct alone). Too few usable images for
     grid.n_mosaics is one line naming the key to change."""
-    grid = params["grid"]
+    grid = check_grid_params(params)   # a params file without the section: one line naming grid.n_mosaics
     rows = candidate_subset(manifest, params)
     if len(rows) == 0:
         raise ScanbenchError("no candidate images for the grid pointing game: every val image is an evaluation "
