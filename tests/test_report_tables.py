@@ -264,7 +264,8 @@ def test_metric_json_structure(built):
     """The metric files are a contract with the committed CI reference: exact keys, nesting, order, rounding."""
     _, m, _ = built
     assert list(m) == ["explanations", "sanity", "sanity_maps", "scan_training", "targets", "calibration",
-                       "ablation_alpha", "ablation_layer", "ablation_p", "ablation_components", "summary"]
+                       "ablation_alpha", "ablation_layer", "ablation_p", "ablation_components", "grid", "summary"]
+    assert m["grid"] == {}   # this run has no grid results: the file DVC lists is still written
     # keyed by name all the way down: DVC's metrics/exp commands print nothing for a list (issue 14)
     def no_lists_of_records(obj, path):
         if isinstance(obj, dict):

@@ -107,9 +107,7 @@ def build_metrics(results: pd.DataFrame, scan_alpha: float | None = None) -> dic
         metrics[part] = {b: {s: {k: _num(get(part, b, k, "scan", s)) for k in AUC_KEYS}
                              for s in sorted(settings, key=setting_sort_key)}
                          for b, settings in keys(part, "setting").items()}
-    grid = build_grid_metrics(points)
-    if grid:
-        metrics["grid"] = grid
+    metrics["grid"] = build_grid_metrics(points)   # {} without grid results: the file DVC lists still exists
     metrics["summary"] = build_summary(metrics["explanations"], metrics["scan_training"])
     return metrics
 
@@ -128,8 +126,8 @@ def _unsigned_zero(v: float | None) -> float | None:
 
 def build_grid_metrics(points: pd.DataFrame) -> dict[str, Any]:
     """grid.json from the long table's `grid` rows: backbone -> n_mosaics, best_baseline, methods -> method ->
-    share, share_ci95, pointing, pointing_ci95, in_top4 and each paired difference with its _ci95. Empty (no
-    file) when the run has no grid results."""
+    share, share_ci95, pointing, pointing_ci95, in_top4 and each paired difference with its _ci95; empty when the
+    run has no grid results."""
     sel = points[points["part"] == "grid"]
     out: dict[str, Any] = {}
     for b, rows in sorted(sel.groupby("backbone")):
