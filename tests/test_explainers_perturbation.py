@@ -151,3 +151,18 @@ def test_factory(tiny_cnn):
     assert explainer_from_params("gradcam", model, spec, params).seed == 5
     with pytest.raises(ScanbenchError, match="does not apply"):
         explainer_from_params("rollout", model, spec, params)
+
+
+@pytest.mark.parametrize("method, kw", [("lime", dict(num_samples=24, forward_batch_size=10, seed=7)),
+                                        ("rise", dict(n_masks=12, s=4, p1=0.5, forward_batch_size=5, seed=3))])
+def test_an_image_repeated_for_several_classes_gets_each_class_alone_map(tiny_cnn, method, kw):
+    """The grid pointing game explains each mosaic once per tile class (the image repeated, four classes): LIME
+    and RISE sample and classify it once for all of them, and each map is the one of that class alone."""
+    model, spec = tiny_cnn
+    x = blocky_images(2, 64, 6)
+    batch, classes = torch.stack([x[0], x[0], x[0], x[1], x[1]]), torch.tensor([2, 7, 2, 4, 9])
+    ex = make_explainer(method, model, spec, **kw)
+    together = ex._explain(batch, classes)
+    alone = torch.cat([ex._explain(batch[i:i + 1], classes[i:i + 1]) for i in range(len(batch))])
+    assert torch.equal(together, alone)
+    assert not torch.equal(together[0], together[1])

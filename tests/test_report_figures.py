@@ -213,3 +213,28 @@ def test_figures_are_labelled_and_show_their_intervals(run_tree, drawn):
     assert [ax.get_title() for ax in train.axes[:2]] == ["loss (Eq. 10)", "self-confidence area"]
     assert [t.get_text() for t in train.axes[1].get_legend().get_texts()] == [
         "layer default", "target area 1 / (1 + alpha) = 0.20"]
+
+
+def _write_grid_maps(maps_dir: Path, backbone: str, methods: list[str], side: int = 16, n: int = 2) -> None:
+    rng = np.random.default_rng(1)
+    rows = np.arange(4 * n).reshape(n, 4)
+    for m in methods:
+        (maps_dir / "grid" / backbone).mkdir(parents=True, exist_ok=True)
+        np.savez(maps_dir / "grid" / backbone / f"{m}.npz", maps=rng.random((n, 4, side, side)).astype(np.float16),
+                 rows=rows, classes=np.tile(np.arange(4), (n, 1)))
+
+
+def test_grid_figure_shows_every_method_on_each_mosaic_tile(tmp_path):
+    """The grid pointing game's figure: a row per mosaic and tile, the mosaic and every method's map, a colour
+    bar; a method's missing maps name its stage."""
+    params = {**SMALL, "grid": {"n_mosaics": 2}}
+    methods = ["scan", "gradcam", "layercam"]
+    _write_grid_maps(tmp_path / "maps", CNN, methods)
+    loader = lambda idx, side: np.full((len(idx), side, side, 3), 0.5)   # noqa: E731
+    fig = figures.grid_figure(CNN, "cnn", params, tmp_path / "maps", tmp_path / "out", loader, ["a", "b", "c", "d"])
+    w, h = _png_size(fig.path)
+    assert fig.path.name == f"grid_{CNN}.png" and "first 2 mosaics" in fig.caption
+    assert h > w * 0.6   # 8 rows (2 mosaics x 4 tiles) of 4 columns (mosaic + 3 methods) and the colour bar
+    (tmp_path / "maps" / "grid" / CNN / "layercam.npz").unlink()
+    with pytest.raises(ScanbenchError, match="layercam.npz is missing: run the `grid_cnn` stage"):
+        figures.grid_figure(CNN, "cnn", params, tmp_path / "maps", tmp_path / "out", loader, None)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import runpy
+import shutil
 import sys
 from pathlib import Path
 
@@ -123,6 +124,8 @@ def _content(f, family: str) -> dict | str:
                 for s, v in zip(("original", "random_weights", "random_label"), d)}
     if f.part == "sanity_maps":
         return sanity_maps_content(m)
+    if f.part == "grid":
+        return grid_content(b, m, family)
     kind = f.part.removeprefix("ablation_")
     d = ABLATION_AUC_D[kind][s]
     offsets = ABLATION_OFFSETS.get((kind, s), ABLATION_REF_OFFSETS)
@@ -131,6 +134,28 @@ def _content(f, family: str) -> dict | str:
             "full": {"pos_auc": 9.0, "neg_auc": 9.0 + d, "auc_d": d}, "val_confidence_area": 0.3,
             "per_image": {"index": EVAL_ROWS, "auc_d": [d + o for o in offsets], "drop": [10.0] * 4,
                           "inc": [0, 100, 0, 0]}}
+
+
+# The grid pointing game, per method: its mean share (per tile: this + GRID_NOISE[m] * the pattern, whose mean
+# over a mosaic's tiles varies from mosaic to mosaic); pointing = 1 where the share > 0.5. The centre prior
+# scores exactly 0.25 everywhere; LIME is the centre prior + 0.05 on every tile (a constant paired difference).
+GRID_SHARE = {"scan": 0.6, "gradcam": 0.7, "layercam": 0.5, "lime": 0.3, "random": 0.25, "centre": 0.25,
+              "raw_attention": 0.45, "lrp": 0.35, "transformer_attribution": 0.55}
+GRID_NOISE = {"centre": 0.0, "lime": 0.0}
+GRID_PATTERN = np.array([[0.1, -0.1, 0.05, 0.05], [-0.1, 0.0, -0.05, 0.05], [0.2, 0.1, 0.0, 0.1],
+                         [-0.2, -0.1, 0.0, -0.1], [0.05, 0.05, 0.05, 0.05], [-0.05, -0.05, -0.05, -0.05]])
+GRID_MOSAICS = [[10 * i + k for k in range(4)] for i in range(len(GRID_PATTERN))]
+GRID_PARAMS = {"n_mosaics": 6, "n_candidates": None, "correct_only": True, "min_confidence": 0.5}
+
+
+def grid_content(b: str, m: str, family: str) -> dict:
+    """A grid JSON as the grid stage writes it (scanbench.grid_pointing.grid_record on hand-set scores)."""
+    from scanbench.grid_pointing import GridScores, grid_record
+
+    share = GRID_SHARE[m] + GRID_NOISE.get(m, 1.0) * GRID_PATTERN
+    scores = GridScores(share, (share > 0.5).astype(float), np.ones_like(share, dtype=bool))
+    return {"backbone": b, "method": m, "family": family, "size": 224, **grid_record(scores, 300, 0),
+            "mosaics": GRID_MOSAICS}
 
 
 # Spearman after full randomisation per method (the other measures follow from it in sanity_maps_content)
@@ -249,7 +274,8 @@ def test_metric_json_structure(built):
     """The metric files are a contract with the committed CI reference: exact keys, nesting, order, rounding."""
     _, m, _ = built
     assert list(m) == ["explanations", "sanity", "sanity_maps", "scan_training", "targets", "calibration",
-                       "ablation_alpha", "ablation_layer", "ablation_p", "ablation_components", "summary"]
+                       "ablation_alpha", "ablation_layer", "ablation_p", "ablation_components", "grid", "summary"]
+    assert m["grid"] == {}   # this run has no grid results: the file DVC lists is still written
     # keyed by name all the way down: DVC's metrics/exp commands print nothing for a list
     def no_lists_of_records(obj, path):
         if isinstance(obj, dict):
@@ -660,11 +686,12 @@ def test_report_stage_end_to_end(tmp_path, monkeypatch):
     out = tmp_path / "reports"
     assert sorted(p.stem for p in (out / "metrics").glob("*.json")) == sorted(
         ["explanations", "sanity", "sanity_maps", "scan_training", "targets", "calibration", "ablation_alpha",
-         "ablation_layer", "ablation_p", "ablation_components", "summary"])   # no timing.json: the timing stage's
+         "ablation_layer", "ablation_p", "ablation_components", "grid", "summary"])   # no timing.json: the timing
+    # stage's
     assert json.loads((out / "metrics" / "targets.json").read_text())[CNN]["val_top1"] == 97.5
     assert sorted(p.name for p in (out / "tables").glob("*.md")) == sorted(
         [f"table{i}.md" for i in (1, 2, 3, 4, 6, 7, 8, 9, 10)]     # 10: the data-scaling table (ours)
-        + ["sanity_similarity.md"])
+        + ["sanity_similarity.md", f"table11_{CNN}.md", f"table11_{VIT}.md"])   # 11: the grid pointing game
     table10 = pd.read_csv(out / "tables" / "table10.csv")
     assert list(table10["setting"]) == [10, 40] * 2 and list(table10["auc_d"]) == [5.0, 12.5] * 2
     readme = (out / "README.md").read_text()
@@ -684,3 +711,81 @@ def test_report_stage_end_to_end(tmp_path, monkeypatch):
     with pytest.raises(SystemExit) as exit_info:   # a one-line error, exit 2 (scanbench.stages._cli.run_stage)
         run_report_stage(tmp_path, monkeypatch, "--no-figures")
     assert exit_info.value.code == 2
+
+
+# ---------------------------------------------------------------- the grid pointing game (Table XI, grid.json)
+
+GRID_RUN = {**PARAMS, "grid": GRID_PARAMS}
+
+
+@pytest.fixture(scope="module")
+def grid_results(tmp_path_factory):
+    res = make_results_tree(tmp_path_factory.mktemp("grid"), GRID_RUN)
+    return res, load_results_with_pairs(res, GRID_RUN)
+
+
+def test_grid_table_per_backbone_with_paired_differences(grid_results):
+    _, results = grid_results
+    tables = {t.stem: t for t in build_tables(results, GRID_RUN) if t.number == "XI"}
+    assert sorted(tables) == [f"table11_{CNN}", f"table11_{VIT}"]
+    cnn = tables[f"table11_{CNN}"].df.set_index("method")
+    assert list(cnn.index) == ["gradcam", "layercam", "lime", "scan", "random", "centre"]   # registry order
+    assert cnn.at["centre", "share"] == 0.25 and cnn.at["centre", "pointing"] == 0.0
+    assert cnn.at["gradcam", "share"] == pytest.approx(0.7) and cnn.at["lime", "share"] == pytest.approx(0.3)
+    assert cnn.at["scan", "share_minus_scan"] == 0 and cnn.at["scan", "share_minus_scan_ci95"] == "[0.00, 0.00]"
+    # best baseline by share: Grad-CAM (SCAN and the calibration rows are not candidates)
+    assert cnn.at["gradcam", "share_minus_best"] == 0
+    assert cnn.at["scan", "share_minus_best"] == pytest.approx(-0.1)
+    # LIME = the centre prior + 0.05 on every tile: a paired interval of one point
+    assert cnn.at["lime", "share_minus_centre"] == pytest.approx(0.05)
+    assert cnn.at["lime", "share_minus_centre_ci95"] == "[0.05, 0.05]"
+    assert cnn.at["lime", "beats"] == "yes / n.s."   # beside the random map: 0.3 - (0.25 + noise)
+    assert cnn.at["gradcam", "beats"] == "yes / yes" and cnn.at["centre", "beats"].startswith("- /")
+    assert cnn.at["random", "beats"].endswith("/ -") and cnn.at["random", "beats"].startswith("n.s.")
+    assert cnn.at["scan", "label"] == "SCAN" and cnn.at["centre", "label"] == "Centre prior"
+    assert cnn.at["scan", "n_mosaics"] == 6 and cnn.at["scan", "in_top4"] == 1.0
+    vit = tables[f"table11_{VIT}"]
+    assert vit.notes[0] == f"{VIT}: 6 mosaics of 224 px; best baseline by share: Explainability."
+
+
+def test_grid_markdown_is_narrow_and_the_csv_has_every_column(grid_results, tmp_path):
+    _, results = grid_results
+    table = next(t for t in build_tables(results, GRID_RUN) if t.stem == f"table11_{VIT}")
+    md = markdown(table)
+    rows = [line for line in md.splitlines() if line.startswith("|")]
+    assert max(len(line) for line in rows) <= 130, max(rows, key=len)
+    header = [c.strip() for c in rows[0].strip("|").split("|")]
+    assert header == ["label", "share", "pointing", "share_minus_scan", "share_minus_best", "beats"]
+    assert any("Explainability" in line and " [" in line for line in rows)   # value [lo, hi] in one cell
+    csv_path, _ = write_table(table, tmp_path)
+    csv = pd.read_csv(csv_path)
+    assert {"share_ci95", "pointing_minus_scan", "pointing_minus_best_ci95", "share_minus_random", "in_top4",
+            "n_mosaics", "method"} <= set(csv.columns)
+
+
+def test_grid_metrics_are_objects_keyed_by_name(grid_results):
+    _, results = grid_results
+    grid = build_metrics(results)["grid"]
+    assert sorted(grid) == sorted([CNN, VIT])
+    cnn = grid[CNN]
+    assert cnn["n_mosaics"] == 6 and cnn["best_baseline"] == "gradcam" and isinstance(cnn["methods"], dict)
+    rec = cnn["methods"]["lime"]
+    assert rec["share"] == 0.3 and rec["share_minus_centre"] == 0.05 and rec["share_minus_centre_ci95"] == [0.05,
+                                                                                                          0.05]
+    assert len(rec["share_ci95"]) == 2 and rec["in_top4"] == 1.0 and "pointing_minus_best_ci95" in rec
+    assert grid[VIT]["best_baseline"] == "transformer_attribution"
+
+
+def test_grid_results_missing_or_on_other_mosaics_are_one_line(grid_results, tmp_path):
+    res, _ = grid_results
+    path = res / "grid" / CNN / "lime.json"
+    data = json.loads(path.read_text())
+    other = tmp_path / "results"
+    shutil.copytree(res, other)
+    (other / "grid" / CNN / "lime.json").unlink()
+    with pytest.raises(ScanbenchError, match="is missing: run the `grid_cnn` stage") as err:
+        load_results_with_pairs(other, GRID_RUN)
+    assert "\n" not in str(err.value)
+    _write(other / "grid" / CNN / "lime.json", {**data, "mosaics": GRID_MOSAICS[::-1]})
+    with pytest.raises(ScanbenchError, match="different mosaics: re-run the grid stages"):
+        load_results_with_pairs(other, GRID_RUN)

@@ -77,7 +77,31 @@ def validate_params(params: dict[str, Any]) -> None:
         if isinstance(size, bool) or not isinstance(size, int) or size < MIN_SIMILARITY_SIZE:
             raise ScanbenchError(f"sanity.similarity_size must be an integer >= {MIN_SIMILARITY_SIZE} px (HOG's 2 x 2 "
                                  f"cells of 8 px; got {size!r})")
+    if "grid" in params:
+        check_grid_params(params)
     compute_params(params)   # device / threads / nproc: their form (whether CUDA exists is scanbench.compute's)
+
+
+def check_grid_params(params: dict[str, Any]) -> dict[str, Any]:
+    """The `grid` section (the grid pointing game, scanbench.grid_pointing): the mosaics drawn, the candidate
+    images classified to find them, and the filter on those images; each key named when wrong. Whether the
+    candidates hold enough images for grid.n_mosaics is checked where they are classified (the mosaics stage)."""
+    grid = params.get("grid") or {}
+    if not isinstance(grid, dict):
+        raise ScanbenchError(f"params: grid must be a section with n_mosaics, n_candidates, correct_only, "
+                             f"min_confidence (got {grid!r})")
+    n = _count(grid.get("n_mosaics"), "grid.n_mosaics")
+    n_cand = _count(grid.get("n_candidates"), "grid.n_candidates", allow_null=True)
+    if n_cand is not None and n_cand < 4 * n:
+        raise ScanbenchError(f"grid.n_candidates = {n_cand} is below the 4 x grid.n_mosaics = {4 * n} images the "
+                             f"mosaics take: raise grid.n_candidates (or null for every candidate image)")
+    if not isinstance(grid.get("correct_only"), bool):
+        raise ScanbenchError(f"grid.correct_only must be true (mosaics of images the model classifies correctly "
+                             f"alone) or false (any candidate image) (got {grid.get('correct_only')!r})")
+    conf = grid.get("min_confidence")
+    if isinstance(conf, bool) or not isinstance(conf, (int, float)) or not 0 <= conf < 1:
+        raise ScanbenchError(f"grid.min_confidence must be a probability in [0, 1) (got {conf!r})")
+    return grid
 
 
 HEAD_KINDS = ("linear_probe", "last_block")
@@ -198,6 +222,8 @@ PARAMS_SCHEMA: dict[str, Any] = {
     "timing": {"n_images": LEAF, "batch_size": LEAF, "n_images_per_method": {ANY_NAME: LEAF}, "methods": LEAF},
     "ablation": dict.fromkeys(["backbones", "n_train", "base_alpha", "alphas", "layers", "percentiles",
                                "components", "epochs"], LEAF),
+    # the grid pointing game (stages `mosaics` and `grid_*`, scanbench.grid_pointing)
+    "grid": dict.fromkeys(["n_mosaics", "n_candidates", "correct_only", "min_confidence"], LEAF),
 }
 # keys that moved: the message says where
 MOVED_PARAMS = {"scan.alpha": "alpha", "scan.p_infer": "p"}

@@ -23,7 +23,9 @@ them (seeded, no image used twice). Intervals resample mosaics, not tiles: a mos
 images and the method's one view of it, so they are not independent.
 
 A stage calls: candidate_rows -> (classify those images) correct_alone -> draw_mosaics -> load_mosaics ->
-score_mosaics (once per method) -> method_summary / paired_summary / power_estimate.
+score_mosaics (once per method) -> method_summary / paired_summary / power_estimate. The pipeline's two stages
+use the drivers at the end: `choose_mosaics` (stage `mosaics`, params `grid`), `check_mosaics`,
+`score_with_examples` and `grid_record` (stages `grid_*`).
 """
 from __future__ import annotations
 
@@ -37,6 +39,7 @@ import pandas as pd
 import torch
 
 from .compute import module_device
+from .config import check_grid_params
 from .data import eval_indices, holdout_indices, load_image
 from .errors import ScanbenchError
 from .metrics.bootstrap import bootstrap_ci, paired_bootstrap_ci
@@ -341,7 +344,117 @@ def power_estimate(a, b, target_half_width: float = 0.05, n_resamples: int = 100
             "n_needed": max(1, math.ceil(n * (hw / target_half_width) ** 2))}
 
 
-__all__ = ["GridScores", "candidate_rows", "check_side", "compose", "correct_alone", "draw_mosaics",
+# ------------------------------------------------------------------------------------------------ stage drivers
+N_EXAMPLES = 2   # mosaics whose maps a grid stage keeps for the report's figure
+CANDIDATE_SEED_OFFSET = 2   # the candidate subset's stream: seed + 2 (the held-out images take seed + 1)
+
+
+def candidate_subset(manifest: pd.DataFrame, params: dict) -> np.ndarray:
+    """The candidate images a mosaics stage classifies: grid.n_candidates of `candidate_rows`, a seeded subset
+    (sorted), or all of them when it is null or at least their number."""
+    rows = candidate_rows(manifest, params)
+    n = params["grid"]["n_candidates"]
+    if n is None or n >= len(rows):
+        return rows
+    rng = np.random.default_rng(int(params["seed"]) + CANDIDATE_SEED_OFFSET)
+    return np.sort(rng.choice(rows, size=int(n), replace=False))
+
+
+def classify_rows(forward: Callable[[torch.Tensor], torch.Tensor], root: str | Path, manifest: pd.DataFrame,
+                  rows: np.ndarray, size: int, batch_size: int = 64) -> torch.Tensor:
+    """N x K logits of the images at manifest `rows`, each on its own at `size` px (`load_image`), `forward`
+    (a ForwardEngine, or any x01 -> logits) run on batches of `batch_size` images loaded one batch at a time."""
+    root, paths = Path(root), manifest["path"].to_numpy()
+    out = []
+    for s in range(0, len(rows), batch_size):
+        x = torch.stack([load_image(root / paths[r], size) for r in rows[s:s + batch_size]])
+        with torch.no_grad():
+            out.append(torch.as_tensor(forward(x)).detach().float().cpu())
+    return torch.cat(out) if out else torch.zeros(0, 0)
+
+
+def choose_mosaics(manifest: pd.DataFrame, params: dict,
+                   classify: Callable[[np.ndarray], torch.Tensor]) -> dict[str, np.ndarray]:
+    """The mosaics of one backbone under params `grid` and `seed`: the candidate subset (`candidate_subset`),
+    classified alone (`classify(rows) -> logits`), filtered by `correct_alone` (grid.min_confidence) when
+    grid.correct_only, then `draw_mosaics`. Returns the arrays a mosaics file holds: rows and classes (n x 4),
+    candidates (the rows classified) and correct (whether each was correct alone). Too few usable images for
+    grid.n_mosaics is one line naming the key to change."""
+    grid = check_grid_params(params)   # a params file without the section: one line naming grid.n_mosaics
+    rows = candidate_subset(manifest, params)
+    if len(rows) == 0:
+        raise ScanbenchError("no candidate images for the grid pointing game: every val image is an evaluation "
+                             "or held-out image; lower explain.n_images or features.n_holdout")
+    labels = manifest["label"].to_numpy()[rows]
+    correct = correct_alone(classify(rows), labels, float(grid["min_confidence"]))
+    usable = correct if grid["correct_only"] else np.ones(len(rows), dtype=bool)
+    n, most = int(grid["n_mosaics"]), max_mosaics(labels[usable])
+    if n > most:
+        which = (f"the {int(usable.sum())} of the {len(rows)} candidate images that the model classifies correctly "
+                 f"alone (softmax >= grid.min_confidence = {grid['min_confidence']})" if grid["correct_only"] else
+                 f"the {len(rows)} candidate images")
+        fix = ("raise grid.n_candidates (or set it to null: every candidate image), or lower grid.n_mosaics"
+               if grid["n_candidates"] is not None and len(rows) == grid["n_candidates"] else
+               "lower grid.n_mosaics" + (" or grid.min_confidence" if grid["correct_only"] else ""))
+        raise ScanbenchError(f"grid.n_mosaics = {n} exceeds the {most} mosaics of four distinct classes that {which} "
+                             f"allow: {fix}")
+    mosaics = draw_mosaics(rows[usable], labels[usable], n, int(params["seed"]))
+    return {"rows": mosaics, "classes": mosaic_classes(manifest, mosaics), "candidates": rows.astype(np.int64),
+            "correct": correct}
+
+
+def check_mosaics(z: dict[str, np.ndarray], manifest: pd.DataFrame, path: str | Path) -> tuple[np.ndarray,
+                                                                                              np.ndarray]:
+    """(rows, classes) of a mosaics file (`choose_mosaics`' arrays), checked against the manifest: n x 4 rows of
+    it, four distinct classes per mosaic, the classes the manifest gives them (else the file is stale)."""
+    fix = "re-run the mosaics stage (dvc repro mosaics)"
+    if "rows" not in z or "classes" not in z:
+        raise ScanbenchError(f"{path} holds no mosaics (rows, classes): {fix}")
+    rows, classes = np.asarray(z["rows"]), np.asarray(z["classes"])
+    if rows.ndim != 2 or rows.shape[1] != N_TILES or len(rows) == 0 or classes.shape != rows.shape:
+        raise ScanbenchError(f"{path}: rows and classes must be n x 4 (got {rows.shape} and {classes.shape}): {fix}")
+    if not np.issubdtype(rows.dtype, np.integer) or rows.min() < 0 or rows.max() >= len(manifest):
+        raise ScanbenchError(f"{path} names images outside the manifest's {len(manifest)} rows: {fix}")
+    if not np.array_equal(classes, mosaic_classes(manifest, rows)):
+        raise ScanbenchError(f"{path} does not match the manifest's labels (drawn from another manifest): {fix}")
+    if any(len(set(c)) != N_TILES for c in classes.tolist()):
+        raise ScanbenchError(f"{path}: a mosaic repeats a class (each needs four distinct classes): {fix}")
+    return rows.astype(np.int64), classes.astype(np.int64)
+
+
+def score_with_examples(model: Callable[[torch.Tensor], torch.Tensor],
+                        explain: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], mosaics: torch.Tensor,
+                        classes, batch_size: int = 4, n_examples: int = N_EXAMPLES) -> tuple[GridScores, np.ndarray]:
+    """`score_mosaics`, plus the maps of the first `n_examples` mosaics (n_examples x 4 x S x S float16: tile k's
+    class explained on mosaic i), kept as they go by for the report's figure."""
+    kept: list[np.ndarray] = []
+    want = min(n_examples, len(mosaics)) * N_TILES
+
+    def explain_and_keep(images: torch.Tensor, cls: torch.Tensor) -> torch.Tensor:
+        maps = explain(images, cls)
+        have = sum(len(k) for k in kept)
+        if have < want:
+            kept.append(torch.as_tensor(maps)[:want - have].detach().float().cpu().numpy())
+        return maps
+
+    scores = score_mosaics(model, explain_and_keep, mosaics, classes, batch_size)
+    size = int(mosaics.shape[-1])
+    examples = np.concatenate(kept) if kept else np.zeros((0, size, size), np.float32)
+    return scores, examples.reshape(-1, N_TILES, size, size).astype(np.float16)
+
+
+def grid_record(scores: GridScores, n_resamples: int = 1000, seed: int = 0) -> dict:
+    """One method's grid result: `method_summary` (mean share and pointing over the mosaics, bootstrap
+    intervals), `in_top4` (the share of tiles whose class the model ranks among its four highest logits on the
+    mosaic) and `per_tile` (n x 4 share and pointing, for the report's paired comparisons)."""
+    return {**method_summary(scores.share, scores.pointing, n_resamples, seed),
+            "in_top4": float(np.mean(scores.in_top4)),
+            "per_tile": {"share": np.asarray(scores.share, dtype=np.float64).tolist(),
+                         "pointing": np.asarray(scores.pointing, dtype=np.float64).tolist()}}
+
+
+__all__ = ["GridScores", "N_EXAMPLES", "candidate_rows", "candidate_subset", "check_mosaics", "check_side",
+           "choose_mosaics", "classify_rows", "compose", "correct_alone", "draw_mosaics", "grid_record",
            "load_mosaics", "max_mosaics", "method_summary", "mosaic_classes", "paired_summary", "per_mosaic",
-           "power_estimate", "score_mosaics", "tile_masks", "tile_pointing", "tile_pointings", "tile_share",
-           "tile_shares"]
+           "power_estimate", "score_mosaics", "score_with_examples", "tile_masks", "tile_pointing",
+           "tile_pointings", "tile_share", "tile_shares"]

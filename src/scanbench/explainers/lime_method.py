@@ -64,6 +64,11 @@ class LimeExplainer(Explainer):
         return class_probs(model_forward(self.model, self.engine), x).double().cpu().numpy()
 
     def explain_one(self, image01: torch.Tensor, cls: int) -> np.ndarray:
+        return self.explain_classes(image01, [cls])[cls]
+
+    def explain_classes(self, image01: torch.Tensor, classes: list[int]) -> dict[int, np.ndarray]:
+        """One image's map for each of `classes`, from one set of samples: lime fits each label on its own, on
+        the same seeded segments and samples, so each map is the one `explain_one` gives for that class alone."""
         from lime.lime_image import LimeImageExplainer
         from lime.wrappers.scikit_image import SegmentationAlgorithm
 
@@ -72,16 +77,35 @@ class LimeExplainer(Explainer):
         # only the argument the installed version takes (it silently drops the other).
         segmenter = SegmentationAlgorithm("quickshift", random_seed=self.seed, rng=self.seed, **self.quickshift)
         explainer = LimeImageExplainer(random_state=self.seed)
+        labels = tuple(dict.fromkeys(int(c) for c in classes))
         with _quiet_lime():
             exp = explainer.explain_instance(
-                image, self._classifier_fn, labels=(cls,), top_labels=None, hide_color=None,
+                image, self._classifier_fn, labels=labels, top_labels=None, hide_color=None,
                 num_features=100000, num_samples=self.num_samples, batch_size=self.forward_batch_size,
                 segmentation_fn=segmenter, random_seed=self.seed)
-        weights = np.zeros(int(exp.segments.max()) + 1)
-        for segment, weight in exp.local_exp[cls]:
-            weights[segment] = weight
-        return weights[exp.segments]
+        maps = {}
+        for cls in labels:
+            weights = np.zeros(int(exp.segments.max()) + 1)
+            for segment, weight in exp.local_exp[cls]:
+                weights[segment] = weight
+            maps[cls] = weights[exp.segments]
+        return maps
 
     def _explain(self, images01, classes):
-        return torch.stack([torch.from_numpy(self.explain_one(img, int(c))).float()
-                            for img, c in zip(images01, classes)]).to(images01.device)
+        # a run of the same image (the grid pointing game explains each mosaic once per tile class) is sampled
+        # and classified once, for all its classes
+        maps = []
+        for start, stop in _runs_of_equal_images(images01):
+            per_class = self.explain_classes(images01[start], [int(c) for c in classes[start:stop]])
+            maps += [torch.from_numpy(per_class[int(c)]).float() for c in classes[start:stop]]
+        return torch.stack(maps).to(images01.device)
+
+
+def _runs_of_equal_images(images: torch.Tensor) -> list[tuple[int, int]]:
+    """(start, stop) of each run of consecutive equal images in a batch."""
+    runs, start = [], 0
+    for j in range(1, len(images) + 1):
+        if j == len(images) or not torch.equal(images[j], images[start]):
+            runs.append((start, j))
+            start = j
+    return runs

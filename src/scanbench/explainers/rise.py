@@ -83,6 +83,9 @@ class RiseExplainer(Explainer):
         for start in range(0, self.n_masks, self.forward_batch_size):
             m = self.masks(start, min(start + self.forward_batch_size, self.n_masks), h, w, device)
             for j in range(b):  # one forward batch = one image under a chunk of masks
-                probs = class_probs(model_forward(self.model, self.engine), images01[j:j + 1] * m[:, None])
+                # the image again (the grid pointing game explains each mosaic once per tile class): the masks
+                # are the same for every image, so are the probabilities
+                if j == 0 or not torch.equal(images01[j], images01[j - 1]):
+                    probs = class_probs(model_forward(self.model, self.engine), images01[j:j + 1] * m[:, None])
                 sal[j] += torch.einsum("n,nhw->hw", probs[:, int(classes[j])], m)
         return sal / (self.n_masks * self.p1)

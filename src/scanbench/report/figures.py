@@ -5,6 +5,7 @@
 - SCAN: image | reconstruction | self-confidence map (the same grid)
 - perturbation curves, training curves, ablation bars (ours beside the paper), the P sweep (Fig. 6) and,
   where the ablation stage saved example maps, ablation map grids (Figs. 7-9)
+- the grid pointing game: the first mosaics, each tile's class explained by every method (maps/grid/)
 
 Every figure has a title, named axes and complete legends; methods are named by the registry's labels; bars and
 curves whose numbers have a 95% interval in the results table (`ci_lo` / `ci_hi`) draw it; map grids have a colour
@@ -32,7 +33,7 @@ from matplotlib.ticker import NullFormatter
 from ..config import ABLATION_PARAM, ablation_backbones, setting_name
 from ..errors import ScanbenchError
 from ..io import load_npz, save_figure
-from .results import CALIBRATION_METHODS, METHOD_LABELS, families_of, setting_number, sort_methods
+from .results import CALIBRATION_METHODS, METHOD_LABELS, families_of, grid_methods, setting_number, sort_methods
 from .tables import Paper, Table, load_paper
 
 # headless: the pipeline and CI have no display (pyplot picks its backend at the first figure, so this may follow
@@ -143,6 +144,57 @@ def plot_map_grid(images: np.ndarray | None, columns: Mapping[str, np.ndarray], 
         bar.set_label(map_label, fontsize=7)
         bar.ax.tick_params(labelsize=7)
     _suptitle(fig, title)
+    return _save(fig, path)
+
+
+TILE_NAMES = ("top left", "top right", "bottom left", "bottom right")
+
+
+def plot_grid_maps(mosaics: np.ndarray | None, columns: Mapping[str, np.ndarray], path: str | Path,
+                   title: str = "", class_names: Sequence[Sequence[str]] | None = None, cell: float = 1.25) -> Path:
+    """The grid pointing game's maps: a row per mosaic and tile (the tile's class explained on the mosaic), the
+    mosaic first (when given; the tile asked for outlined), then each method's map (entries of `columns`: label ->
+    n x 4 x S x S in [0, 1]) over it, one colour scale for all with its colour bar. `class_names`: n x 4 names of
+    the tiles' classes, for the row labels."""
+    from matplotlib.patches import Rectangle
+
+    n = len(next(iter(columns.values()))) if columns else 0
+    if n == 0:
+        raise ValueError("plot_grid_maps needs at least one map column with one mosaic")
+    side = next(iter(columns.values())).shape[-1]
+    offset, ncols, nrows = int(mosaics is not None), len(columns) + int(mosaics is not None), 4 * n
+    sns.set_theme(style="white", context="paper")
+    head, foot, bar = 0.75, 0.1, 0.9   # inches: the title band, the bottom margin, the colour bar's column
+    width, height = cell * ncols + bar + 0.9, cell * nrows + head + foot
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, height), squeeze=False)
+    fig.subplots_adjust(left=0.9 / width, right=1 - bar / width, top=1 - head / height, bottom=foot / height,
+                        wspace=0.04, hspace=0.04)
+    image = None
+    for i in range(n):
+        for t in range(4):
+            r = 4 * i + t
+            if mosaics is not None:
+                axes[r, 0].imshow(np.clip(mosaics[i], 0, 1))
+                h = side // 2
+                axes[r, 0].add_patch(Rectangle(((t % 2) * h - 0.5, (t // 2) * h - 0.5), h, h, fill=False,
+                                               edgecolor="yellow", linewidth=1.5))
+            for j, maps in enumerate(columns.values(), start=offset):
+                if mosaics is not None:
+                    axes[r, j].imshow(np.clip(mosaics[i], 0, 1))
+                image = axes[r, j].imshow(np.asarray(maps[i, t], dtype=np.float32), cmap=MAP_CMAP, vmin=0, vmax=1,
+                                          alpha=0.5 if mosaics is not None else None)
+            name = class_names[i][t] if class_names is not None else f"tile {t}"
+            axes[r, 0].set_ylabel(f"mosaic {i + 1}\n{TILE_NAMES[t]}:\n{name}", fontsize=7)
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for j, label in enumerate((["mosaic"] if mosaics is not None else []) + list(columns)):
+        axes[0, j].set_title(label, fontsize=8)
+    cax = fig.add_axes((1 - (bar - 0.25) / width, 0.3, 0.15 / width, 0.4))
+    fig.colorbar(image, cax=cax).set_label("map value (each map scaled to [0, 1])", fontsize=7)
+    cax.tick_params(labelsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10, y=1 - 0.25 / height)
     return _save(fig, path)
 
 
@@ -480,6 +532,8 @@ def render_figures(results: pd.DataFrame, tables: Sequence[Table], params: Mappi
                                                       title=f"{b}: maps after randomisation vs the trained model's"),
                                f"Sanity checks on {b}: similarity of each method's maps to the trained model's after "
                                f"cascading and independent weight randomisation (near 0 = passes)"))
+        if params.get("grid"):
+            figs.append(grid_figure(b, families[b], params, maps_dir, out_dir, image_loader, class_names))
     by_number = {t.number: t for t in tables}
     ablation = params.get("ablation", {})
     for (kind, key), number, fig_no in zip(ABLATION_PARAM.items(), ("VI", "VII", "VIII", "IX"), ("7", "8", "9", "")):
@@ -517,6 +571,37 @@ def render_figures(results: pd.DataFrame, tables: Sequence[Table], params: Mappi
                                         intervals=results[results["part"] == "scaling"]),
                            "SCAN against its decoder's training-set size (Table X): where it heads as data grows"))
     return figs
+
+
+def grid_figure(backbone: str, family: str, params: Mapping[str, Any], maps_dir: Path, out_dir: Path,
+                image_loader: ImageLoader | None, class_names: Sequence[str] | None) -> Figure:
+    """The grid pointing game's figure of one backbone from the grid stages' kept maps (maps/grid/<B>/<M>.npz:
+    maps n x 4 x S x S, rows and classes n x 4); a missing file is an error naming its stage."""
+    zs = {}
+    for m in sort_methods(grid_methods(params, family)):
+        p = maps_dir / "grid" / backbone / f"{m}.npz"
+        if not p.exists():
+            raise ScanbenchError(f"{p} is missing: run the `{'grid_scan' if m == 'scan' else f'grid_{family}'}` stage")
+        zs[m] = load_npz(p, stage="grid_scan" if m == "scan" else f"grid_{family}")
+    first = next(iter(zs.values()))
+    rows, classes = first["rows"], first["classes"]
+    for m, z in zs.items():
+        if not np.array_equal(z["rows"], rows) or z["maps"].shape[:2] != rows.shape:
+            raise ScanbenchError(f"{maps_dir / 'grid' / backbone / (m + '.npz')} holds other mosaics than the other "
+                                 f"methods' (or maps not n x 4 x S x S): re-run the grid stages")
+    side = int(first["maps"].shape[-1])
+    mosaics = None
+    if image_loader is not None and len(rows):
+        tiles = image_loader([int(r) for r in rows.ravel()], side // 2).reshape(len(rows), 4, side // 2, side // 2, 3)
+        mosaics = np.concatenate([np.concatenate([tiles[:, 0], tiles[:, 1]], 2),
+                                  np.concatenate([tiles[:, 2], tiles[:, 3]], 2)], 1)
+    names = [[class_names[c] if class_names and c < len(class_names) else f"class {c}" for c in row]
+             for row in classes.tolist()]
+    path = plot_grid_maps(mosaics, {METHOD_LABELS.get(m, m): z["maps"] for m, z in zs.items()},
+                          out_dir / f"grid_{backbone}.png", class_names=names,
+                          title=f"{backbone}: grid pointing game, each tile's class explained on the mosaic")
+    return Figure(path, f"Grid pointing game on {backbone}: the first {len(rows)} mosaics, each tile's class "
+                        f"(outlined) explained by every method")
 
 
 def _paper_p_sweep(paper: Paper, family: str) -> pd.DataFrame:

@@ -16,6 +16,7 @@ from ..config import ABLATION_PARAM
 from ..io import write_json
 from ..per_image_metrics import PER_IMAGE_NAMES
 from .results import setting_sort_key, sort_methods
+from .tables import best_baseline
 
 AUC_KEYS = ("pos_auc", "neg_auc", "auc_d")
 # explanations.json: [lo, hi] 95% intervals (fair variant) of a method's AUC-D (bootstrap over images) and of its
@@ -112,8 +113,44 @@ def build_metrics(results: pd.DataFrame, scan_alpha: float | None = None) -> dic
                                                                               ABLATION_PAIRED)))}
                              for s in sorted(settings, key=setting_sort_key)}
                          for b, settings in keys(part, "setting").items()}
+    metrics["grid"] = build_grid_metrics(points)   # {} without grid results: the file DVC lists still exists
     metrics["summary"] = build_summary(metrics["explanations"], metrics["scan_training"])
     return metrics
+
+
+# grid.json: per backbone and method, the grid pointing game's means with their 95% bootstrap intervals over
+# mosaics, and the paired differences (report/paired.py) to SCAN, the best baseline by share, the centre prior and
+# the random map
+GRID_KEYS = ("share", "pointing", "in_top4")
+GRID_DIFFERENCES = tuple(f"{k}_minus_{r}" for k in ("share", "pointing") for r in ("scan", "best", "centre", "random"))
+
+
+def _unsigned_zero(v: float | None) -> float | None:
+    """A difference that rounds to -0.0 is written 0.0."""
+    return None if v is None else v + 0.0
+
+
+def build_grid_metrics(points: pd.DataFrame) -> dict[str, Any]:
+    """grid.json from the long table's `grid` rows: backbone -> n_mosaics, best_baseline, methods -> method ->
+    share, share_ci95, pointing, pointing_ci95, in_top4 and each paired difference with its _ci95; empty when the
+    run has no grid results."""
+    sel = points[points["part"] == "grid"]
+    out: dict[str, Any] = {}
+    for b, rows in sorted(sel.groupby("backbone")):
+        cells = rows.set_index(["method", "metric"])
+        value, ci = cells["value"].to_dict(), dict(zip(cells.index, zip(cells["ci_lo"], cells["ci_hi"])))
+        methods = sort_methods(list(dict.fromkeys(rows["method"])))
+        rec = {m: {} for m in methods}
+        for m in methods:
+            for k in (*GRID_KEYS, *GRID_DIFFERENCES):
+                if (m, k) in value:
+                    rec[m][k] = _unsigned_zero(_num(value[(m, k)]))
+                    if k != "in_top4":
+                        rec[m][f"{k}_ci95"] = [_unsigned_zero(v) for v in _interval(ci[(m, k)]) or []] or None
+        n = [value[(m, "n_mosaics")] for m in methods if (m, "n_mosaics") in value]
+        best = best_baseline({m: value.get((m, "share")) for m in methods})
+        out[b] = {"n_mosaics": _count(max(n, default=None)), "best_baseline": best, "methods": rec}
+    return out
 
 
 def build_summary(explanations: Mapping[str, Any], scan_training: Mapping[str, Any]) -> dict[str, Any]:

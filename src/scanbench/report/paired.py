@@ -19,6 +19,11 @@ The ablations (Tables VI-IX) likewise: each setting of a kind minus the kind's r
 
 from `per_image.auc_d` and `per_image.index` of results/<profile>/ablation/<kind>/B/<setting>.json (the
 reference row itself: 0 [0, 0]).
+
+The grid pointing game (results/<profile>/grid/B/M.json) pairs the same way, mosaic by mosaic
+(scanbench.grid_pointing.paired_summary: the mean over a mosaic's four tiles is the unit resampled): part "grid",
+metric "<share|pointing>_minus_<scan|best|centre|random>", where "best" is the best baseline by share (the method
+other than SCAN and the calibration rows with the highest mean share, `tables.best_baseline`).
 """
 from __future__ import annotations
 
@@ -30,8 +35,10 @@ import pandas as pd
 
 from ..config import ABLATION_PARAM, ablation_reference
 from ..errors import ScanbenchError
+from ..grid_pointing import paired_summary
 from ..metrics.bootstrap import paired_bootstrap_ci
 from .results import _read, families_of, load_results, long_table, result_files
+from .tables import best_baseline
 
 # reference method -> the metric of the difference to it (a method minus the reference)
 PAIRED_REFERENCES = {"scan": "auc_d_minus_scan", "centre": "auc_d_minus_centre"}
@@ -143,7 +150,70 @@ def load_paired(results_dir: str | Path, params: Mapping[str, Any]) -> pd.DataFr
     return long_table(rows)
 
 
+GRID_SCORES = ("share", "pointing")
+GRID_REFERENCES = ("scan", "best", "centre", "random")   # "best": the best baseline by share
+
+
+def grid_per_tile(data: Mapping[str, Any], where: str) -> tuple[list, dict[str, np.ndarray]]:
+    """(mosaics, {share, pointing: n x 4}) of one grid record; `where` names the file and its stage in errors."""
+    mosaics, per_tile = data.get("mosaics"), data.get("per_tile") or {}
+    scores = {k: np.asarray(per_tile.get(k, []), dtype=np.float64) for k in GRID_SCORES}
+    n = len(mosaics or [])
+    if not n or any(v.shape != (n, 4) for v in scores.values()):
+        raise ScanbenchError(f"{where} needs `mosaics` (n x 4 rows) and per_tile share and pointing (n x 4 each)")
+    return mosaics, scores
+
+
+def grid_paired_rows(per_method: Mapping[str, tuple[list, dict[str, np.ndarray]]], n_resamples: int, seed: int,
+                     **keys: Any) -> list[dict]:
+    """Long-table rows `<score>_minus_<reference>` of every grid method of one backbone against SCAN, the best
+    baseline, the centre prior and the random map, where present (a method against itself: 0 [0, 0])."""
+    if not per_method:
+        return []
+    first, (mosaics, _) = next(iter(per_method.items()))
+    for m, (other, _) in per_method.items():
+        if other != mosaics:
+            raise ScanbenchError(f"{keys.get('backbone', '')}: the grid results of {m} and {first} are on different "
+                                 f"mosaics: re-run the grid stages so that every method scores the same mosaics")
+    best = best_baseline({m: float(v["share"].mean()) for m, (_, v) in per_method.items()})
+    refs = {"scan": "scan", "best": best, "centre": "centre", "random": "random"}
+    rows = []
+    for name in GRID_REFERENCES:
+        ref = refs[name]
+        if ref not in per_method:
+            continue
+        for m, (_, scores) in per_method.items():
+            for k in GRID_SCORES:
+                pair = paired_summary(scores[k], per_method[ref][1][k], n_resamples, seed)
+                rows.append({**keys, "part": "grid", "method": m, "setting": "", "variant": "",
+                             "metric": f"{k}_minus_{name}", "value": pair["difference"], "ci_lo": pair["ci"][0],
+                             "ci_hi": pair["ci"][1]})
+    return rows
+
+
+def load_grid_paired(results_dir: str | Path, params: Mapping[str, Any]) -> pd.DataFrame:
+    """The grid pointing game's paired rows of one run (the grid files `result_files(params)` names)."""
+    root, families = Path(results_dir), families_of(params)
+    per_backbone: dict[str, dict[str, tuple[list, dict[str, np.ndarray]]]] = {}
+    for f in result_files(params):
+        if f.part == "grid":
+            where = f"{root / f.path} (stage `{f.stage}`: re-run it)"
+            per_backbone.setdefault(f.backbone, {})[f.method] = grid_per_tile(_read(root / f.path, f.stage), where)
+    if not per_backbone:
+        return long_table([])
+    ev = params.get("evaluate", {})
+    if "bootstrap" not in ev or "seed" not in params:
+        raise ScanbenchError("params: evaluate.bootstrap and seed are needed for the paired comparisons")
+    rows = [r for b, per_method in per_backbone.items()
+            for r in grid_paired_rows(per_method, int(ev["bootstrap"]), int(params["seed"]), backbone=b,
+                                      family=families[b])]
+    return long_table(rows)
+
+
 def load_results_with_pairs(results_dir: str | Path, params: Mapping[str, Any]) -> pd.DataFrame:
-    """`load_results` plus the paired rows: what the report stage builds its metrics and tables from."""
-    results, paired = load_results(results_dir, params), load_paired(results_dir, params)
-    return pd.concat([results, paired], ignore_index=True) if len(paired) else results
+    """`load_results` plus the paired rows (AUC-D and the grid pointing game): what the report stage builds its
+    metrics and tables from."""
+    parts = [load_results(results_dir, params), load_paired(results_dir, params),
+             load_grid_paired(results_dir, params)]
+    parts = [p for p in parts if len(p)]
+    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0] if parts else long_table([])

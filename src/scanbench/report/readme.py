@@ -113,6 +113,18 @@ def deviations(params: Mapping[str, Any], fitted_heads: Sequence[str] = ()) -> l
                    f"{params['sanity']['cascade']}, 1 = every weight) and independent layer randomisation and label "
                    "randomisation (a random other class explained, not a model retrained on shuffled labels), at "
                    f"{params['sanity'].get('similarity_size')} px; SCAN keeps its decoder.")
+    grid = params.get("grid") or {}
+    if grid:
+        pool = (f"{grid.get('n_candidates')} seeded candidates" if grid.get("n_candidates") else
+                "the candidates")
+        tiles = (f"the images the model classifies correctly alone (softmax >= {grid.get('min_confidence')}) among "
+                 f"{pool}" if grid.get("correct_only") else f"{pool}, whether or not the model classifies them "
+                 "correctly")
+        out.append(f"Grid pointing game (ours, after Rao et al., CVPR 2022; Table XI): {grid.get('n_mosaics')} "
+                   f"seeded 2 x 2 mosaics per backbone of four val images of four classes, none an evaluation or "
+                   f"held-out image, drawn from {tiles}; "
+                   "every method explains each tile's class on the mosaic, scored by its share of the map's "
+                   "positive mass and by pointing (chance: 0.25).")
     out += [
         "Evaluation uses a fixed seeded subset of the validation split (sizes above), and every AUC comes with "
         "a 95% bootstrap interval over images; the paper reports point values. Every method's AUC-D is also "

@@ -5,7 +5,7 @@ results/<profile>/; nothing else in the folder is looked at, and a missing file 
 that writes it. Every number becomes one row of:
 
     part      the stage output: targets, train_scan, diagnostics, scaling, evaluate, sanity, sanity_maps,
-              ablation_<kind>, (timing)
+              ablation_<kind>, grid, (timing)
     backbone, family, method, setting     what was measured ("" where not applicable)
     variant   the JSON object the number sat in ("fair" / "full" / "calibration" for evaluate; "" top level)
     metric    its key; x the abscissa for curve points (NaN otherwise); value; ci_lo / ci_hi its interval
@@ -105,6 +105,10 @@ def result_files(params: Mapping[str, Any]) -> list[ResultFile]:
         for m in params.get("sanity", {}).get("methods", {}).get(fam, []):
             files.append(ResultFile(f"sanity/{b}/{m}.json", f"sanity_{fam}", "sanity", b, m))
             files.append(ResultFile(f"sanity_maps/{b}/{m}.json", f"sanity_{fam}", "sanity_maps", b, m))
+        if params.get("grid"):   # the grid pointing game: every method the explain stages run
+            for m in grid_methods(params, fam):
+                files.append(ResultFile(f"grid/{b}/{m}.json", "grid_scan" if m == "scan" else f"grid_{fam}", "grid",
+                                        b, m))
     ablation = params.get("ablation", {})
     for kind, key in ABLATION_PARAM.items():
         for b in ablation_backbones(dict(params), kind):
@@ -112,6 +116,14 @@ def result_files(params: Mapping[str, Any]) -> list[ResultFile]:
                 files.append(ResultFile(f"ablation/{kind}/{b}/{s}.json", f"ablate_{kind}", f"ablation_{kind}", b,
                                         "scan", s))
     return files
+
+
+def grid_methods(params: Mapping[str, Any], family: str) -> list[str]:
+    """The methods the grid stages run on a backbone of `family`: SCAN and the family's explain baselines."""
+    return ["scan", *params.get("explain", {}).get("baselines", {}).get(family, [])]
+
+
+GRID_LISTS = ("per_tile", "mosaics")   # a grid JSON's per-tile scores and mosaics: read by report/paired.py
 
 
 def tidy(obj: Mapping[str, Any], intervals: Mapping[str, str] | None = None, **keys: Any) -> list[dict]:
@@ -176,6 +188,8 @@ def load_results(results_dir: str | Path, params: Mapping[str, Any]) -> pd.DataF
                                    **{**keys, "setting": str(row["n_train"])})]
         elif f.part == "diagnostics":      # held-out checks of one decoder: its layer is the setting
             rows += tidy(data, **{**keys, "setting": data.get("layer", "default")})
+        elif f.part == "grid":             # the means and intervals; the per-tile lists go to the paired rows
+            rows += tidy({k: v for k, v in data.items() if k not in GRID_LISTS}, **keys)
         else:
             rows += tidy(data, **keys)
             if f.part == "evaluate" and (data.get("per_image") or {}).get("drop") is not None:

@@ -10,6 +10,7 @@ The paper's values (paper_values.yaml) are held in the long form of our results 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -32,7 +33,7 @@ from .results import (
     tidy,
 )
 
-ROMAN = ("I", "II", "III", "IV", "V", "VI", "VII", "VIII", "IX", "X")
+ROMAN = ("I", "II", "III", "IV", "V", "VI", "VII", "VIII", "IX", "X", "XI")
 AUCS = ("auc_d", "neg_auc", "pos_auc")   # the paper's column order
 PAIRED = ("auc_d_minus_scan", "auc_d_minus_centre")   # paired differences (report/paired.py); the paper has none
 PAPER_VALUES_PATH = Path(__file__).with_name("paper_values.yaml")
@@ -95,6 +96,10 @@ class Table:
     notes: list[str] = field(default_factory=list)
     name: str | None = None   # the file stem of a table that is not one of the paper's (else table<n>)
     md_columns: tuple[str, ...] = ()   # the Markdown's columns (the CSV has them all); () for all
+    # the columns the Markdown shows (None: all); a shown column's hidden `<c>_ci95` joins its cell, "v [lo, hi]";
+    # the CSV keeps every column
+    markdown_columns: tuple[str, ...] | None = None
+    markdown_decimals: int | None = None   # the Markdown's numbers (values, intervals) with this many decimals
 
     @property
     def stem(self) -> str:
@@ -343,7 +348,7 @@ def build_tables(results: pd.DataFrame, params: Mapping[str, Any], paper: Paper 
             similarity = sanity_similarity_table(results)
             tables += [similarity] if similarity else []
     loc = localisation_table(results)
-    return tables + ([loc] if loc else [])
+    return tables + ([loc] if loc else []) + grid_tables(results, params)
 
 
 SIMILARITY_MEASURES = ("spearman", "ssim", "hog")
@@ -538,6 +543,65 @@ def fmt_share(results: pd.DataFrame) -> str:
     return ", ".join(f"{v * 100:g}%" for v in sorted(shares.unique())) or "k%"
 
 
+GRID_SPEC = TableSpec(
+    "XI", "Table XI (ours, no paper counterpart): grid pointing game", part="grid", index=("method",),
+    metrics=("share", "share_minus_scan", "share_minus_best", "pointing", "pointing_minus_scan",
+             "pointing_minus_best", "share_minus_centre", "share_minus_random"), paper=(), pair_on=("method",),
+    extra=("in_top4", "n_mosaics", "size"))
+GRID_MARKDOWN = ("label", "share", "pointing", "share_minus_scan", "share_minus_best", "beats")
+GRID_NOTES = (
+    "Each mosaic is four val images of four classes (none an evaluation or held-out image), each at half the input "
+    "side, in a 2 x 2 grid at the model's input size (Rao et al., CVPR 2022); the method explains each tile's "
+    "class on the mosaic. share = the map's positive mass inside that tile over its positive mass in the mosaic; "
+    "pointing = 1 when the map's maximum lies in that tile (ties: the share of the tied pixels there). Means over "
+    "the mosaics' tiles; chance, and any map that ignores the class asked (uniform, centre prior), is exactly 0.25.",
+    "Intervals: 95% percentile bootstrap over mosaics (a mosaic's four tiles share its images); differences "
+    "(`share_minus_scan`, `share_minus_best`, ...) are paired: the method's score minus SCAN's / the best "
+    "baseline's / the centre prior's / the random map's on the same mosaics, resampled together. An interval that "
+    "excludes 0 separates the two methods.",
+    "`beats` = whether the method's share beats the centre prior / the random map: yes (paired interval above 0), "
+    "worse (below 0) or n.s. (it holds 0). `in_top4` = the share of tiles whose class the model ranks among its "
+    "four highest logits on the mosaic (the same for every method). Here two decimals; the CSV holds every column "
+    "(pointing differences and the differences to the calibration rows too) at three significant digits.")
+
+
+def _beats(lo: Any, hi: Any) -> str:
+    if lo is None or hi is None or pd.isna(lo) or pd.isna(hi):
+        return ""
+    return "yes" if lo > 0 else "worse" if hi < 0 else "n.s."
+
+
+def grid_tables(results: pd.DataFrame, params: Mapping[str, Any]) -> list[Table]:
+    """Table XI, one per backbone with grid results (none without): per method mean share and pointing with their
+    intervals, paired differences to SCAN and the best baseline by share, and whether it beats the centre prior
+    and the random map (report/paired.py adds the paired rows)."""
+    sel = results[results["part"] == "grid"]
+    if sel.empty:
+        return []
+    table = build_table(GRID_SPEC, sel, params)
+    df = table.df[table.df["backbone"] != "paper"].drop(columns=["paper_row", "paper_ref"])
+    bounds = sel[sel["metric"].isin(["share_minus_centre", "share_minus_random"])].set_index(
+        ["backbone", "method", "metric"])[["ci_lo", "ci_hi"]]
+
+    def beats(b: str, m: str) -> str:
+        marks = [("" if m == ref else _beats(*bounds.loc[(b, m, f"share_minus_{ref}")]))
+                 if (b, m, f"share_minus_{ref}") in bounds.index else "" for ref in ("centre", "random")]
+        return " / ".join(x or "-" for x in marks)
+
+    tables = []
+    for b, rows in df.groupby("backbone", sort=True):
+        rows = rows.assign(label=[METHOD_LABELS.get(m, m) for m in rows["method"]],
+                           beats=[beats(b, m) for m in rows["method"]]).reset_index(drop=True)
+        shares = dict(zip(rows["method"], rows["share"]))
+        best = best_baseline(shares)
+        size = rows["size"].dropna()
+        notes = [f"{b}: {fmt(rows['n_mosaics'].iloc[0])} mosaics of {int(size.iloc[0]) if len(size) else '?'} px; "
+                 f"best baseline by share: {METHOD_LABELS.get(best, best) if best else 'none'}.", *GRID_NOTES]
+        tables.append(Table("XI", f"{GRID_SPEC.title} on {b}", rows.astype(object).where(rows.notna(), None),
+                            notes, name=f"table11_{b}", markdown_columns=GRID_MARKDOWN, markdown_decimals=2))
+    return tables
+
+
 def timing_table(timings: Mapping[str, Mapping[str, Any]], params: Mapping[str, Any],
                  paper: Paper | None = None) -> Table:
     """Table V from {backbone: results/timing/<backbone>.json} (scanbench.timing records)."""
@@ -550,14 +614,42 @@ def timing_table(timings: Mapping[str, Mapping[str, Any]], params: Mapping[str, 
     return build_table(TIMING_TABLE, long_table(rows), params, paper, notes)
 
 
+TEXT_COLUMNS = ("backbone", "method", "role", "randomisation", "setting", "paper_row", "paper_ref", "label", "beats",
+                "differs")
+
+
+def _decimals(cell: str, digits: int) -> str:
+    """A formatted cell ("0.351", "[-3.84e-09, 0.0123]") with every number in `digits` decimals ("-0.00" as
+    "0.00")."""
+    def number(m: re.Match) -> str:
+        out = f"{float(m.group()):.{digits}f}"
+        return out[1:] if out.startswith("-") and not out.strip("-0.") else out
+    return re.sub(r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?", number, cell)
+
+
+def _markdown_cells(table: Table) -> pd.DataFrame:
+    """The Markdown's cells: every column formatted, or only `markdown_columns`, each with its hidden interval
+    (and with `markdown_decimals`, every number of a non-count column in that many decimals)."""
+    cells = table.df.map(fmt)
+    if table.markdown_decimals is not None:
+        for c in cells:
+            if c not in TEXT_COLUMNS and not c.startswith("n_"):
+                cells[c] = [_decimals(v, table.markdown_decimals) for v in cells[c]]
+    if table.markdown_columns is None:
+        return cells[list(table.md_columns)] if table.md_columns else cells
+    shown = list(table.markdown_columns)
+    out = cells[shown].copy()
+    for c in shown:
+        ci = f"{c}_ci95"
+        if ci in cells and ci not in shown:
+            out[c] = [f"{v} {i}" if v and i else v for v, i in zip(cells[c], cells[ci])]
+    return out
+
+
 def markdown(table: Table) -> str:
-    """The table as Markdown: its `md_columns` where it names them (the CSV keeps every column), else all."""
-    df = table.df[list(table.md_columns)] if table.md_columns else table.df
-    numeric = [c not in ("backbone", "method", "role", "randomisation", "setting", "paper_row", "paper_ref", "beats",
-                         "differs")
-               for c in df]
-    body = df.map(fmt).to_markdown(index=False, disable_numparse=True,
-                                   colalign=["right" if n else "left" for n in numeric])
+    cells = _markdown_cells(table)
+    numeric = [c not in TEXT_COLUMNS for c in cells]
+    body = cells.to_markdown(index=False, disable_numparse=True, colalign=["right" if n else "left" for n in numeric])
     notes = "".join(f"\n- {n}" for n in table.notes)
     return f"## {table.title}\n\n{body}\n" + (f"\nNotes:{notes}\n" if notes else "")
 
