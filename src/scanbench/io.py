@@ -154,6 +154,13 @@ def dvc_stages(dvc_yaml: str | os.PathLike = "dvc.yaml", params: str | os.PathLi
     """Every stage `dvc_yaml` defines, as DVC names them (`name`, `name@key` for a foreach over a list or mapping,
     `name@v1-v2` for a matrix), with its outputs' paths, interpolated from `params` and the file's own `vars`;
     None when the file is missing or cannot be expanded (then nothing here second-guesses dvc.lock)."""
+    stages = expand_dvc_yaml(dvc_yaml, params)
+    return None if stages is None else {name: outs for name, (_, outs) in stages.items()}
+
+
+def expand_dvc_yaml(dvc_yaml: str | os.PathLike = "dvc.yaml", params: str | os.PathLike = "params.yaml"
+                    ) -> dict[str, tuple[list[str], list[str]]] | None:
+    """`dvc_stages`, with each stage's commands (interpolated) before its outputs: name -> (cmds, outs)."""
     import yaml
 
     try:
@@ -166,7 +173,13 @@ def dvc_stages(dvc_yaml: str | os.PathLike = "dvc.yaml", params: str | os.PathLi
     for extra in spec.get("vars") or []:
         if isinstance(extra, dict):
             context = {**context, **extra}
-    stages: dict[str, list[str]] = {}
+
+    def entry(body: dict, local: dict) -> tuple[list[str], list[str]]:
+        cmds = body.get("cmd") or []
+        cmds = [cmds] if isinstance(cmds, str) else list(cmds)
+        return [" ".join(str(_resolve(c, local)).split()) for c in cmds], _out_paths(body.get("outs"), local)
+
+    stages: dict[str, tuple[list[str], list[str]]] = {}
     try:
         for name, stage in (spec.get("stages") or {}).items():
             stage = stage or {}
@@ -179,17 +192,16 @@ def dvc_stages(dvc_yaml: str | os.PathLike = "dvc.yaml", params: str | os.PathLi
                 else:
                     pairs = [(_to_str(v), v) for v in items]
                 for key, item in pairs:
-                    local = {**context, "item": item, "key": key}
-                    stages[f"{name}@{key}"] = _out_paths((stage.get("do") or {}).get("outs"), local)
+                    stages[f"{name}@{key}"] = entry(stage.get("do") or {}, {**context, "item": item, "key": key})
             elif "matrix" in stage:
                 matrix = {k: _resolve(v, context) for k, v in stage["matrix"].items()}
                 for combination in itertools.product(*(list(enumerate(v)) for v in matrix.values())):
                     item = {k: v for k, (_, v) in zip(matrix, combination)}
                     key = "-".join(f"{k}{i}" if _composite(v) else str(v)   # DVC: True here, true in foreach
                                    for k, (i, v) in zip(matrix, combination))
-                    stages[f"{name}@{key}"] = _out_paths(stage.get("outs"), {**context, "item": item, "key": key})
+                    stages[f"{name}@{key}"] = entry(stage, {**context, "item": item, "key": key})
             else:
-                stages[str(name)] = _out_paths(stage.get("outs"), context)
+                stages[str(name)] = entry(stage, context)
     except (KeyError, IndexError, ValueError, TypeError, AttributeError):
         return None
     return stages

@@ -169,8 +169,7 @@ def use_profile(name: str, repo: Path = Path("."), data_root: str | None = None,
         raise ScanbenchError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
     import yaml
 
-    from .config import validate_params
-    from .explainers.base import validate_method_params  # the registry imports torch: a second or two
+    from .param_checks import check_all_params  # the registries import torch: a second or two
 
     src = repo / "profiles" / f"{name}.yaml"
     dst = repo / "params.yaml"
@@ -197,8 +196,7 @@ def use_profile(name: str, repo: Path = Path("."), data_root: str | None = None,
         text = insert_sections(text, sections)
         changes.append(f"explain.<method> from the methods' defaults (their stages track it): {', '.join(sections)}")
     written = yaml.safe_load(text) or {}
-    validate_params(written)
-    validate_method_params(written)
+    check_all_params(written)   # every name and value, as the check_params stage checks them
     tmp = dst.with_suffix(".yaml.tmp")
     tmp.write_text(text)
     tmp.replace(dst)
