@@ -122,15 +122,15 @@ def method_sections(params) -> dict[str, dict]:
     (scanbench.explainers), so a profile states only the settings it chooses. A method with a setting that has no
     default is left out (the check that follows names the key)."""
     explain = params.get("explain") or {}
-    tracked = [m for section, key in (("explain", "baselines"), ("sanity", "methods"))
-               for ms in ((params.get(section) or {}).get(key) or {}).values() for m in ms or []]
-    missing = {m for m in tracked if m not in explain}
+    tracked = [(m, f"{section}.{key}.{family}") for section, key in (("explain", "baselines"), ("sanity", "methods"))
+               for family, ms in ((params.get(section) or {}).get(key) or {}).items() for m in ms or []]
+    missing = {m: where for m, where in tracked if m not in explain}
     if not missing:
         return {}
     from .explainers.base import check_method, registered_methods
 
     for m in sorted(missing):
-        check_method(m)   # a name no method is registered under: one line naming it
+        check_method(m, where=missing[m])   # a name no method is registered under: one line naming it and its key
     return {m: cls.Settings.defaults() for m, cls in registered_methods().items()
             if m in missing and not cls.Settings.required()}
 
