@@ -85,3 +85,51 @@ def test_profiles_run_the_centre_prior_beside_random(name, tmp_path):
         assert all(m in ex for m in methods), (name, family, [m for m in methods if m not in ex])
     assert params["timing"]["methods"][params["timing"]["methods"].index("random") + 1] == "centre"
     assert ex["centre"] == {"sigma": 0.25}
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda p: p.update(backbones=["resnet_nope"]),
+     "backbones lists unknown backbone 'resnet_nope'"),
+    (lambda p: p.update(backbones=["effnet_lite00"]),
+     "backbones lists unknown backbone 'effnet_lite00' (did you mean effnet_lite0?)"),
+    (lambda p: p["ablation"].update(backbones=["vit_hybrid_lite0", "vit_tiny_convstem"]),
+     "ablation.backbones lists vit_tiny_convstem, which is not in backbones (effnet_lite0, vit_hybrid_lite0)"),
+    (lambda p: p["scan"].update(layers=["default", "alt9"]),
+     "scan.layers: backbone effnet_lite0 has no layer 'alt9'"),
+    (lambda p: p["ablation"].update(layers=["default", "deep"]),
+     "ablation.layers: backbone vit_hybrid_lite0 has no layer 'deep'"),
+    (lambda p: p["explain"]["baselines"].update(cnn=["gradcm"]),
+     "explain.baselines.cnn lists unknown method 'gradcm' (did you mean gradcam?)"),
+    (lambda p: p["sanity"]["methods"].update(cnn=["scan", "rollout"]),
+     "sanity.methods.cnn lists method 'rollout', which does not apply to cnn backbones"),
+    (lambda p: p["timing"].update(methods=["scan", "lmie"]),
+     "timing.methods lists unknown method 'lmie' (did you mean lime?)"),
+    (lambda p: p["timing"].update(n_images_per_method={"rsie": 4}),
+     "timing.n_images_per_method lists unknown method 'rsie' (did you mean rise?)"),
+])
+def test_every_name_is_checked_naming_its_key(mutate, message):
+    from scanbench.param_checks import check_all_params
+
+    params = copy.deepcopy(DEFAULT)
+    mutate(params)
+    with pytest.raises(ScanbenchError) as info:
+        check_all_params(params)
+    assert str(info.value).startswith(message), str(info.value)
+
+
+def test_a_misspelt_backbone_is_named_as_such_not_as_an_ablation_entry():
+    """`-S backbones=[resnet_nope]` leaves ablation.backbones naming the old backbone: the message is about the
+    unknown backbone (the key that is wrong)."""
+    from scanbench.param_checks import check_all_params
+
+    params = copy.deepcopy(DEFAULT)
+    params["backbones"] = ["resnet_nope"]
+    with pytest.raises(ScanbenchError, match=r"^backbones lists unknown backbone 'resnet_nope' .*; known: "):
+        check_all_params(params)
+
+
+@pytest.mark.parametrize("name", ["smoke", "default", "paper"])
+def test_profiles_pass_every_name_check(name):
+    from scanbench.param_checks import check_all_params
+
+    check_all_params(load_params(REPO_ROOT / "profiles" / f"{name}.yaml"))

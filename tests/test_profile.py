@@ -139,3 +139,24 @@ def test_profile_says_whether_the_head_stage_fits_heads(repo):
     assert line.startswith("head stage: fits a linear probe for vit_base_patch16_224.dino (vit_base_patch16_224.dino: "
                            "vit_base_patch16_224.dino has no ImageNet classifier (timm num_classes=0)")
     assert "vgg16" not in line.split("(")[0]
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda p: p["explain"]["baselines"].update(cnn=["gradcm"]),
+     "explain.baselines.cnn lists unknown method 'gradcm' (did you mean gradcam?)"),
+    (lambda p: p["scan"].update(layers=["defualt"]),
+     "scan.layers: backbone effnet_lite0 has no layer 'defualt'"),
+    (lambda p: p["ablation"].update(layers=["default", "alt7"]),
+     "ablation.layers: backbone vit_hybrid_lite0 has no layer 'alt7'"),
+])
+def test_the_profile_command_checks_every_name_before_writing(repo, edit, message):
+    """`python -m scanbench.profile` makes the check_params stage's checks: a misspelt name is one line naming its
+    key, and params.yaml is not written."""
+    path = repo / "profiles" / "default.yaml"
+    profile = yaml.safe_load(path.read_text())
+    edit(profile)
+    path.write_text(yaml.safe_dump(profile))
+    with pytest.raises(ScanbenchError) as info:
+        use_profile("default", repo)
+    assert str(info.value).startswith(message), str(info.value)
+    assert not (repo / "params.yaml").exists()

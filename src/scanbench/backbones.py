@@ -531,19 +531,62 @@ def load_target(name: str, path: str | Path, device: torch.device | str = "cpu")
     return model.eval()
 
 
+def _names(value, key: str) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, (list, tuple)) or any(isinstance(v, (list, dict)) for v in value):
+        raise ScanbenchError(f"{key} must be a list of names (got {value!r})")
+    return [str(v) for v in value]
+
+
+def _check_backbone(name: str, key: str) -> BackboneSpec:
+    """The registry's entry for `name`, listed under params `key`; an unknown one is one line naming the key."""
+    if name not in _REGISTRY:
+        import difflib
+
+        close = difflib.get_close_matches(name, list(_REGISTRY), n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise ScanbenchError(f"{key} lists unknown backbone {name!r}{hint}; known: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name]
+
+
 def validate_backbone_params(params: dict) -> None:
-    """Every backbone is registered and `families` lists the same backbones by their registry family."""
-    families = params.get("families", {})
-    for name in params.get("backbones", []):
-        spec = get_backbone(name)  # unknown name -> clear error
-        if name not in families.get(spec.family, []):
+    """Every backbone name in params against the registry, each message naming its key: `backbones` registered
+    (checked first, so a misspelt one is named as such), `families` listing the same backbones by their registry
+    family, `ablation.backbones` among `backbones`, and the layers each backbone is asked for (`scan.layers` for
+    every backbone, `ablation.layers` for the ablated ones: an alias of its registry entry or one of its modules)."""
+    backbones = _names(params.get("backbones"), "backbones")
+    specs = {name: _check_backbone(name, "backbones") for name in backbones}
+    families = params.get("families") or {}
+    if not isinstance(families, dict):
+        raise ScanbenchError(f"families must map each family ({', '.join(FAMILIES)}) to its backbones "
+                             f"(got {families!r})")
+    for name, spec in specs.items():
+        if name not in _names(families.get(spec.family), f"families.{spec.family}"):
             raise ScanbenchError(f"backbone {name} is a {spec.family}: list it under families.{spec.family}")
     for family, names in families.items():
-        for name in names:
-            if name not in params.get("backbones", []):
+        for name in _names(names, f"families.{family}"):
+            if name not in backbones:
                 raise ScanbenchError(f"families.{family} lists {name}, which is not in backbones")
             if get_backbone(name).family != family:
                 raise ScanbenchError(f"families.{family} lists {name}, a {get_backbone(name).family} backbone")
+    ablation = params.get("ablation") or {}
+    ablated = _names(ablation.get("backbones"), "ablation.backbones") if isinstance(ablation, dict) else []
+    for name in ablated:
+        if name not in backbones:
+            raise ScanbenchError(f"ablation.backbones lists {name}, which is not in backbones "
+                                 f"({', '.join(backbones) or 'none'}): ablate only backbones the pipeline runs")
+    scan = params.get("scan") or {}
+    checks = [("scan.layers", scan.get("layers") if isinstance(scan, dict) else None, backbones)]
+    if isinstance(ablation, dict):
+        checks.append(("ablation.layers", ablation.get("layers"), ablated))
+    for key, layers, names in checks:
+        for layer in _names(layers, key):
+            for name in names:
+                try:
+                    specs[name].resolve_layer(layer)
+                except ScanbenchError as err:
+                    raise ScanbenchError(f"{key}: {err}") from None
 
 
 def attention_modules(model: nn.Module) -> list[nn.Module]:

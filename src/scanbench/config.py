@@ -3,7 +3,8 @@
 No registry import here: every stage reads params, so this module stays a small dependency of all of them.
 Names of backbones and methods, and the keys of each method's settings (`explain.<method>`), are checked where the
 registries are (backbones.validate_backbone_params, explainers.base.validate_method_params), by the stages that
-use them, the check_params stage and `python -m scanbench.profile`.
+use them, and all at once before any compute (scanbench.param_checks) by the check_params stage and
+`python -m scanbench.profile`.
 """
 from __future__ import annotations
 
@@ -22,6 +23,14 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def load_params(path: str | os.PathLike = "params.yaml") -> dict[str, Any]:
+    """params.yaml read (`read_params`: every key known) and its values checked (`validate_params`)."""
+    params = read_params(path)
+    validate_params(params)
+    return params
+
+
+def read_params(path: str | os.PathLike = "params.yaml") -> dict[str, Any]:
+    """The params file as a dict, refusing a missing file, bad YAML and any key no stage reads (values unchecked)."""
     path = Path(path)
     if not path.exists():
         raise ScanbenchError(f"params file not found: {path} (run from the repo root, or pick a profile: "
@@ -39,7 +48,6 @@ def load_params(path: str | os.PathLike = "params.yaml") -> dict[str, Any]:
         raise ScanbenchError(f"{path} holds no params (a YAML mapping of keys expected): restore a profile: "
                              f"python -m scanbench.profile default")
     check_param_keys(params)
-    validate_params(params)
     return params
 
 
@@ -63,7 +71,9 @@ def validate_params(params: dict[str, Any]) -> None:
     if "backbones" in params:
         extra = set(params.get("ablation", {}).get("backbones", [])) - set(params["backbones"])
         if extra:
-            raise ScanbenchError(f"ablation.backbones lists {', '.join(sorted(extra))}, not in backbones")
+            raise ScanbenchError(f"ablation.backbones lists {', '.join(sorted(extra))}, which is not in backbones "
+                                 f"({', '.join(map(str, params['backbones'])) or 'none'}): ablate only backbones "
+                                 f"the pipeline runs")
     if "evaluate" in params and "fractions" in params["evaluate"]:
         check_fractions(params["evaluate"]["fractions"])
     check_image_counts(params)

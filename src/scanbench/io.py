@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import json
 import os
+import re
 import tempfile
 import zipfile
 from pathlib import Path
@@ -102,11 +104,125 @@ def save_npz(path: str | os.PathLike, compressed: bool = True, **arrays: np.ndar
     write_bytes(path, buf.getvalue())
 
 
-def producing_stage(path: str | os.PathLike, lock: str | os.PathLike = "dvc.lock") -> str | None:
-    """The DVC stage whose output holds `path`, by dvc.lock in the working directory (the repo root when a stage
-    runs); None when there is no lock or no stage lists it."""
+_INTERPOLATION = re.compile(r"\$\{\s*([^}]+?)\s*\}")
+
+
+def _lookup(context: dict, dotted: str) -> Any:
+    value: Any = context
+    for part in dotted.split("."):
+        value = value[int(part)] if isinstance(value, list) else value[part]
+    return value
+
+
+def _to_str(value: Any) -> str:
+    """A value as DVC writes it into a stage name or a string (booleans lower case)."""
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+
+def _resolve(value: Any, context: dict) -> Any:
+    """DVC's `${...}` interpolation of a dvc.yaml value: a string that is one `${x}` becomes x's value, one that
+    holds some becomes a string; lists and mappings are resolved item by item (KeyError: a name not in context)."""
+    if isinstance(value, str):
+        whole = _INTERPOLATION.fullmatch(value.strip())
+        if whole:
+            return _lookup(context, whole.group(1))
+        return _INTERPOLATION.sub(lambda m: _to_str(_lookup(context, m.group(1))), value)
+    if isinstance(value, list):
+        return [_resolve(v, context) for v in value]
+    if isinstance(value, dict):
+        return {k: _resolve(v, context) for k, v in value.items()}
+    return value
+
+
+def _composite(value: Any) -> bool:
+    return isinstance(value, (list, dict))
+
+
+def _out_paths(outs: Any, context: dict) -> list[str]:
+    paths = []
+    for out in outs or []:
+        name = next(iter(out)) if isinstance(out, dict) else out
+        try:
+            paths.append(str(_resolve(name, context)))
+        except (KeyError, IndexError, ValueError, TypeError):
+            continue
+    return paths
+
+
+def dvc_stages(dvc_yaml: str | os.PathLike = "dvc.yaml", params: str | os.PathLike = "params.yaml"
+               ) -> dict[str, list[str]] | None:
+    """Every stage `dvc_yaml` defines, as DVC names them (`name`, `name@key` for a foreach over a list or mapping,
+    `name@v1-v2` for a matrix), with its outputs' paths, interpolated from `params` and the file's own `vars`;
+    None when the file is missing or cannot be expanded (then nothing here second-guesses dvc.lock)."""
+    stages = expand_dvc_yaml(dvc_yaml, params)
+    return None if stages is None else {name: outs for name, (_, outs) in stages.items()}
+
+
+def expand_dvc_yaml(dvc_yaml: str | os.PathLike = "dvc.yaml", params: str | os.PathLike = "params.yaml"
+                    ) -> dict[str, tuple[list[str], list[str]]] | None:
+    """`dvc_stages`, with each stage's commands (interpolated) before its outputs: name -> (cmds, outs)."""
     import yaml
 
+    try:
+        spec = yaml.safe_load(Path(dvc_yaml).read_text()) or {}
+        context = yaml.safe_load(Path(params).read_text()) if Path(params).is_file() else {}
+    except (OSError, yaml.YAMLError):
+        return None
+    if not isinstance(spec, dict) or not isinstance(context, dict):
+        return None
+    for extra in spec.get("vars") or []:
+        if isinstance(extra, dict):
+            context = {**context, **extra}
+
+    def entry(body: dict, local: dict) -> tuple[list[str], list[str]]:
+        cmds = body.get("cmd") or []
+        cmds = [cmds] if isinstance(cmds, str) else list(cmds)
+        return [" ".join(str(_resolve(c, local)).split()) for c in cmds], _out_paths(body.get("outs"), local)
+
+    stages: dict[str, tuple[list[str], list[str]]] = {}
+    try:
+        for name, stage in (spec.get("stages") or {}).items():
+            stage = stage or {}
+            if "foreach" in stage:
+                items = _resolve(stage["foreach"], context)
+                if isinstance(items, dict):
+                    pairs = [(_to_str(k), v) for k, v in items.items()]
+                elif any(_composite(v) for v in items):
+                    pairs = [(str(i), v) for i, v in enumerate(items)]
+                else:
+                    pairs = [(_to_str(v), v) for v in items]
+                for key, item in pairs:
+                    stages[f"{name}@{key}"] = entry(stage.get("do") or {}, {**context, "item": item, "key": key})
+            elif "matrix" in stage:
+                matrix = {k: _resolve(v, context) for k, v in stage["matrix"].items()}
+                for combination in itertools.product(*(list(enumerate(v)) for v in matrix.values())):
+                    item = {k: v for k, (_, v) in zip(matrix, combination)}
+                    key = "-".join(f"{k}{i}" if _composite(v) else str(v)   # DVC: True here, true in foreach
+                                   for k, (i, v) in zip(matrix, combination))
+                    stages[f"{name}@{key}"] = entry(stage, {**context, "item": item, "key": key})
+            else:
+                stages[str(name)] = entry(stage, context)
+    except (KeyError, IndexError, ValueError, TypeError, AttributeError):
+        return None
+    return stages
+
+
+def _holds(out: str, target: Path) -> bool:
+    out_path = Path(os.path.normpath(out))
+    return target == out_path or out_path in target.parents
+
+
+def producing_stage(path: str | os.PathLike, lock: str | os.PathLike = "dvc.lock") -> str | None:
+    """The DVC stage whose output holds `path`: one dvc.yaml defines (in the working directory, the repo root when
+    a stage runs), by its outputs, else by dvc.lock's entries among those it defines; without a dvc.yaml, by
+    dvc.lock alone. None when no stage lists it."""
+    import yaml
+
+    target = Path(os.path.normpath(os.path.relpath(path) if Path(path).is_absolute() else path))
+    defined = dvc_stages(Path(lock).with_name("dvc.yaml"), Path(lock).with_name("params.yaml"))
+    for name, outs in (defined or {}).items():
+        if any(_holds(out, target) for out in outs):
+            return name
     lock = Path(lock)
     if not lock.is_file():
         return None
@@ -114,20 +230,33 @@ def producing_stage(path: str | os.PathLike, lock: str | os.PathLike = "dvc.lock
         stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
     except (yaml.YAMLError, OSError, AttributeError):
         return None
-    target = Path(os.path.normpath(os.path.relpath(path) if Path(path).is_absolute() else path))
     for name, stage in (stages.items() if isinstance(stages, dict) else ()):
+        if defined is not None and name not in defined:
+            continue   # a stage dvc.yaml no longer defines: `dvc repro -f` would not know it
         for out in (stage or {}).get("outs", []) or []:
-            out_path = Path(os.path.normpath(str(out.get("path", ""))))
-            if target == out_path or out_path in target.parents:
+            if _holds(str(out.get("path", "")), target):
                 return name
     return None
+
+
+def first_sentence(text: str) -> str:
+    """One line that keeps the point of a library's message: its first sentence (of the first line that has
+    text), whole; for PyTorch's weights-only refusal, the sentence after `WeightsUnpickler error:`, which names
+    what was refused."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(text))
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        text = text.split(marker, 1)[1]
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    sentence = re.split(r"(?<=[^.\s]{2})\.(?:\s|$)", line, maxsplit=1)[0]
+    return " ".join(sentence.split()).rstrip(".")
 
 
 @contextlib.contextmanager
 def reading(path: str | os.PathLike, stage: str | None = None, fix: str | None = None) -> Iterator[None]:
     """Read a stage output inside this block: a damaged file (truncated, zero bytes, not the format) becomes one
-    line naming the file and what rebuilds it: `fix` if given, else `dvc repro -f <the stage that writes it>`
-    (from dvc.lock, else `stage`)."""
+    line naming the file, the library's first sentence, and what rebuilds it: `fix` if given, else `dvc repro -f
+    <the stage that writes it>` (from dvc.yaml and dvc.lock, else `stage`)."""
     import pickle
     import zlib
 
@@ -139,7 +268,7 @@ def reading(path: str | os.PathLike, stage: str | None = None, fix: str | None =
         raise ScanbenchError(f"{path} not found: {fix or _rebuild(path, stage, 'build')}") from err
     except (zipfile.BadZipFile, EOFError, pickle.UnpicklingError, zlib.error, RuntimeError, ValueError,
             OSError) as err:
-        detail = (str(err).strip().splitlines() or [""])[0][:160]
+        detail = first_sentence(str(err))
         if Path(path).is_file() and Path(path).stat().st_size == 0:
             detail = "0 bytes"
         what = f"{type(err).__name__}: {detail}" if detail else type(err).__name__
@@ -148,13 +277,18 @@ def reading(path: str | os.PathLike, stage: str | None = None, fix: str | None =
 
 
 def _rebuild(path: str | os.PathLike, stage: str | None, verb: str) -> str:
-    """`stage`: the exact stage name (with "@"), or the family (e.g. "train_scan") when the caller knows only that;
-    the name in dvc.lock wins."""
-    name = producing_stage(path) or (stage if stage and "@" in stage else None)
+    """`stage`: the exact stage name (with "@"), or the family (e.g. "train_scan") when the caller knows only that.
+    The stage found by `producing_stage` wins; a name is given only where dvc.yaml defines it (when there is one):
+    else the family's plain name, else `dvc repro`."""
+    name = producing_stage(path)
+    defined = dvc_stages() if name is None else None
+    if name is None and stage and "@" in stage and (defined is None or stage in defined):
+        name = stage
     if name:
         return f"{verb} it with `dvc repro -f {name}`"
-    if stage:
-        return f"{verb} it with `dvc repro -f <the {stage} stage that writes it>` (`dvc stage list` names them)"
+    family = stage.split("@")[0] if stage else None
+    if family and (defined is None or any(n.split("@")[0] == family for n in defined)):
+        return f"{verb} it with `dvc repro -f <the {family} stage that writes it>` (`dvc stage list` names them)"
     return f"{verb} it by re-running the stage that writes it (`dvc stage list`, then `dvc repro -f <stage>`)"
 
 

@@ -1,11 +1,16 @@
 """How a stage process starts: with params `compute.nproc` > 1, a data-parallel stage re-runs itself under torchrun,
-and a worker's bad-input error is handed back to the launching process. No torch here: every stage's command line
-(scanbench.stages._cli) imports this, including the stages that load no model.
+and a worker's bad-input error is handed back to the launching process; every stage process, torchrun and its
+workers included, ends when its parent does (`end_with_parent`: `dvc repro` killed, even with kill -9, takes its
+stage with it). No torch here: every stage's command line (scanbench.stages._cli) imports this, including the
+stages that load no model.
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import tempfile
@@ -17,6 +22,29 @@ from .errors import ScanbenchError
 
 TORCHRUN_ARGS_ENV = "SCANBENCH_TORCHRUN_ARGS"
 ERROR_FILE_ENV = "SCANBENCH_RANK_ERROR_FILE"   # a worker's one-line bad-input error, read back by the launcher
+LOCK_HOLDER_ENV = "SCANBENCH_OUTPUT_LOCK_HOLDER"   # pid of the launching process, which holds the output locks
+PR_SET_PDEATHSIG = 1   # linux/prctl.h
+
+
+def end_with_parent(sig: int = signal.SIGTERM) -> bool:
+    """Have the kernel send this process `sig` when its parent dies (Linux prctl PR_SET_PDEATHSIG; it survives
+    exec, so a child set up with this in preexec_fn keeps it). True when set; a no-op (False) elsewhere. If the
+    parent is already gone (adopted by init), the signal is sent now."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) != 0:
+            return False
+    except (OSError, AttributeError):
+        return False
+    if os.getppid() == 1:   # the parent died before the call: nobody will signal
+        os.kill(os.getpid(), sig)
+    return True
+
+
+def _child_ends_with_parent() -> None:   # preexec_fn: runs in the child between fork and exec
+    end_with_parent()
 
 
 def under_torchrun() -> bool:
@@ -53,8 +81,9 @@ def relaunch_under_torchrun(params: dict[str, Any]) -> None:
         return
     with tempfile.TemporaryDirectory(prefix="scanbench-ranks-") as tmp:
         err_file = Path(tmp) / "error.txt"
-        rc = subprocess.call(torchrun_command(nproc, entry_argv()),
-                             env={**os.environ, ERROR_FILE_ENV: str(err_file)})
+        rc = subprocess.call(torchrun_command(nproc, entry_argv()),   # ends with this process (so its workers)
+                             env={**os.environ, ERROR_FILE_ENV: str(err_file), LOCK_HOLDER_ENV: str(os.getpid())},
+                             preexec_fn=_child_ends_with_parent)
         if rc != 0 and err_file.exists():
             raise ScanbenchError(err_file.read_text().strip())
     raise SystemExit(rc)

@@ -124,15 +124,15 @@ def method_sections(params) -> dict[str, dict]:
     (scanbench.explainers), so a profile states only the settings it chooses. A method with a setting that has no
     default is left out (the check that follows names the key)."""
     explain = params.get("explain") or {}
-    tracked = [m for section, key in (("explain", "baselines"), ("sanity", "methods"))
-               for ms in ((params.get(section) or {}).get(key) or {}).values() for m in ms or []]
-    missing = {m for m in tracked if m not in explain}
+    tracked = [(m, f"{section}.{key}.{family}") for section, key in (("explain", "baselines"), ("sanity", "methods"))
+               for family, ms in ((params.get(section) or {}).get(key) or {}).items() for m in ms or []]
+    missing = {m: where for m, where in tracked if m not in explain}
     if not missing:
         return {}
     from .explainers.base import check_method, registered_methods
 
     for m in sorted(missing):
-        check_method(m)   # a name no method is registered under: one line naming it
+        check_method(m, where=missing[m])   # a name no method is registered under: one line naming it and its key
     return {m: cls.Settings.defaults() for m, cls in registered_methods().items()
             if m in missing and not cls.Settings.required()}
 
@@ -171,8 +171,7 @@ def use_profile(name: str, repo: Path = Path("."), data_root: str | None = None,
         raise ScanbenchError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
     import yaml
 
-    from .config import validate_params
-    from .explainers.base import validate_method_params  # the registry imports torch: a second or two
+    from .param_checks import check_all_params  # the registries import torch: a second or two
 
     src = repo / "profiles" / f"{name}.yaml"
     dst = repo / "params.yaml"
@@ -199,8 +198,7 @@ def use_profile(name: str, repo: Path = Path("."), data_root: str | None = None,
         text = insert_sections(text, sections)
         changes.append(f"explain.<method> from the methods' defaults (their stages track it): {', '.join(sections)}")
     written = yaml.safe_load(text) or {}
-    validate_params(written)
-    validate_method_params(written)
+    check_all_params(written)   # every name and value, as the check_params stage checks them
     write_text(dst, text)
     return dst, changes
 

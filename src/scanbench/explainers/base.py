@@ -204,13 +204,20 @@ def family_methods(family: str) -> tuple[str, ...]:
     return tuple(m for m, cls in registered_methods().items() if family in cls.families)
 
 
-def check_method(name: str, family: str | None = None) -> None:
+def check_method(name: str, family: str | None = None, where: str | None = None) -> None:
+    """`name` is a registered method (applying to `family` when given); `where`: the params key that lists it,
+    named in the message."""
     methods = registered_methods()
+    lists = f"{where} lists " if where else ""
     if name not in methods:
-        raise ScanbenchError(f"unknown method {name!r}; known: {', '.join(methods)}")
+        import difflib
+
+        close = difflib.get_close_matches(str(name), list(methods), n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise ScanbenchError(f"{lists}unknown method {name!r}{hint}; known: {', '.join(methods)}")
     if family is not None and family not in methods[name].families:
-        raise ScanbenchError(f"method {name!r} does not apply to {family} backbones; those take "
-                             f"{', '.join(family_methods(family))}")
+        what = f"{where} lists method {name!r}, which does not" if where else f"method {name!r} does not"
+        raise ScanbenchError(f"{what} apply to {family} backbones; those take {', '.join(family_methods(family))}")
 
 
 def methods_for(family: str, methods: list[str] | tuple[str, ...]) -> list[str]:
@@ -226,19 +233,24 @@ def make_explainer(name: str, model: nn.Module, spec: BackboneSpec, **params: An
 
 
 def validate_method_params(params: Mapping[str, Any]) -> None:
-    """The methods the params run, against the registry: each family's baselines (explain.baselines) and sanity
-    methods apply to that family, the timing methods are registered, and every explain.<method> section holds only
-    that method's settings, with usable values (the method's `Settings`); a method run without a section takes its
-    defaults, so it must have one for every key."""
+    """The methods the params run, against the registry, each message naming the key that lists the method: each
+    family's baselines (explain.baselines.<family>) and sanity methods (sanity.methods.<family>) are registered and
+    apply to that family; the timing methods (timing.methods, one list: each backbone times the ones that apply to
+    it, so a CNN-only run may keep the ViT methods) and timing.n_images_per_method name registered methods; every
+    explain.<method> section holds only that method's settings, with usable values (the method's `Settings`); a
+    method run without a section takes its defaults, so it must have one for every key."""
     for section in ("explain", "sanity"):
         key = "baselines" if section == "explain" else "methods"
         for family, methods in ((params.get(section) or {}).get(key) or {}).items():
             for m in methods or []:
-                check_method(m, family)
-    for m in (params.get("timing") or {}).get("methods") or []:
-        check_method(m)
+                check_method(m, family, where=f"{section}.{key}.{family}")
+    timing = params.get("timing") or {}
+    for m in timing.get("methods") or []:   # one list for every family: each backbone times those that apply
+        check_method(m, where="timing.methods")
+    for m in timing.get("n_images_per_method") or {}:
+        check_method(m, where="timing.n_images_per_method")
     shared = {k for k in PARAMS_SCHEMA["explain"] if k != ANY_NAME}   # explain's own keys; the rest are methods
     sections = [k for k in (params.get("explain") or {}) if k not in shared]
     for name in dict.fromkeys([*sections, *sorted(method_names(params))]):   # a run method without one: {}
-        check_method(name)
+        check_method(name, where=f"explain.{name}" if name in sections else None)
         registered_methods()[name].settings_from_params(params)
