@@ -160,3 +160,13 @@ def test_the_profile_command_checks_every_name_before_writing(repo, edit, messag
         use_profile("default", repo)
     assert str(info.value).startswith(message), str(info.value)
     assert not (repo / "params.yaml").exists()
+
+
+def test_switching_away_from_the_committed_run_says_what_it_replaces_and_how_back(capsys):
+    from scanbench.profile import replaces_note
+
+    smoke = replaces_note("smoke")
+    assert "replaces dvc.lock, reports/ of the committed default run" in smoke and "results/smoke" not in smoke
+    assert "`git checkout dvc.lock reports && python -m scanbench.profile default`" in smoke
+    own = replaces_note("default")   # the default profile on other data: its results tree is the committed one
+    assert "results/default/" in own and "git checkout dvc.lock reports results/default" in own

@@ -222,7 +222,20 @@ def main(argv: list[str] | None = None) -> int:
     print(f"params.yaml now holds the {args.profile} profile ({dst})")
     for line in changes:
         print(f"  {line}")
+    if args.profile != COMMITTED_RUN or args.data is not None or backbones is not None:
+        print(replaces_note(args.profile))
     return 0
+
+
+COMMITTED_RUN = "default"   # the profile whose run dvc.lock and reports/ hold in git
+
+
+def replaces_note(profile: str) -> str:
+    """One line: what the next `dvc repro` replaces, and how to get the committed run back."""
+    replaced = "dvc.lock, reports/" + (f" and results/{profile}/" if profile == COMMITTED_RUN else "")
+    paths = "dvc.lock reports" + (f" results/{profile}" if profile == COMMITTED_RUN else "")
+    return (f"note: the next `dvc repro` replaces {replaced} of the committed {COMMITTED_RUN} run with this run's; "
+            f"to get the committed run back: `git checkout {paths} && python -m scanbench.profile {COMMITTED_RUN}`")
 
 
 if __name__ == "__main__":
