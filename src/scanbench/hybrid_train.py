@@ -16,13 +16,12 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from .compute import module_device
 from .errors import ScanbenchError
 from .lr_schedule import lr_at, set_lr
-from .vit_train import ViTTrainConfig, step_row, train_vit
+from .vit_train import ViTTrainConfig, distillation_step, epoch_row, step_row, train_vit
 
 
 def is_hybrid(model: nn.Module) -> bool:
@@ -139,7 +138,6 @@ def train_hybrid(model: nn.Module, train_u8: np.ndarray, train_labels: np.ndarra
     warmup = round(cfg.warmup_epochs * steps_per_epoch)
     labels_t = torch.from_numpy(np.asarray(train_labels)).long().to(device)
     teacher_t = torch.from_numpy(np.asarray(teacher)).float().to(device)
-    T = cfg.distill_temperature
     curves, step, start = [], 0, time.perf_counter()
     for epoch in range(cfg.epochs):
         perm = torch.randperm(n, generator=gen)
@@ -153,27 +151,14 @@ def train_hybrid(model: nn.Module, train_u8: np.ndarray, train_labels: np.ndarra
                 x = torch.from_numpy(feats[idx.cpu().numpy()]).to(device).float()
                 idx = idx.to(device)
                 set_lr(opt, lr_at(step, total, cfg.lr, "cosine", warmup, progress_first=True))   # as train_vit
-                logits = net(x)
-                hard = F.cross_entropy(logits, labels_t[idx], label_smoothing=cfg.label_smoothing)
-                soft = F.kl_div(F.log_softmax(logits / T, 1), F.softmax(teacher_t[idx] / T, 1),
-                                reduction="batchmean") * T * T
-                loss = (1 - cfg.distill_weight) * hard + cfg.distill_weight * soft
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                nn.utils.clip_grad_norm_(trained, 1.0)
-                opt.step()
+                loss, correct = distillation_step(net, opt, trained, x, labels_t[idx], teacher_t[idx], cfg)
                 step += 1
-                tot_loss += loss.item() * len(idx)
-                correct = (logits.argmax(1) == labels_t[idx]).sum().item()
+                tot_loss += loss * len(idx)
                 tot_correct += correct
                 if step_curves is not None:
-                    step_curves.append(step_row(step, epoch + 1, loss.item(), correct, len(idx),
-                                                opt.param_groups[0]["lr"]))
-                bar.set_postfix(loss=f"{loss.item():.3f}")
+                    step_curves.append(step_row(step, epoch + 1, loss, correct, len(idx), opt.param_groups[0]["lr"]))
+                bar.set_postfix(loss=f"{loss:.3f}")
         val = features_accuracy(model, val_feats, np.asarray(val_labels))
-        curves.append({"epoch": epoch + 1, "step": step, "loss": tot_loss / n, "train_top1": 100.0 * tot_correct / n,
-                       "val_top1": val, "lr": opt.param_groups[0]["lr"]})   # no wall time: a DVC output
-        print(f"epoch {epoch + 1}: loss {tot_loss / n:.4f} train {100.0 * tot_correct / n:.1f}% val {val:.1f}% "
-              f"({time.perf_counter() - start:.0f} s)", flush=True)
+        curves.append(epoch_row(epoch, step, tot_loss, tot_correct, n, val, opt, start))
     model.eval()
     return curves

@@ -83,7 +83,6 @@ def train_vit(model: nn.Module, train_u8: np.ndarray, train_labels: np.ndarray, 
     warmup = cfg.warmup_epochs * steps_per_epoch
     labels_t = torch.from_numpy(train_labels).long().to(device)
     teacher_t = torch.from_numpy(teacher).float().to(device)
-    T = cfg.distill_temperature
     curves, step, start = [], 0, time.perf_counter()
     for epoch in range(cfg.epochs):
         model.train()
@@ -97,27 +96,39 @@ def train_vit(model: nn.Module, train_u8: np.ndarray, train_labels: np.ndarray, 
             x = augment(x, gen, cfg.pad).to(device)
             idx = idx.to(device)
             set_lr(opt, lr_at(step, total, cfg.lr, "cosine", warmup, progress_first=True))
-            logits = model(x)
-            hard = F.cross_entropy(logits, labels_t[idx], label_smoothing=cfg.label_smoothing)
-            soft = F.kl_div(F.log_softmax(logits / T, 1), F.softmax(teacher_t[idx] / T, 1),
-                            reduction="batchmean") * T * T
-            loss = (1 - cfg.distill_weight) * hard + cfg.distill_weight * soft
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
+            loss, correct = distillation_step(model, opt, model.parameters(), x, labels_t[idx], teacher_t[idx], cfg)
             step += 1
-            tot_loss += loss.item() * len(idx)
-            correct = (logits.argmax(1) == labels_t[idx]).sum().item()
+            tot_loss += loss * len(idx)
             tot_correct += correct
             if step_curves is not None:
-                step_curves.append(step_row(step, epoch + 1, loss.item(), correct, len(idx),
-                                            opt.param_groups[0]["lr"]))
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-        val = accuracy(model, val_u8, val_labels)
-        curves.append({"epoch": epoch + 1, "step": step, "loss": tot_loss / n, "train_top1": 100.0 * tot_correct / n,
-                       "val_top1": val, "lr": opt.param_groups[0]["lr"]})   # no wall time: a DVC output
-        print(f"epoch {epoch + 1}: loss {tot_loss / n:.4f} train {100.0 * tot_correct / n:.1f}% val {val:.1f}% "
-              f"({time.perf_counter() - start:.0f} s)", flush=True)
+                step_curves.append(step_row(step, epoch + 1, loss, correct, len(idx), opt.param_groups[0]["lr"]))
+            bar.set_postfix(loss=f"{loss:.3f}")
+        curves.append(epoch_row(epoch, step, tot_loss, tot_correct, n, accuracy(model, val_u8, val_labels), opt, start))
     model.eval()
     return curves
+
+
+def distillation_step(net: nn.Module, opt: torch.optim.Optimizer, clipped, x: torch.Tensor, labels: torch.Tensor,
+                      teacher: torch.Tensor, cfg: ViTTrainConfig) -> tuple[float, int]:
+    """One optimiser step on the distillation loss (1 - w) CE(labels) + w T^2 KL(teacher / T || logits / T), gradients
+    clipped to norm 1 over `clipped`; returns the batch's loss and its correct count (the ViT's and the hybrid's)."""
+    T = cfg.distill_temperature
+    logits = net(x)
+    hard = F.cross_entropy(logits, labels, label_smoothing=cfg.label_smoothing)
+    soft = F.kl_div(F.log_softmax(logits / T, 1), F.softmax(teacher / T, 1), reduction="batchmean") * T * T
+    loss = (1 - cfg.distill_weight) * hard + cfg.distill_weight * soft
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    nn.utils.clip_grad_norm_(clipped, 1.0)
+    opt.step()
+    return loss.item(), (logits.argmax(1) == labels).sum().item()
+
+
+def epoch_row(epoch: int, step: int, tot_loss: float, tot_correct: int, n: int, val_top1: float, opt,
+              start: float) -> dict:
+    """The per-epoch curve row (no wall time: a DVC output), printed with the seconds so far."""
+    row = {"epoch": epoch + 1, "step": step, "loss": tot_loss / n, "train_top1": 100.0 * tot_correct / n,
+           "val_top1": val_top1, "lr": opt.param_groups[0]["lr"]}
+    print(f"epoch {epoch + 1}: loss {row['loss']:.4f} train {row['train_top1']:.1f}% val {val_top1:.1f}% "
+          f"({time.perf_counter() - start:.0f} s)", flush=True)
+    return row
