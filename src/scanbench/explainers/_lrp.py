@@ -25,7 +25,7 @@ import torch.nn as nn
 
 from ..errors import ScanbenchError
 from ..hooks import AttentionRecorder
-from .base import MethodSettings
+from .base import Explainer, MethodSettings
 
 RULES = ("alpha_beta", "epsilon")
 
@@ -52,6 +52,16 @@ class LRPSettings(MethodSettings):
 
     def check(self, method: str) -> None:
         check_lrp_params(method, self.rule, self.alpha, self.epsilon)
+
+
+class LRPBase(Explainer):
+    """What LRP and partial LRP share: their settings (`LRPSettings`) and the propagation rule they check."""
+    Settings = LRPSettings
+
+    def __init__(self, *args, rule: str = LRPSettings.rule, alpha: float = LRPSettings.alpha,
+                 epsilon: float = LRPSettings.epsilon, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.rule, self.alpha, self.epsilon = check_lrp_params(self.name, rule, alpha, epsilon)
 
 
 def _divide(r: torch.Tensor, z: torch.Tensor, eps: float) -> torch.Tensor:

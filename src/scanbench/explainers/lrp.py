@@ -4,18 +4,12 @@ summed over channels, on the token grid (Chefer go on through the patch embeddin
 pixel map; per patch that sums to the same relevance: docs/DECISIONS.md)."""
 from __future__ import annotations
 
-from ._lrp import LRPSettings, check_lrp_params, patch_grid, record, relevance
-from .base import Explainer, register_explainer
+from ._lrp import LRPBase, patch_grid, record, relevance
+from .base import register_explainer
 
 
 @register_explainer("lrp", families=("vit",), label="LRP", order=30)
-class LRPExplainer(Explainer):
-    Settings = LRPSettings
-
-    def __init__(self, *args, rule: str = Settings.rule, alpha: float = Settings.alpha,
-                 epsilon: float = Settings.epsilon, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.rule, self.alpha, self.epsilon = check_lrp_params(self.name, rule, alpha, epsilon)
+class LRPExplainer(LRPBase):
 
     def _explain(self, images01, classes):
         rec = record(self.model, images01)

@@ -7,18 +7,12 @@ from __future__ import annotations
 from ..errors import ScanbenchError
 from ._attention import cls_row_to_grid
 from ._cam import prefix_tokens
-from ._lrp import LRPSettings, check_lrp_params, record, relevance
-from .base import Explainer, register_explainer
+from ._lrp import LRPBase, record, relevance
+from .base import register_explainer
 
 
 @register_explainer("partial_lrp", families=("vit",), label="Part. LRP", order=40)
-class PartialLRPExplainer(Explainer):
-    Settings = LRPSettings
-
-    def __init__(self, *args, rule: str = Settings.rule, alpha: float = Settings.alpha,
-                 epsilon: float = Settings.epsilon, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.rule, self.alpha, self.epsilon = check_lrp_params(self.name, rule, alpha, epsilon)
+class PartialLRPExplainer(LRPBase):
 
     def _explain(self, images01, classes):
         if prefix_tokens(self.model) < 1:
