@@ -18,7 +18,7 @@ import yaml
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
-STAGES = ("prepare", "boxes")
+STAGES = ("check_params", "prepare", "boxes")   # check_params: prepare depends on its mark
 CACHED_OUTS = ("data/manifest.csv", "data/boxes.csv")
 
 pytestmark = pytest.mark.skipif(shutil.which("dvc") is None or shutil.which("git") is None,
@@ -55,7 +55,7 @@ def _project(dst: Path, data_root: Path) -> Path:
     params["data"].update(root=str(data_root), limit_per_class=None, boxes=None)
     params["explain"]["n_images"] = 2
     params["features"]["n_holdout"] = 1
-    for section in ("timing", "sanity", "ablation", "scaling"):
+    for section in ("timing", "sanity", "scaling"):
         params[section]["n_images"] = 1
     (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (dst / ".gitignore").write_text("__pycache__/\n/logs/\n/reports/\n")
