@@ -25,7 +25,7 @@ VERDICT_NUMBER = {SUPPORTED: 1, INCONCLUSIVE: 0, CONTRADICTED: -1}
 AUC_MARGIN = 2.0         # AUC-D percent points: "≈ 0" means inside ±AUC_MARGIN
 ABLATION_TABLE = {"alpha": "VI", "layer": "VII", "p": "VIII", "components": "IX"}
 ABLATION_CLAIM = {"alpha": "alpha = 4 is best", "layer": "the paper's layer is best", "p": "P = 95 is best",
-                  "components": "full SCAN best (each part helps)"}
+                  "components": "full SCAN best"}
 PAPER_SETTING = {"VI": ("4", ""), "VII": ("default", "4"), "VIII": ("95", ""), "IX": ("full", "")}  # (setting, alpha)
 
 RULES = f"""Verdict rules (95% intervals; every difference is oriented so that the claim says it is > 0):
@@ -55,6 +55,7 @@ class Claim:
     ours: str
     test: str
     verdict: str
+    method: str = ""       # the method (or ablation setting) the row is about, shown in its own column
 
 
 # ------------------------------------------------------------------------------------------------ the rules
@@ -176,9 +177,9 @@ def _vs_scan_claims(explanations: Mapping[str, Any], params: Mapping[str, Any]) 
         fam, ms = rec.get("family"), rec.get("methods", {})
         auc = {m: v.get("auc_d") for m, v in ms.items()}
         if fam == "cnn":
-            key, text, table, pool = "scan_vs_best_cam", "SCAN ≥ best CAM", "II", cam_methods(list(auc))
+            key, text, table, pool = "scan_vs_best_cam", "SCAN ≥ best CAM (T. II)", "II", cam_methods(list(auc))
         else:
-            key, text, table, pool = "scan_vs_best_baseline", "SCAN best on the ViT", "I", list(auc)
+            key, text, table, pool = "scan_vs_best_baseline", "SCAN best (ViT, T. I)", "I", list(auc)
         best = best_baseline({m: auc[m] for m in pool})
         paper = _paper_scan_vs_best(table, _paper_model(fam), cam_only=fam == "cnn")
         if best is None or "scan" not in ms:
@@ -186,8 +187,8 @@ def _vs_scan_claims(explanations: Mapping[str, Any], params: Mapping[str, Any]) 
             continue
         ci = _negated(ms[best].get("auc_d_minus_scan_ci95"))
         diff = None if auc.get("scan") is None or auc.get(best) is None else auc["scan"] - auc[best]
-        rows.append(Claim((key, b, best), text, f"{paper} (T. {table})", _ours(diff, ci), "paired",
-                          verdict_positive(ci)))
+        rows.append(Claim((key, b), text, paper, _ours(diff, ci), "paired",
+                          verdict_positive(ci), best))
     return rows
 
 
@@ -213,11 +214,11 @@ def _sanity_claims(sanity: Mapping[str, Any]) -> list[Claim]:
                                                                           "random_label"))
             rows.append(Claim(("sanity_random_weights", b, m), "random weights: AUC-D ≈ 0",
                               f"{fmt(pw)} (T. IV)" if pw is not None else "n/a",
-                              _ours(w), "pt ≈0", verdict_point_near_zero(w)))
+                              _ours(w), "pt ≈0", verdict_point_near_zero(w), m))
             drop = None if o is None or r is None else o - r
             rows.append(Claim(("sanity_random_label", b, m), "random labels lower AUC-D",
                               f"{po - pr:+.2f} (T. IV)" if po is not None and pr is not None else "n/a",
-                              _ours(drop), "pt drop", verdict_point_positive(drop)))
+                              _ours(drop), "pt drop", verdict_point_positive(drop), m))
     return rows
 
 
@@ -232,7 +233,7 @@ def _sanity_map_claims(results: pd.DataFrame) -> list[Claim]:
             verdict, ours = NOT_IN_RUN, "n/a"
         else:
             verdict, ours = verdict_collapse(rnd[1], other[1]), f"{_similarity(*rnd)} vs {_similarity(*other)}"
-        rows.append(Claim(("sanity_maps_collapse", b, m), "map collapses", "-", ours, "maps", verdict))
+        rows.append(Claim(("sanity_maps_collapse", b, m), "map collapses", "-", ours, "maps", verdict, m))
     return rows
 
 
@@ -264,8 +265,8 @@ def _ablation_claims(metrics: Mapping[str, Any], params: Mapping[str, Any], fami
             best = max(others, key=lambda s: _value(settings[s].get("auc_d_minus_ref")), default=None)
             ours = "n/a" if best is None else _ours(settings[best].get("auc_d_minus_ref"), others[best])
             verdict = verdict_reference_best(others) if ref in settings and others else NOT_IN_RUN
-            rows.append(Claim((f"ablation_{kind}", b, best or "n/a"), text, _paper_ablation(table, families.get(b, "")),
-                              ours, "vs ref", verdict))
+            rows.append(Claim((f"ablation_{kind}", b), text, _paper_ablation(table, families.get(b, "")), ours,
+                              "vs ref", verdict, best or ""))
     return rows
 
 
@@ -283,7 +284,7 @@ def _centre_claims(explanations: Mapping[str, Any]) -> list[Claim]:
             centre = rec["methods"].get("centre", {}).get("auc_d")
             diff = None if v.get("auc_d") is None or centre is None else v["auc_d"] - centre
             rows.append(Claim(("beats_centre", b, m), "beats the centre prior", "-", _ours(diff, ci), "paired",
-                              verdict_positive(ci)))
+                              verdict_positive(ci), m))
     return rows
 
 
@@ -296,8 +297,8 @@ def _grid_claims(grid: Mapping[str, Any]) -> list[Claim]:
         best = rec.get("best_baseline")
         for ref, name, method in (("best", "best baseline", best), ("centre", "centre prior", "centre")):
             ci = scan.get(f"share_minus_{ref}_ci95")
-            rows.append(Claim((f"grid_scan_vs_{ref}", b, method or "n/a"), f"grid: SCAN's share > {name}", "-",
-                              _ours(scan.get(f"share_minus_{ref}"), ci), "paired", verdict_positive(ci)))
+            rows.append(Claim((f"grid_scan_vs_{ref}", b), f"grid: SCAN's share > {name}", "-",
+                              _ours(scan.get(f"share_minus_{ref}"), ci), "paired", verdict_positive(ci), method or ""))
     return rows
 
 
@@ -344,17 +345,13 @@ def render_claims(claims: Sequence[Claim], profile: str) -> str:
              "|---|---|---|---|---|---|---|---|"]
     for i, c in enumerate(claims, 1):
         backbone = c.key[1] if len(c.key) > 1 else "-"
-        method = _label(c.key[2]) if len(c.key) > 2 and c.key[0] in METHOD_KEYED else c.key[2] if len(c.key) > 2 \
-            else "-"
+        method = METHOD_LABELS.get(c.method, c.method) or "-"   # a method's label, or an ablation setting
         lines.append(f"| {i} | {c.claim} | {backbone} | {method} | {c.paper} | {c.ours} | {c.test} | {c.verdict} |")
     counts = {v: sum(c.verdict == v for c in claims) for v in (SUPPORTED, INCONCLUSIVE, CONTRADICTED)}
     lines += ["", "Counts: " + ", ".join(f"{n} {v}" for v, n in counts.items()) + ".", "", "Notes:", "", *NOTES, ""]
     return "\n".join(lines)
 
 
-# claims whose third key is a method (shown by its label); for the ablations it is a setting
-METHOD_KEYED = ("scan_vs_best_cam", "scan_vs_best_baseline", "sanity_random_weights", "sanity_random_label",
-                "sanity_maps_collapse", "beats_centre", "grid_scan_vs_best", "grid_scan_vs_centre")
 NOTES = [
     "- AUC-D in percent points (fair variant). `paper`: the paper's ImageNet figure for the model standing for the "
     "family\n  (ResNet50V2, ViT-B/16; Tables IV and IX: ResNet50V2 only), as the same difference as `ours`.",
