@@ -290,14 +290,14 @@ def _centre_claims(explanations: Mapping[str, Any]) -> list[Claim]:
 
 def _grid_claims(grid: Mapping[str, Any]) -> list[Claim]:
     if not grid:
-        return [Claim(("grid",), "grid: SCAN's share > best, centre", "-", "n/a", "paired", NOT_IN_RUN)]
+        return [Claim(("grid",), "grid: SCAN share > best, centre", "-", "n/a", "paired", NOT_IN_RUN)]
     rows = []
     for b, rec in grid.items():
         scan = rec.get("methods", {}).get("scan", {})
         best = rec.get("best_baseline")
-        for ref, name, method in (("best", "best baseline", best), ("centre", "centre prior", "centre")):
+        for ref, name, method in (("best", "best", best), ("centre", "centre", "centre")):
             ci = scan.get(f"share_minus_{ref}_ci95")
-            rows.append(Claim((f"grid_scan_vs_{ref}", b), f"grid: SCAN's share > {name}", "-",
+            rows.append(Claim((f"grid_scan_vs_{ref}", b), f"grid: SCAN share > {name}", "-",
                               _ours(scan.get(f"share_minus_{ref}"), ci), "paired", verdict_positive(ci), method or ""))
     return rows
 
