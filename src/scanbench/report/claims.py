@@ -171,7 +171,7 @@ def cam_methods(methods: Sequence[str]) -> list[str]:
     return [m for m in methods if "cam" in m and m != "scan" and m not in CALIBRATION_METHODS]
 
 
-def _vs_scan_claims(explanations: Mapping[str, Any], params: Mapping[str, Any]) -> list[Claim]:
+def _vs_scan_claims(explanations: Mapping[str, Any]) -> list[Claim]:
     rows = []
     for b, rec in explanations.items():
         fam, ms = rec.get("family"), rec.get("methods", {})
@@ -238,7 +238,7 @@ def _sanity_map_claims(results: pd.DataFrame) -> list[Claim]:
 
 
 def _paper_ablation(table: str, family: str) -> str:
-    """The paper's best other row minus its own setting (Tables VI-IX, ImageNet), e.g. "-0.65 (P = 90)"."""
+    """The paper's best other row minus its own setting (Tables VI-IX, ImageNet), e.g. "-0.65 (T. VII)"."""
     rows = _paper_rows(table, _paper_model(family))
     if not len(rows):   # Table IX: ResNet50V2 only
         rows = _paper_rows(table, "ResNet50V2")
@@ -306,7 +306,7 @@ def build_claims(results: pd.DataFrame, metrics: Mapping[str, Any], params: Mapp
                  families: Mapping[str, str]) -> list[Claim]:
     """Every claim row, paper claims first, then what the benchmark adds."""
     expl = metrics.get("explanations") or {}
-    rows = _vs_scan_claims(expl, params) if expl else [
+    rows = _vs_scan_claims(expl) if expl else [
         Claim(("scan_vs_best_baseline",), "SCAN ≥ best baseline", "T. I, II", "n/a", "paired", NOT_IN_RUN)]
     cal = metrics.get("calibration") or {}
     rows += _random_claims(results, cal) if cal else [
