@@ -706,6 +706,10 @@ def test_report_stage_end_to_end(tmp_path, monkeypatch):
     assert row == (f"| {CNN} | cnn | 4 | 34.10 [31.10, 37.10] | 26.00 [23.00, 29.00] | 8.10 [8.10, 8.10] | "
                    f"LayerCAM | 32.00 | -2.10 [{fmt(lo)}, {fmt(hi)}] | 0.1 |")
     assert "centre-prior baseline" in readme and "sigma = 0.25" in readme
+    # the claims, judged: claims.md (linked from the README) and the verdicts as numbers in summary.json
+    assert (out / "claims.md").read_text().startswith("# The paper's claims, tested") and "](claims.md)" in readme
+    verdicts = json.loads((out / "metrics" / "summary.json").read_text())["claims"]
+    assert verdicts["scan_vs_best_cam"][CNN] in (-1, 0, 1) and verdicts["ablation_p"][CNN] == 1
 
     (tmp_path / "results" / "default" / "diagnostics" / f"{VIT}.json").unlink()
     with pytest.raises(SystemExit) as exit_info:   # a one-line error, exit 2 (scanbench.stages._cli.run_stage)

@@ -158,7 +158,8 @@ def build_summary(explanations: Mapping[str, Any], scan_training: Mapping[str, A
     explanations.json) and `scan_held_out_skill` (backbone -> the main decoder's held-out reconstruction skill, as
     in scan_training.json). The quantity comes first so that its columns (`auc_d.<backbone>.<method>`) are named
     by nothing else and one `--keep 'auc_d\\.|scan_held_out_skill'` selects them. Built from those two files only,
-    so it repeats their values exactly."""
+    so it repeats their values exactly. The report stage then adds `claims` (report/claims.py: the verdicts of
+    claims.md as 1 / 0 / -1, keyed by claim, backbone and method)."""
     auc_d = {b: {m: v.get("auc_d") for m, v in rec.get("methods", {}).items()}
              for b, rec in sorted(explanations.items())}
     skill = {b: layers["default"]["val_recon_skill"] for b, layers in sorted(scan_training.items())

@@ -246,6 +246,11 @@ def render_readme(params: Mapping[str, Any], metrics: Mapping[str, Any], tables:
                   "so it differs from this by sampling). The centre prior (one centred Gaussian for "
                   "every image) is what a map scores without looking at the image.", ""]
 
+    lines += ["## Claims", "",
+              "[claims.md](claims.md): each claim of the paper this run can test, the paper's figure, ours with its "
+              "95% interval and a verdict (supported / contradicted / inconclusive) by the rule stated there; the "
+              "verdicts are also in `metrics/summary.json` under `claims` (1 / 0 / -1).", ""]
+
     families = families_of(params)
     feats, san, tim, abl = (params.get(k, {}) for k in ("features", "sanity", "timing", "ablation"))
     lines += ["## Profile, sizes and settings", "", f"- profile: `{profile}`",

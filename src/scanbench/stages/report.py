@@ -1,4 +1,5 @@
-"""Stage `report`: metric JSONs, Tables I-IV and VI-IX (CSV + Markdown), figures (PNG) and reports/README.md.
+"""Stage `report`: metric JSONs, Tables I-IV and VI-IX (CSV + Markdown), figures (PNG), reports/claims.md (the
+paper's claims with verdicts, also in summary.json under `claims`) and reports/README.md.
 
     python -m scanbench.stages.report [--params params.yaml] [--results results/<profile>] [--maps maps]
                                       [--out reports]
@@ -13,8 +14,10 @@ from pathlib import Path
 
 from scanbench.errors import ScanbenchError
 from scanbench.io import write_text
+from scanbench.report.claims import build_claims, claims_summary, render_claims
 from scanbench.report.metrics import build_metrics, write_metrics
 from scanbench.report.paired import load_results_with_pairs
+from scanbench.report.results import families_of
 from scanbench.report.tables import build_tables, write_table
 from scanbench.stages._cli import load_stage_params, profile_results, run_stage, stage_parser
 
@@ -67,6 +70,8 @@ def main(argv: list[str] | None = None) -> None:
         (out / sub).mkdir(parents=True, exist_ok=True)
     results = load_results_with_pairs(results_dir, params)   # + paired differences to SCAN / centre prior
     metrics = build_metrics(results, scan_alpha=params.get("alpha"))
+    claims = build_claims(results, metrics, params, families_of(params))
+    metrics["summary"]["claims"] = claims_summary(claims)   # verdicts as numbers: 1 / 0 / -1, keyed by name
     metric_files = write_metrics(metrics, out / "metrics")
     tables = build_tables(results, params)
     for t in tables:
@@ -82,6 +87,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from scanbench.report.readme import render_readme
 
+    write_text(out / "claims.md", render_claims(claims, params.get("profile", "unknown")))
     write_text(out / "README.md", render_readme(params, metrics, tables, figures, out, results_dir))
     print(f"report: {len(metric_files)} metric files, {len(tables)} tables, {len(figures)} figures -> {out}/")
 
