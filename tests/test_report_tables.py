@@ -98,6 +98,7 @@ def _content(f, family: str) -> dict | str:
         return "step,epoch,loss,conf_area\n10,1,0.9,0.5\n20,1,0.5,0.3\n30,2,0.3,0.22\n"
     if f.part == "train_scan":
         return {"backbone": b, "layer": s, "final_loss": 0.1234567, "val_confidence_area": 0.21, "target_area": 0.2,
+                "n_train": 40, "steps": 30,
                 "widths": [8, 4]}
     if f.part == "diagnostics":
         return {"backbone": b, "layer": "default", "recon_err": 0.17, "mean_image_err": 0.2, "recon_skill": 0.15,
@@ -310,7 +311,7 @@ def test_metric_json_structure(built):
             for m, full in FULL_SPEARMAN.items() if b == CNN or m == "scan"} for b in (CNN, VIT)}
     assert list(m["sanity_maps"][CNN]) == ["layercam", "scan"]
     assert m["scan_training"][CNN]["default"] == {
-        "alpha": None, "final_loss": 0.123457, "val_confidence_area": 0.21,
+        "alpha": None, "final_loss": 0.123457, "n_train": 40, "steps": 30, "val_confidence_area": 0.21,
         "target_area": 0.2, "val_recon_err": 0.17, "val_mean_image_err": 0.2, "val_recon_skill": 0.15,
         "val_conf_image_std": 0.07, "train_confidence_area": 0.13, "train_recon_err": 0.14}
     assert list(m["scan_training"]) == [CNN, VIT] and list(m["scan_training"][VIT]) == ["default"]
@@ -556,7 +557,8 @@ def test_ablation_rows_carry_their_paired_difference_to_the_reference_setting(bu
         md = markdown(t[number])
         widths = [len(line) for line in md.splitlines() if line.startswith("|")]
         assert max(widths) <= 130, (number, max(widths))
-        assert "| differs" in md.splitlines()[2] and "neg_auc" not in md and "auc_d_minus_ref_ci95" in md
+        assert "| differs" in md.splitlines()[2] and "neg_auc" not in md and "auc_d_minus_ref_ci95" not in md
+        assert re.search(r"\| +-?\d+\.\d \[-?\d+\.\d, -?\d+\.\d\] \| (yes|no|ref) ", md)   # the paired interval
         assert {"neg_auc", "pos_auc", "auc_d_ci95", "paper_ref", "n_images", "differs"} <= set(t[number].df.columns)
     assert all(k not in t["I"].df.columns for k in ("differs", "auc_d_minus_ref"))   # ablation tables only
 
@@ -640,7 +642,7 @@ def test_writers_csv_and_markdown(tmp_path, built):
     assert scan["auc_d"] == pytest.approx(34.1) and scan["paper_auc_d"] == pytest.approx(37.29)
     assert np.isnan(csv[(csv["backbone"] == CNN) & (csv["method"] == "gradcam")].iloc[0]["paper_auc_d"])
     md = markdown(t["II"])
-    assert md.startswith("## Table II") and "| scan" in md and "37.29" in md and "34.10" in md
+    assert md.startswith("## Table II") and "| scan" in md and "37.3" in md and "34.1 [" in md   # one decimal
     assert md_path.read_text() == md and "Notes:" in md
 
 
@@ -703,8 +705,12 @@ def test_report_stage_end_to_end(tmp_path, monkeypatch):
     row = next(line for line in readme.splitlines() if line.startswith(f"| {CNN} |"))
     lo, hi = json.loads((out / "metrics" / "explanations.json").read_text())[CNN]["methods"]["layercam"][
         "auc_d_minus_scan_ci95"]
-    assert row == (f"| {CNN} | cnn | 4 | 34.10 [31.10, 37.10] | 26.00 [23.00, 29.00] | 8.10 [8.10, 8.10] | "
-                   f"LayerCAM | 32.00 | -2.10 [{fmt(lo)}, {fmt(hi)}] | 0.1 |")
+    assert row == (f"| {CNN} | 4 | 34.1 [31.1, 37.1] | 26.0 [23.0, 29.0] | 8.1 [8.1, 8.1] | "
+                   f"LayerCAM | -2.1 [{lo:.1f}, {hi:.1f}] | 0.1 |")
+    # every Markdown table of the report stays readable: at most 130 characters a row (the CSVs hold the rest)
+    for md in [out / "README.md", out / "claims.md", *(out / "tables").glob("*.md")]:
+        rows = [line for line in md.read_text().splitlines() if line.startswith("|")]
+        assert max(map(len, rows)) <= 130, (md.name, max(rows, key=len))
     assert "centre-prior baseline" in readme and "sigma = 0.25" in readme
     # the claims, judged: claims.md (linked from the README) and the verdicts as numbers in summary.json
     assert (out / "claims.md").read_text().startswith("# The paper's claims, tested") and "](claims.md)" in readme

@@ -34,6 +34,8 @@ DEFAULT_TOLERANCES: dict[str, float] = {
     "*/n_val": 0.0,
     "scan_training/*/alpha": 0.0,
     "scan_training/*/final_loss": 0.02,
+    "scan_training/*/n_train": 0.0,
+    "scan_training/*/steps": 0.0,
     "scan_training/*/val_confidence_area": 0.02,
     "scan_training/*/target_area": 1e-6,
     "scan_training/*/val_recon_err": 0.02,

@@ -99,6 +99,8 @@ def build_metrics(results: pd.DataFrame, scan_alpha: float | None = None) -> dic
             alpha = get("train_scan", b, "alpha", setting=layer)
             rec = {"alpha": _num(scan_alpha if alpha is None else alpha),
                    "final_loss": _num(get("train_scan", b, "final_loss", setting=layer), 6),
+                   "n_train": _count(get("train_scan", b, "n_train", setting=layer)),
+                   "steps": _count(get("train_scan", b, "steps", setting=layer)),
                    **{k: _num(get("train_scan", b, k, setting=layer))
                       for k in ("val_confidence_area", "target_area")}}
             for k, name in DIAGNOSTIC_KEYS.items():   # held-out generalisation (scanbench.diagnostics)

@@ -199,10 +199,25 @@ def _decoder_line(backbone: str, layer: str, rec: Mapping[str, Any]) -> str:
     return line
 
 
+def _decoder_images(metrics: Mapping[str, Any]) -> str:
+    """The training images the main decoders saw (train_scan's count, per backbone where they differ)."""
+    counts = {b: rec.get("n_train") for b, layers in metrics.get("scan_training", {}).items()
+              for rec in layers.values()}
+    if len(set(counts.values())) == 1:
+        return fmt(next(iter(counts.values())))
+    return ", ".join(f"{fmt(n)} ({b})" for b, n in counts.items()) or "n/a"
+
+
+def _pp(v: Any) -> str:
+    """Percent points, one decimal (the headline's width)."""
+    out = "n/a" if v is None else f"{float(v):.1f}"
+    return "0.0" if out == "-0.0" else out
+
+
 def _with_interval(value: Any, ci: Any) -> str:
     if value is None:
         return "n/a"
-    return fmt(value) + (f" [{fmt(ci[0])}, {fmt(ci[1])}]" if ci else "")
+    return _pp(value) + (f" [{_pp(ci[0])}, {_pp(ci[1])}]" if ci else "")
 
 
 def _difference(methods: Mapping[str, Any], method: str | None, reference: str) -> str:
@@ -226,21 +241,21 @@ def render_readme(params: Mapping[str, Any], metrics: Mapping[str, Any], tables:
     lines += weak_model_warning(profile, targets)
     if expl:
         lines += ["## Headline (fair resolution, percent)", "",
-                  "| backbone | family | images | SCAN AUC-D | centre-prior AUC-D | SCAN - centre prior | "
-                  "best baseline | its AUC-D | best - SCAN | random-map AUC-D |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+                  "| backbone | images | SCAN AUC-D | centre prior | SCAN - centre | best baseline | best - SCAN | "
+                  "random map |",
+                  "|---|---|---|---|---|---|---|---|"]
         for b, e in expl.items():
             ms = e["methods"]
             auc_d = {m: v.get("auc_d") for m, v in ms.items()}
             best = best_baseline(auc_d)
-            lines.append(f"| {b} | {e['family']} | {fmt(e['n_images'])} | "
+            lines.append(f"| {b} | {fmt(e['n_images'])} | "
                          f"{_with_interval(auc_d.get('scan'), ms.get('scan', {}).get('auc_d_ci95'))} | "
                          f"{_with_interval(auc_d.get('centre'), ms.get('centre', {}).get('auc_d_ci95'))} | "
                          f"{_difference(ms, 'scan', 'centre')} | {METHOD_LABELS.get(best, best) or 'n/a'} | "
-                         f"{fmt(auc_d.get(best))} | {_difference(ms, best, 'scan')} | "
-                         f"{fmt(cal.get(b, {}).get('auc_d'))} |")
+                         f"{_difference(ms, best, 'scan')} | "
+                         f"{_pp(cal.get(b, {}).get('auc_d'))} |")
         lines += ["", "Intervals are 95%: bootstrap over images for an AUC-D, paired bootstrap on the same images "
-                  "for a difference (it excludes 0 when the two methods are told apart). The random-map AUC-D is "
+                  "for a difference (it excludes 0 when the two methods are told apart). The random map's AUC-D is "
                   "the calibration check, the mean over `evaluate.calibration_maps` seeded random maps per image: "
                   "it should be close to 0 (the random method's row in Tables I/II is one such map per image, "
                   "so it differs from this by sampling). The centre prior (one centred Gaussian for "
@@ -260,7 +275,7 @@ def render_readme(params: Mapping[str, Any], metrics: Mapping[str, Any], tables:
               f"images" for b in params.get("backbones", [])]
     lines += [
         f"- sample sizes (params): {params.get('explain', {}).get('n_images')} evaluation images per backbone; "
-        f"{feats.get('n_train')} training images for the SCAN decoders ({feats.get('n_holdout')} held-out val "
+        f"{_decoder_images(metrics)} training images for the SCAN decoders ({feats.get('n_holdout')} held-out val "
         f"images for the confidence area); {san.get('n_images')} images for sanity checks; "
         f"{tim.get('n_images')} for timing (batch {tim.get('batch_size')}); every ablation setting on the "
         f"evaluation images, paired with its kind's reference setting (alpha / layer / component decoders: "

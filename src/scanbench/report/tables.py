@@ -95,7 +95,6 @@ class Table:
     df: pd.DataFrame          # raw values; `fmt` renders them
     notes: list[str] = field(default_factory=list)
     name: str | None = None   # the file stem of a table that is not one of the paper's (else table<n>)
-    md_columns: tuple[str, ...] = ()   # the Markdown's columns (the CSV has them all); () for all
     # the columns the Markdown shows (None: all); a shown column's hidden `<c>_ci95` joins its cell, "v [lo, hi]";
     # the CSV keeps every column
     markdown_columns: tuple[str, ...] | None = None
@@ -123,7 +122,8 @@ class TableSpec:
     notes: tuple[str, ...] = ()
     differs: str | None = None               # a paired metric: a `differs` column says whether its interval
                                              # excludes 0 (`ref` on the reference row itself)
-    markdown: tuple[str, ...] = ()           # the Markdown's columns (the CSV has them all); () for all
+    markdown: tuple[str, ...] = ()           # the Markdown's columns (Table.markdown_columns); () for all
+    markdown_decimals: int | None = None     # ... and its numbers' decimals (Table.markdown_decimals)
 
 
 def best_baseline(auc_d: Mapping[str, float | None]) -> str | None:
@@ -157,12 +157,13 @@ EXPLANATION_NOTES = (
     "take a win away).")
 EXPLANATION_COLUMNS = dict(part="evaluate", index=("method",),
                            metrics=("auc_d", *PAIRED, "neg_auc", "pos_auc", *PER_IMAGE_NAMES, "win"),
-                           extra=("auc_d_full", "n_images"), pair_on=("method",))
+                           extra=("auc_d_full", "n_images"), pair_on=("method",),
+                           markdown=("backbone", "method", "auc_d", "paper_auc_d", *PAIRED), markdown_decimals=1)
 ABLATION_PAIRED = "auc_d_minus_ref"   # report/paired.py: a setting's AUC-D minus its kind's reference setting's
 ABLATION_COLUMNS = dict(index=("setting",), metrics=("auc_d", ABLATION_PAIRED, "neg_auc", "pos_auc"),
                         extra=("auc_d_full", "n_images", "val_confidence_area"), differs=ABLATION_PAIRED,
-                        markdown=("backbone", "setting", "auc_d", "paper_auc_d", ABLATION_PAIRED,
-                                  f"{ABLATION_PAIRED}_ci95", "differs"))
+                        markdown=("backbone", "setting", "auc_d", "paper_auc_d", ABLATION_PAIRED, "differs"),
+                        markdown_decimals=1)
 ABLATION_NOTE = (
     "Every setting is scored on the evaluation images of Tables I/II (explain.n_images). `auc_d_minus_ref` = "
     "the setting's AUC-D minus the reference setting's (`differs` = ref: alpha = ablation.base_alpha, the default "
@@ -188,12 +189,15 @@ TABLES = (
               "method on its reference model for the family (ViT-B/16 / ResNet50V2), and the paper's Table III "
               "models follow as reference rows", part="evaluate", index=("method", "role"),
               metrics=(*AUCS, *PAIRED), paper=("I", "II"), pair_on=("method",), reference=("III",),
-              select=_scan_best_lime,
+              select=_scan_best_lime, markdown=("backbone", "method", "role", "auc_d", "paper_auc_d", "auc_d_minus_scan"),
+              markdown_decimals=1,
               notes=("The best baseline is the method other than SCAN and the calibration rows (random map, "
                      "centre prior) with the highest AUC-D on that backbone; its `auc_d_minus_scan` is the "
                      "paired comparison with SCAN.", PAIRED_NOTE)),
     TableSpec("IV", "Table IV: sanity checks (model-parameter and label randomisation); paper: ResNet50V2, "
               "ImageNet", part="sanity", index=("method", "setting"), metrics=AUCS, paper=("IV",),
+              markdown=("backbone", "method", "setting", "auc_d", "paper_auc_d", "neg_auc", "pos_auc"),
+              markdown_decimals=1,
               notes=("SCAN under random weights applies the decoder trained on the original model to the "
                      "randomised model's features and gradients (it is not retrained).",
                      "Random label: a uniformly random class other than the predicted one is explained.")),
@@ -224,6 +228,7 @@ TABLES = (
               "(alpha, P = 95, the same steps for every size)", part="scaling", index=("setting",),
               metrics=("auc_d",), paper=(),
               extra=("recon_skill", "conf_area", "conf_image_std", "epochs", "steps", "n_images"),
+              markdown=("backbone", "setting", "auc_d", "recon_skill", "conf_area", "epochs", "steps"),
               notes=("setting = training images (a nested seeded subset of the training split; the largest is all "
                      "of it). recon_skill = 1 - held-out reconstruction MSE / the mean training image's MSE; "
                      "conf_area = mean held-out confidence at P = 95; AUC-D on the evaluation images.",
@@ -234,7 +239,8 @@ TIMING_TABLE = TableSpec(
     "paper: ResNet50V2", part="timing", index=("method",), metrics=("ms_per_image",), paper=("V",),
     extra=("ms_per_image_batched", "ratio_to_gradcam", "n_images"), pair_on=("method",), interval="iqr",
     notes=("Timings are machine-dependent: the paper's are on an Nvidia A5000 GPU (64 samples); ours on the "
-           "device named above. Compare ratios, not milliseconds.",))
+           "device named above. Compare ratios, not milliseconds.",),
+    markdown=("backbone", "method", "ms_per_image", "paper_ms_per_image", "ms_per_image_batched", "ratio_to_gradcam"))
 
 
 def ablation_alpha(params: Mapping[str, Any]) -> float:
@@ -335,7 +341,8 @@ def build_table(spec: TableSpec, results: pd.DataFrame, params: Mapping[str, Any
                                                               "(see its params): the paper's rows only."])
     return Table(spec.number, spec.title.format(dataset=dataset, alpha=setting_name(alpha)),
                  df.astype(object).where(df.notna(), None), notes,
-                 md_columns=tuple(c for c in spec.markdown if c in df.columns))
+                 markdown_columns=tuple(c for c in spec.markdown if c in df.columns) or None,
+                 markdown_decimals=spec.markdown_decimals)
 
 
 def build_tables(results: pd.DataFrame, params: Mapping[str, Any], paper: Paper | None = None) -> list[Table]:
@@ -354,6 +361,7 @@ def build_tables(results: pd.DataFrame, params: Mapping[str, Any], paper: Paper 
 SIMILARITY_MEASURES = ("spearman", "ssim", "hog")
 SIMILARITY_COLUMNS = ("backbone", "method", "randomisation", "setting", "n_groups", "spearman", "spearman_ci95",
                       "ssim", "ssim_ci95", "hog", "hog_ci95", "n_constant", "n_images")
+SIMILARITY_MARKDOWN = ("backbone", "method", "randomisation", "setting", "spearman", "ssim")   # HOG: the CSV
 SIMILARITY_MODES = ("cascading", "random_label", "other_image", "independent")
 
 
@@ -411,7 +419,7 @@ def sanity_similarity_table(results: pd.DataFrame) -> Table | None:
               "HOG set to 0 there)."]
     return Table("", "Sanity checks on the maps: similarity to the trained model's maps after cascading, label and "
                  "independent randomisation", df.astype(object).where(df.notna(), None), notes,
-                 name="sanity_similarity")
+                 name="sanity_similarity", markdown_columns=SIMILARITY_MARKDOWN, markdown_decimals=2)
 
 
 # The CSV's columns; the Markdown keeps LOCALISATION_MD_COLUMNS (at most about 130 characters wide with the longest
@@ -421,7 +429,7 @@ def sanity_similarity_table(results: pd.DataFrame) -> Table | None:
 LOCALISATION_COLUMNS = ("backbone", "method", "energy", "energy_ci95", "prior", "diff", "diff_ci95", "beats",
                         "pointing", "pointing_ci95", "n_images", "prior_sigma", "concentration", "prior_concentration",
                         "prior_energy_ci95", "prior_pointing", "pointing_diff", "pointing_diff_ci95")
-LOCALISATION_MD_COLUMNS = ("backbone", "method", "energy", "energy_ci95", "prior", "diff", "diff_ci95", "beats")
+LOCALISATION_MD_COLUMNS = ("backbone", "method", "energy", "prior", "diff", "beats")
 CHANCE_ROW = "uniform map (chance)"
 
 
@@ -534,7 +542,7 @@ def localisation_table(results: pd.DataFrame) -> Table | None:
               f"interval, the prior's pointing, pointing minus prior (paired interval) and n_images."]
     return Table("", "Localisation: energy inside the object boxes against a concentration-matched centre prior, "
                  "and the pointing game", df.astype(object).where(df.notna(), None), notes, name="localisation",
-                 md_columns=LOCALISATION_MD_COLUMNS)
+                 markdown_columns=LOCALISATION_MD_COLUMNS)
 
 
 def fmt_share(results: pd.DataFrame) -> str:
@@ -636,13 +644,13 @@ def _markdown_cells(table: Table) -> pd.DataFrame:
             if c not in TEXT_COLUMNS and not c.startswith("n_"):
                 cells[c] = [_decimals(v, table.markdown_decimals) for v in cells[c]]
     if table.markdown_columns is None:
-        return cells[list(table.md_columns)] if table.md_columns else cells
+        return cells
     shown = list(table.markdown_columns)
     out = cells[shown].copy()
     for c in shown:
-        ci = f"{c}_ci95"
-        if ci in cells and ci not in shown:
-            out[c] = [f"{v} {i}" if v and i else v for v, i in zip(cells[c], cells[ci])]
+        for ci in (f"{c}_ci95", f"{c}_iqr"):
+            if ci in cells and ci not in shown:
+                out[c] = [f"{v} {i}" if v and i else v for v, i in zip(cells[c], cells[ci])]
     return out
 
 
