@@ -189,8 +189,8 @@ TABLES = (
               "method on its reference model for the family (ViT-B/16 / ResNet50V2), and the paper's Table III "
               "models follow as reference rows", part="evaluate", index=("method", "role"),
               metrics=(*AUCS, *PAIRED), paper=("I", "II"), pair_on=("method",), reference=("III",),
-              select=_scan_best_lime, markdown=("backbone", "method", "role", "auc_d", "paper_auc_d", "auc_d_minus_scan"),
-              markdown_decimals=1,
+              select=_scan_best_lime, markdown_decimals=1,
+              markdown=("backbone", "method", "role", "auc_d", "paper_auc_d", "auc_d_minus_scan"),
               notes=("The best baseline is the method other than SCAN and the calibration rows (random map, "
                      "centre prior) with the highest AUC-D on that backbone; its `auc_d_minus_scan` is the "
                      "paired comparison with SCAN.", PAIRED_NOTE)),
