@@ -723,6 +723,55 @@ def test_report_stage_end_to_end(tmp_path, monkeypatch):
     assert exit_info.value.code == 2
 
 
+def _md5(path: Path) -> str:
+    import hashlib
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def test_report_refuses_results_of_another_data_root(tmp_path, monkeypatch, capsys):
+    """Two data roots: the evaluate result was made from root A's manifest, params.yaml and data/ now hold root
+    B's (the other stages' results were made outside DVC: no lock entry, not checked). One line, exit 2."""
+    params = yaml.safe_load((REPO / "profiles" / "default.yaml").read_text())
+    params.update({k: PARAMS[k] for k in ("backbones", "families", "sanity", "ablation", "scaling")})
+    params["explain"]["baselines"] = PARAMS["explain"]["baselines"]
+    params["data"]["root"] = "/data/root_b"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    make_results_tree(tmp_path, params)
+    (tmp_path / "data").mkdir()
+    manifest = tmp_path / "data" / "manifest.csv"
+    manifest.write_text("path,label\nb/1.JPEG,0\n")           # root B's manifest, now in the workspace
+    result = "results/default/evaluate/effnet_lite0/scan.json"
+    entry = {"cmd": "python -m scanbench.stages.evaluate",
+             "deps": [{"path": "data/manifest.csv", "hash": "md5", "md5": "0" * 32, "size": 20}],   # root A's
+             "params": {"params.yaml": {"data.root": "/data/root_a"}},
+             "outs": [{"path": result, "hash": "md5", "md5": _md5(tmp_path / result), "size": 1}]}
+    lock = tmp_path / "dvc.lock"
+
+    def report_error(stage_entry: dict) -> str:
+        lock.write_text(yaml.safe_dump({"schema": "2.0", "stages": {"evaluate_scan@effnet_lite0": stage_entry}}))
+        with pytest.raises(SystemExit) as exit_info:
+            run_report_stage(tmp_path, monkeypatch, "--no-figures")
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err.strip()
+        assert "Traceback" not in err and len(err.splitlines()) == 1, err
+        return err
+
+    err = report_error(entry)                                   # params first: data.root
+    assert f"{result} was made by `evaluate_scan@effnet_lite0` with data.root = '/data/root_a'" in err
+    assert "dvc repro evaluate_scan@effnet_lite0" in err
+    entry["params"]["params.yaml"]["data.root"] = "/data/root_b"     # same params, root A's manifest
+    err = report_error(entry)
+    assert "from a data/manifest.csv that has changed since" in err and "evaluate_scan@effnet_lite0" in err
+    entry["deps"][0]["md5"] = _md5(manifest)                      # consistent: the report renders
+    (tmp_path / result).write_text((tmp_path / result).read_text() + " ")   # ... unless the file was re-written
+    err = report_error(entry)
+    assert "is not the file `evaluate_scan@effnet_lite0` wrote" in err
+    entry["outs"][0]["md5"] = _md5(tmp_path / result)
+    lock.write_text(yaml.safe_dump({"schema": "2.0", "stages": {"evaluate_scan@effnet_lite0": entry}}))
+    run_report_stage(tmp_path, monkeypatch, "--no-figures")
+    assert (tmp_path / "reports" / "README.md").exists()
+
+
 # ---------------------------------------------------------------- the grid pointing game (Table XI, grid.json)
 
 GRID_RUN = {**PARAMS, "grid": GRID_PARAMS}

@@ -5,7 +5,9 @@ paper's claims with verdicts, also in summary.json under `claims`) and reports/R
                                       [--out reports]
 
 Reads exactly the files of one run that the params name (scanbench.report.result_files); a missing one is a
-one-line error naming the stage to run. Table V (timing) is written by the `timing` stage.
+one-line error naming the stage to run, and so is one that `dvc.lock` says was made with other params, from other
+inputs (another data root) or not by its stage (scanbench.report.provenance): a report never mixes runs. Table V
+(timing) is written by the `timing` stage.
 """
 from __future__ import annotations
 
@@ -17,7 +19,8 @@ from scanbench.io import write_text
 from scanbench.report.claims import build_claims, claims_summary, render_claims
 from scanbench.report.metrics import build_metrics, write_metrics
 from scanbench.report.paired import load_results_with_pairs
-from scanbench.report.results import families_of
+from scanbench.report.provenance import check_provenance
+from scanbench.report.results import families_of, result_files
 from scanbench.report.tables import build_tables, write_table
 from scanbench.stages._cli import load_stage_params, profile_results, run_stage, stage_parser
 
@@ -55,6 +58,14 @@ def manifest_class_names(manifest_path: Path) -> list[str] | None:
     return [names.get(c, f"class {c}") for c in range(max(names, default=-1) + 1)]
 
 
+def _repo_relative(path: Path) -> Path:
+    """`path` relative to the working directory (the repo root, where DVC runs stages), as dvc.lock names files."""
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:      # outside the repo: no lock entry names it
+        return path
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = stage_parser(__doc__)
     ap.add_argument("--results", default=None, help="this run's results folder (default: results/<profile>)")
@@ -68,6 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.out)
     for sub in ("metrics", "tables", "figures"):  # DVC outputs must exist even when a part is empty
         (out / sub).mkdir(parents=True, exist_ok=True)
+    check_provenance(_repo_relative(results_dir / f.path) for f in result_files(params))
     results = load_results_with_pairs(results_dir, params)   # + paired differences to SCAN / centre prior
     metrics = build_metrics(results, scan_alpha=params.get("alpha"))
     claims = build_claims(results, metrics, params, families_of(params))
