@@ -295,9 +295,10 @@ def test_metric_json_structure(built):
     # SCAN's per-image AUC-D are the centre prior's + 8.1 on every image: the paired interval is [8.1, 8.1]
     assert cnn["methods"]["scan"] == {"pos_auc": 6.1, "neg_auc": 40.2, "auc_d": 34.1, "auc_d_ci95": [31.1, 37.1],
                                       "auc_d_minus_scan_ci95": [0.0, 0.0], "auc_d_minus_centre_ci95": [8.1, 8.1],
-                                      "drop": 22.5, "inc": 25.0, "win": 50.0}
+                                      "auc_d_minus_random_ci95": [25.55, 41.6], "drop": 22.5, "inc": 25.0, "win": 50.0}
     assert list(cnn["methods"]["scan"]) == ["pos_auc", "neg_auc", "auc_d", "auc_d_ci95", "auc_d_minus_scan_ci95",
-                                            "auc_d_minus_centre_ci95", "drop", "inc", "win"]
+                                            "auc_d_minus_centre_ci95", "auc_d_minus_random_ci95", "drop", "inc",
+                                            "win"]
     assert cnn["methods"]["centre"]["auc_d_minus_scan_ci95"] == [-8.1, -8.1]
     assert {k: v["win"] for k, v in cnn["methods"].items()} == CNN_WIN
     assert m["sanity"] == {CNN: {"layercam": {"original": 32.0, "random_weights": -0.2, "random_label": 25.0},
@@ -414,10 +415,14 @@ def test_table2_cnn_beside_resnet50v2(built):
     assert gc["auc_d"] == pytest.approx(27.5) and gc["paper_auc_d"] is None
     assert "paper_drop" not in df.columns and "drop" in df.columns   # the paper prints no Drop% in Table II
     cols = list(df.columns)
-    assert cols[cols.index("auc_d") + 1: cols.index("auc_d") + 7] == [
+    assert cols[cols.index("auc_d") + 1: cols.index("auc_d") + 9] == [
         "auc_d_ci95", "paper_auc_d", "auc_d_minus_scan", "auc_d_minus_scan_ci95", "auc_d_minus_centre",
-        "auc_d_minus_centre_ci95"]
+        "auc_d_minus_centre_ci95", "auc_d_minus_random", "auc_d_minus_random_ci95"]
     assert scan["auc_d_minus_centre"] == pytest.approx(8.1) and scan["auc_d_minus_centre_ci95"] == "[8.10, 8.10]"
+    # beats the centre prior / the random map: SCAN by a constant 8.1 / by [25.55, 41.6]; the controls themselves
+    assert scan["beats"] == "yes / yes" and _row(df, backbone=CNN, method="centre")["beats"].startswith("- / ")
+    assert _row(df, backbone=CNN, method="random")["beats"].endswith(" / -")
+    assert "| beats" in markdown(t["II"]) and "yes / yes" in markdown(t["II"])
     assert gc["auc_d_minus_scan"] == pytest.approx(-6.6) and gc["auc_d_minus_scan_ci95"].startswith("[-")
     centre = _row(df, backbone=CNN, method="centre")   # the second calibration row, right after random
     assert list(df.loc[df["backbone"] == CNN, "method"])[-2:] == ["random", "centre"]

@@ -20,9 +20,9 @@ from .tables import best_baseline
 
 AUC_KEYS = ("pos_auc", "neg_auc", "auc_d")
 # explanations.json: [lo, hi] 95% intervals (fair variant) of a method's AUC-D (bootstrap over images) and of its
-# AUC-D minus SCAN's / the centre prior's (paired bootstrap on the same images, report/paired.py)
+# AUC-D minus SCAN's / the centre prior's / the random map's (paired bootstrap on the same images, report/paired.py)
 INTERVAL_KEYS = {"auc_d_ci95": "auc_d", "auc_d_minus_scan_ci95": "auc_d_minus_scan",
-                 "auc_d_minus_centre_ci95": "auc_d_minus_centre"}
+                 "auc_d_minus_centre_ci95": "auc_d_minus_centre", "auc_d_minus_random_ci95": "auc_d_minus_random"}
 # ablation_<kind>.json: per setting its AUCs, and its AUC-D minus the kind's reference setting's on the same images
 # with the paired-bootstrap 95% interval (report/paired.py)
 ABLATION_PAIRED = "auc_d_minus_ref"

@@ -1,8 +1,8 @@
-"""Paired comparisons: each method's AUC-D minus SCAN's and minus the centre prior's, image by image.
+"""Paired comparisons: each method's AUC-D minus SCAN's, the centre prior's and the random map's, image by image.
 
 All methods of a backbone are scored on the same evaluation images, so their difference has a much tighter
 interval than two separate intervals suggest (an easy image is easy for every method). For each method m and
-reference r (SCAN, the centre prior) one long-table row (see results.py):
+reference r (SCAN, the centre prior, the random map) one long-table row (see results.py):
 
     part "evaluate", variant "fair", metric "auc_d_minus_<r>", value = mean over images of
     AUC-D_m - AUC-D_r, ci_lo / ci_hi = its paired-bootstrap 95% interval (scanbench.metrics.bootstrap)
@@ -41,7 +41,7 @@ from .results import _read, families_of, load_results, long_table, result_files
 from .tables import best_baseline
 
 # reference method -> the metric of the difference to it (a method minus the reference)
-PAIRED_REFERENCES = {"scan": "auc_d_minus_scan", "centre": "auc_d_minus_centre"}
+PAIRED_REFERENCES = {"scan": "auc_d_minus_scan", "centre": "auc_d_minus_centre", "random": "auc_d_minus_random"}
 ABLATION_PAIRED = "auc_d_minus_ref"   # an ablation setting minus its kind's reference setting
 VARIANT = "fair"      # the headline variant (maps pooled to the backbone grid)
 MEAN_ATOL = 1e-6      # per-image AUC-D (stored to 9 decimals) must average to the file's auc_d

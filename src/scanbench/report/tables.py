@@ -122,6 +122,8 @@ class TableSpec:
     notes: tuple[str, ...] = ()
     differs: str | None = None               # a paired metric: a `differs` column says whether its interval
                                              # excludes 0 (`ref` on the reference row itself)
+    beats: tuple[str, ...] = ()              # controls (methods): a `beats` column says, per control r, whether
+                                             # the paired interval of `auc_d_minus_<r>` lies above 0
     markdown: tuple[str, ...] = ()           # the Markdown's columns (Table.markdown_columns); () for all
     markdown_decimals: int | None = None     # ... and its numbers' decimals (Table.markdown_decimals)
 
@@ -145,20 +147,26 @@ def _scan_best_lime(ours: pd.DataFrame) -> pd.DataFrame:
 
 
 PAIRED_NOTE = (
-    "`auc_d_minus_scan` / `auc_d_minus_centre` = the method's AUC-D minus SCAN's / the centre prior's on the same "
-    "images, with its paired-bootstrap 95% interval (each resample draws the images once for both methods); an "
-    "interval that excludes 0 separates the two methods. The centre prior is one centred Gaussian map for every "
-    "image (explain.centre.sigma): a method that does not beat it has not shown that it looks at the image.")
+    "`auc_d_minus_scan` / `auc_d_minus_centre` / `auc_d_minus_random` (CSV) = the method's AUC-D minus SCAN's / "
+    "the centre prior's / the random map's on the same images, with its paired-bootstrap 95% interval (each "
+    "resample draws the images once for both methods); an interval that excludes 0 separates the two methods. The "
+    "centre prior is one centred Gaussian map for every image (explain.centre.sigma): a method that does not beat "
+    "it has not shown that it looks at the image.")
+BEATS_NOTE = ("`beats` = whether the method's AUC-D beats the centre prior / the random map: yes (paired interval "
+              "above 0), worse (below 0) or n.s. (it holds 0); `-` for the control itself or where the run has no "
+              "such control.")
 EXPLANATION_NOTES = (
     "AUCs use the fair resolution (map average-pooled to the backbone grid, then upsampled); `auc_d_full` is "
-    "AUC-D at full resolution. `_ci95` = 95% bootstrap interval over images.", PAIRED_NOTE,
+    "AUC-D at full resolution. `_ci95` = 95% bootstrap interval over images.", PAIRED_NOTE, BEATS_NOTE,
     "Win% = share of images on which the method's Drop% is the lowest among the methods of this backbone (ties "
     "count for each; the calibration rows, random map and centre prior, are scored against the others but never "
     "take a win away).")
 EXPLANATION_COLUMNS = dict(part="evaluate", index=("method",),
-                           metrics=("auc_d", *PAIRED, "neg_auc", "pos_auc", *PER_IMAGE_NAMES, "win"),
-                           extra=("auc_d_full", "n_images"), pair_on=("method",),
-                           markdown=("backbone", "method", "auc_d", "paper_auc_d", *PAIRED), markdown_decimals=1)
+                           metrics=("auc_d", *PAIRED, "auc_d_minus_random", "neg_auc", "pos_auc", *PER_IMAGE_NAMES,
+                                    "win"),
+                           extra=("auc_d_full", "n_images"), pair_on=("method",), beats=("centre", "random"),
+                           markdown=("backbone", "method", "auc_d", "paper_auc_d", "auc_d_minus_scan", "beats"),
+                           markdown_decimals=1)
 ABLATION_PAIRED = "auc_d_minus_ref"   # report/paired.py: a setting's AUC-D minus its kind's reference setting's
 ABLATION_COLUMNS = dict(index=("setting",), metrics=("auc_d", ABLATION_PAIRED, "neg_auc", "pos_auc"),
                         extra=("auc_d_full", "n_images", "val_confidence_area"), differs=ABLATION_PAIRED,
@@ -263,6 +271,17 @@ def _ours(results: pd.DataFrame, spec: TableSpec) -> tuple[pd.DataFrame, list[st
     for c in lo.columns:
         wide[f"{c}_{spec.interval}"] = [None if pd.isna(a) else f"[{fmt(a)}, {fmt(b)}]"
                                         for a, b in zip(lo[c].reindex(wide.index), hi[c].reindex(wide.index))]
+    if spec.beats:
+        methods = wide.index.get_level_values("method")
+        per_ref = []
+        for ref in spec.beats:
+            c = f"auc_d_minus_{ref}"
+            if c not in lo.columns:
+                per_ref.append(["-"] * len(wide))
+                continue
+            per_ref.append(["-" if m == ref else beats_mark(a, b) or "-"
+                            for m, a, b in zip(methods, lo[c].reindex(wide.index), hi[c].reindex(wide.index))])
+        wide["beats"] = [" / ".join(x) for x in zip(*per_ref)]
     if spec.differs in lo.columns:
         wide["differs"] = [None if pd.isna(a) else excludes_zero(a, b)
                            for a, b in zip(lo[spec.differs].reindex(wide.index), hi[spec.differs].reindex(wide.index))]
@@ -270,6 +289,14 @@ def _ours(results: pd.DataFrame, spec: TableSpec) -> tuple[pd.DataFrame, list[st
     wide = wide.iloc[sorted(range(len(wide)), key=lambda i: (wide["backbone"].iat[i], method_sort_key(
         wide["method"].iat[i]), setting_sort_key(wide["setting"].iat[i])))].reset_index(drop=True)
     return (spec.select(wide) if spec.select and len(wide) else wide), list(lo.columns)
+
+
+def beats_mark(lo: Any, hi: Any) -> str:
+    """A method minus a control, from its paired interval: "yes" above 0, "worse" below, "n.s." holding 0, ""
+    without an interval."""
+    if lo is None or hi is None or pd.isna(lo) or pd.isna(hi):
+        return ""
+    return "yes" if lo > 0 else "worse" if hi < 0 else "n.s."
 
 
 def excludes_zero(lo: float, hi: float) -> str:
@@ -332,6 +359,7 @@ def build_table(spec: TableSpec, results: pd.DataFrame, params: Mapping[str, Any
         columns += [m] + ([f"{m}_{spec.interval}"] if m in with_interval else [])
         columns += [f"paper_{m}"] if f"paper_{m}" in df and df[f"paper_{m}"].notna().any() else []
         columns += ["differs"] if m == spec.differs and "differs" in df else []
+    columns += ["beats"] if spec.beats and "beats" in df else []
     columns += list(spec.extra)
     df = df.reindex(columns=columns)
     for c in df.columns:
@@ -573,12 +601,6 @@ GRID_NOTES = (
     "(pointing differences and the differences to the calibration rows too) at three significant digits.")
 
 
-def _beats(lo: Any, hi: Any) -> str:
-    if lo is None or hi is None or pd.isna(lo) or pd.isna(hi):
-        return ""
-    return "yes" if lo > 0 else "worse" if hi < 0 else "n.s."
-
-
 def grid_tables(results: pd.DataFrame, params: Mapping[str, Any]) -> list[Table]:
     """Table XI, one per backbone with grid results (none without): per method mean share and pointing with their
     intervals, paired differences to SCAN and the best baseline by share, and whether it beats the centre prior
@@ -592,7 +614,7 @@ def grid_tables(results: pd.DataFrame, params: Mapping[str, Any]) -> list[Table]
         ["backbone", "method", "metric"])[["ci_lo", "ci_hi"]]
 
     def beats(b: str, m: str) -> str:
-        marks = [("" if m == ref else _beats(*bounds.loc[(b, m, f"share_minus_{ref}")]))
+        marks = [("" if m == ref else beats_mark(*bounds.loc[(b, m, f"share_minus_{ref}")]))
                  if (b, m, f"share_minus_{ref}") in bounds.index else "" for ref in ("centre", "random")]
         return " / ".join(x or "-" for x in marks)
 
