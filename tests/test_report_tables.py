@@ -853,3 +853,25 @@ def test_grid_results_missing_or_on_other_mosaics_are_one_line(grid_results, tmp
     _write(other / "grid" / CNN / "lime.json", {**data, "mosaics": GRID_MOSAICS[::-1]})
     with pytest.raises(ScanbenchError, match="different mosaics: re-run the grid stages"):
         load_results_with_pairs(other, GRID_RUN)
+
+
+def test_provenance_reads_param_values_as_dvc_writes_them(tmp_path):
+    """DVC writes the lock in YAML 1.2 (`1e-06`, a float there, a string to PyYAML): the same value, not a change."""
+    from scanbench.report.provenance import check_provenance
+
+    (tmp_path / "params.yaml").write_text("explain:\n  lrp: {rule: alpha_beta, epsilon: 1.0e-06}\nseed: 0\n")
+    out = tmp_path / "results" / "r.json"
+    out.parent.mkdir()
+    out.write_text("{}")
+    lock = {"schema": "2.0", "stages": {"s@b": {
+        "cmd": "x", "params": {"params.yaml": {"explain.lrp": {"rule": "alpha_beta", "epsilon": 1e-06}, "seed": 0}},
+        "outs": [{"path": "results", "hash": "md5", "md5": "0" * 32 + ".dir"}]}}}
+    (tmp_path / "dvc.lock").write_text(yaml.safe_dump(lock).replace("1.0e-06", "1e-06"))
+    assert check_provenance(["results/r.json"], root=tmp_path) == 1          # a folder output: its stage checked
+    (tmp_path / "params.yaml").write_text("explain:\n  lrp: {rule: alpha_beta, epsilon: 1.0e-05}\nseed: 0\n")
+    with pytest.raises(ScanbenchError, match=r"results/r.json was made by `s@b` with explain.lrp = "):
+        check_provenance(["results/r.json"], root=tmp_path)
+    (tmp_path / "params.yaml").write_text("explain:\n  lrp: {rule: alpha_beta, epsilon: 1.0e-06}\n")   # seed gone
+    with pytest.raises(ScanbenchError, match=r"with seed = 0, but params.yaml now has \(absent\)"):
+        check_provenance(["results/r.json"], root=tmp_path)
+    assert check_provenance(["elsewhere/r.json"], root=tmp_path) == 0        # no stage wrote it: not checked

@@ -17,6 +17,7 @@ DVC's directory hash is its own format.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -26,6 +27,19 @@ import yaml
 from ..errors import ScanbenchError
 
 MISSING = object()
+# DVC writes the lock in YAML 1.2, where `1e-06` is a float; PyYAML (YAML 1.1) reads it as a string
+_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+def _canon(value: Any) -> Any:
+    """A param value as both YAML readings agree on it: numeric strings as floats, recursively."""
+    if isinstance(value, str) and _FLOAT.fullmatch(value):
+        return float(value)
+    if isinstance(value, Mapping):
+        return {k: _canon(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_canon(v) for v in value]
+    return value
 
 
 def _md5(path: Path, cache: dict[Path, str]) -> str:
@@ -109,7 +123,7 @@ def check_provenance(files: Iterable[str | Path], root: str | Path = ".", lock_f
                 params_files[pfile] = yaml.safe_load(ppath.read_text()) if ppath.exists() else {}
             for key, old in (values or {}).items():
                 new = _lookup(params_files[pfile] or {}, key)
-                if new != old:
+                if new is MISSING or _canon(new) != _canon(old):
                     raise ScanbenchError(f"{rel} was made by `{stage}` with {key} = {_show(old)}, but {pfile} now "
                                          f"has {_show(new)}: {hint}")
         for dep in entry.get("deps") or []:
