@@ -1,4 +1,4 @@
-"""Shared artefacts between hosts (README "Share results between hosts"): a DVC remote (here a local
+"""Shared artefacts between hosts (docs/SCALE_OUT.md, "Share results between hosts"): a DVC remote (here a local
 directory) takes the cached outputs with `dvc push`; a second checkout (a git clone: the code, dvc.yaml, dvc.lock,
 no cache) gets them with `dvc pull`, byte for byte, and `dvc repro` then re-runs no stage whose outputs it pulled.
 
