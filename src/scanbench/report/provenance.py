@@ -17,29 +17,24 @@ DVC's directory hash is its own format.
 from __future__ import annotations
 
 import hashlib
-import re
-from collections.abc import Iterable, Mapping
-from pathlib import Path, PurePosixPath
+import os
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..errors import ScanbenchError
+from ..io import _holds as output_holds
+from ..io import _lookup
 
 MISSING = object()
-# DVC writes the lock in YAML 1.2, where `1e-06` is a float; PyYAML (YAML 1.1) reads it as a string
-_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
-def _canon(value: Any) -> Any:
-    """A param value as both YAML readings agree on it: numeric strings as floats, recursively."""
-    if isinstance(value, str) and _FLOAT.fullmatch(value):
-        return float(value)
-    if isinstance(value, Mapping):
-        return {k: _canon(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_canon(v) for v in value]
-    return value
+def _read_yaml(path: Path) -> Any:
+    """A YAML file as DVC reads and writes it: YAML 1.2 (`1e-06` a float, `yes` a string; PyYAML, YAML 1.1, reads
+    the first as a string and the second as True), through ruamel.yaml's loader, DVC's own."""
+    from ruamel.yaml import YAML
+
+    return YAML(typ="safe").load(path.read_text())
 
 
 def _md5(path: Path, cache: dict[Path, str]) -> str:
@@ -52,31 +47,11 @@ def _md5(path: Path, cache: dict[Path, str]) -> str:
     return cache[path]
 
 
-def _lookup(params: Mapping[str, Any], dotted: str) -> Any:
-    node: Any = params
-    for part in dotted.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return MISSING
-        node = node[part]
-    return node
-
-
-def _writers(lock: Mapping[str, Any]) -> dict[str, tuple[str, Mapping[str, Any]]]:
-    """Output path (POSIX, relative to the repo root) -> (stage name, its lock entry)."""
-    out = {}
-    for name, entry in (lock.get("stages") or {}).items():
-        for o in entry.get("outs") or []:
-            out[str(PurePosixPath(o["path"]))] = (name, entry)
-    return out
-
-
-def _writer_of(rel: PurePosixPath, writers: Mapping[str, tuple[str, Mapping[str, Any]]]):
-    """The stage whose output is `rel` or a folder above it, with that output's path; None if no stage's."""
-    for candidate in (rel, *rel.parents):
-        key = str(candidate)
-        if key in writers:
-            return key, *writers[key]
-    return None
+def _param(params: Any, dotted: str) -> Any:
+    try:
+        return _lookup(params, dotted)
+    except (KeyError, IndexError, TypeError, ValueError):
+        return MISSING
 
 
 def _show(value: Any) -> str:
@@ -87,50 +62,52 @@ def check_provenance(files: Iterable[str | Path], root: str | Path = ".", lock_f
     """Check each of `files` (paths relative to `root`, the repo root) against the lock entry of the stage that
     wrote it (see the module's docstring); raise ScanbenchError naming the first stale file and its stage.
     Returns how many files were checked (0 without a lock)."""
+    from ruamel.yaml import YAMLError
+
     root = Path(root)
     lock_path = root / lock_file
     if not lock_path.exists():
         return 0
     try:
-        lock = yaml.safe_load(lock_path.read_text()) or {}
-    except yaml.YAMLError as err:
+        stages = (_read_yaml(lock_path) or {}).get("stages") or {}
+    except YAMLError as err:
         raise ScanbenchError(f"{lock_path} is not valid YAML ({str(err).splitlines()[0]}); restore it with "
                              f"`git checkout {lock_file}`") from err
-    writers = _writers(lock)
+    outs = [(name, entry, out) for name, entry in stages.items() for out in entry.get("outs") or []]
     md5s: dict[Path, str] = {}
     params_files: dict[str, Any] = {}
     checked_stages: set[str] = set()
     n = 0
     for f in files:
-        rel = PurePosixPath(Path(f).as_posix())
-        found = _writer_of(rel, writers)
+        rel = Path(os.path.normpath(f))
+        found = next(((name, entry, out) for name, entry, out in outs if output_holds(out["path"], rel)), None)
         if found is None:
             continue
-        out_path, stage, entry = found
+        stage, entry, out = found
         n += 1
         hint = f"re-run it: dvc repro {stage}"
-        if out_path == str(rel) and (root / rel).is_file():
-            recorded = next(o for o in entry["outs"] if str(PurePosixPath(o["path"])) == out_path).get("md5")
-            if recorded and not recorded.endswith(".dir") and _md5(root / rel, md5s) != recorded:
-                raise ScanbenchError(f"{rel} is not the file `{stage}` wrote as dvc.lock records it (written since "
-                                     f"outside DVC?): {hint}")
+        recorded = out.get("md5") or ""
+        if Path(os.path.normpath(out["path"])) == rel and not recorded.endswith(".dir") and recorded \
+                and (root / rel).is_file() and _md5(root / rel, md5s) != recorded:
+            raise ScanbenchError(f"{rel.as_posix()} is not the file `{stage}` wrote as dvc.lock records it (written "
+                                 f"since outside DVC?): {hint}")
         if stage in checked_stages:
             continue
         checked_stages.add(stage)
         for pfile, values in (entry.get("params") or {}).items():
             if pfile not in params_files:
                 ppath = root / pfile
-                params_files[pfile] = yaml.safe_load(ppath.read_text()) if ppath.exists() else {}
+                params_files[pfile] = (_read_yaml(ppath) if ppath.exists() else None) or {}
             for key, old in (values or {}).items():
-                new = _lookup(params_files[pfile] or {}, key)
-                if new is MISSING or _canon(new) != _canon(old):
-                    raise ScanbenchError(f"{rel} was made by `{stage}` with {key} = {_show(old)}, but {pfile} now "
-                                         f"has {_show(new)}: {hint}")
+                new = _param(params_files[pfile], key)
+                if new != old:
+                    raise ScanbenchError(f"{rel.as_posix()} was made by `{stage}` with {key} = {_show(old)}, but "
+                                         f"{pfile} now has {_show(new)}: {hint}")
         for dep in entry.get("deps") or []:
             path, recorded = root / dep["path"], dep.get("md5")
             if not recorded or recorded.endswith(".dir") or not path.is_file():
                 continue
             if _md5(path, md5s) != recorded:
-                raise ScanbenchError(f"{rel} was made by `{stage}` from a {dep['path']} that has changed since "
-                                     f"(other data, settings or code): {hint}")
+                raise ScanbenchError(f"{rel.as_posix()} was made by `{stage}` from a {dep['path']} that has changed "
+                                     f"since (other data, settings or code): {hint}")
     return n

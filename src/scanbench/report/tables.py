@@ -272,16 +272,11 @@ def _ours(results: pd.DataFrame, spec: TableSpec) -> tuple[pd.DataFrame, list[st
         wide[f"{c}_{spec.interval}"] = [None if pd.isna(a) else f"[{fmt(a)}, {fmt(b)}]"
                                         for a, b in zip(lo[c].reindex(wide.index), hi[c].reindex(wide.index))]
     if spec.beats:
-        methods = wide.index.get_level_values("method")
-        per_ref = []
-        for ref in spec.beats:
+        def interval(k: tuple, ref: str) -> tuple[float, float] | None:
             c = f"auc_d_minus_{ref}"
-            if c not in lo.columns:
-                per_ref.append(["-"] * len(wide))
-                continue
-            per_ref.append(["-" if m == ref else beats_mark(a, b) or "-"
-                            for m, a, b in zip(methods, lo[c].reindex(wide.index), hi[c].reindex(wide.index))])
-        wide["beats"] = [" / ".join(x) for x in zip(*per_ref)]
+            return (lo.at[k, c], hi.at[k, c]) if c in lo.columns and k in lo.index else None
+        wide["beats"] = [beats_cell(m, spec.beats, lambda ref, k=k: interval(k, ref))
+                         for k, m in zip(wide.index, wide.index.get_level_values("method"))]
     if spec.differs in lo.columns:
         wide["differs"] = [None if pd.isna(a) else excludes_zero(a, b)
                            for a, b in zip(lo[spec.differs].reindex(wide.index), hi[spec.differs].reindex(wide.index))]
@@ -297,6 +292,17 @@ def beats_mark(lo: Any, hi: Any) -> str:
     if lo is None or hi is None or pd.isna(lo) or pd.isna(hi):
         return ""
     return "yes" if lo > 0 else "worse" if hi < 0 else "n.s."
+
+
+def beats_cell(method: str, controls: Sequence[str],
+               interval: Callable[[str], tuple[float, float] | None]) -> str:
+    """A `beats` cell: per control, `beats_mark` of the method minus it (`interval(control)`), "-" for the control
+    itself or without an interval; joined by " / "."""
+    marks = []
+    for ref in controls:
+        ci = None if method == ref else interval(ref)
+        marks.append((beats_mark(*ci) if ci is not None else "") or "-")
+    return " / ".join(marks)
 
 
 def excludes_zero(lo: float, hi: float) -> str:
@@ -614,9 +620,9 @@ def grid_tables(results: pd.DataFrame, params: Mapping[str, Any]) -> list[Table]
         ["backbone", "method", "metric"])[["ci_lo", "ci_hi"]]
 
     def beats(b: str, m: str) -> str:
-        marks = [("" if m == ref else beats_mark(*bounds.loc[(b, m, f"share_minus_{ref}")]))
-                 if (b, m, f"share_minus_{ref}") in bounds.index else "" for ref in ("centre", "random")]
-        return " / ".join(x or "-" for x in marks)
+        keys = {ref: (b, m, f"share_minus_{ref}") for ref in ("centre", "random")}
+        return beats_cell(m, tuple(keys), lambda ref: tuple(bounds.loc[keys[ref]]) if keys[ref] in bounds.index
+                          else None)
 
     tables = []
     for b, rows in df.groupby("backbone", sort=True):
